@@ -1,0 +1,40 @@
+# Pointer-level kernels shared by the op wrappers (_kernels.pyx) and the
+# whole-epoch training loop (_train.pyx). None of them checks anything: the
+# callers check shapes, dtypes and label ranges while they still hold the GIL.
+from cython cimport floating
+
+cdef enum Activation:
+    IDENTITY = 0
+    SIGMOID = 1
+    TANH = 2
+    RELU = 3
+
+cdef enum Loss:
+    MSE = 0
+    BINARY_CROSS_ENTROPY = 1
+    SOFTMAX_CROSS_ENTROPY = 2
+
+cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil
+cdef void backprop_activation(int act, const floating* y, floating* dz, Py_ssize_t n) noexcept nogil
+
+cdef void dense_forward_ptr(const floating* X, const floating* W, const floating* b,
+                            floating* Y, int n, int n_in, int n_out, int act) noexcept nogil
+cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,
+                             floating* dZ, floating* dW, floating* db, floating* dX,
+                             int n, int n_in, int n_out, int act) noexcept nogil
+
+cdef void softmax_rows(const floating* Z, floating* P, int n, int c) noexcept nogil
+cdef double softmax_xent_labels(const floating* Z, const Py_ssize_t* labels, floating* dZ,
+                                int n, int c) noexcept nogil
+cdef double softmax_xent_targets(const floating* Z, const floating* T, floating* dZ,
+                                 int n, int c) noexcept nogil
+cdef double sigmoid_bce(const floating* Z, const floating* T, floating* dZ,
+                        Py_ssize_t size) noexcept nogil
+cdef double mse_loss(const floating* P, const floating* T, floating* dP,
+                     Py_ssize_t size) noexcept nogil
+
+cdef void sgd_step(floating* p, const floating* g, floating* v, Py_ssize_t n,
+                   double lr, double momentum, bint nesterov, double weight_decay) noexcept nogil
+cdef void adam_step(floating* p, const floating* g, floating* m, floating* v, Py_ssize_t n,
+                    double lr, double beta1, double beta2, double eps,
+                    double weight_decay, long step) noexcept nogil

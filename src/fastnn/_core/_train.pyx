@@ -1,0 +1,331 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Whole-epoch training and chunked inference, each in one call without the GIL.
+
+``train_epoch`` runs every mini-batch of an epoch: gather the shuffled rows
+(from uint8 or float input, scaled), forward, fused loss gradient, backward and
+optimizer update. It allocates nothing: every buffer comes from the caller's
+plan (``fastnn.ops.compiled_ops.TrainingPlan``) and is checked here, with the
+GIL held, before the loop starts.
+
+``forward_chunks`` runs the forward pass over any number of rows in chunks, so
+predicting the whole test set is one call.
+"""
+from cython cimport floating
+from libc.stdint cimport uint8_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport isfinite
+
+from fastnn._core._kernels cimport (
+    IDENTITY, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
+    activate, dense_forward_ptr, dense_backward_ptr, softmax_rows,
+    softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
+    sgd_step, adam_step,
+)
+
+ctypedef fused input_t:
+    uint8_t
+    float
+    double
+
+cdef enum:
+    SGD = 0
+    ADAM = 1
+
+cdef enum:
+    MAX_LAYERS = 64
+
+
+cdef struct Net:
+    # The network's arrays as raw pointers, one entry per layer. void* because a
+    # struct cannot be fused; the fused functions cast to their own float type.
+    int n_layers
+    int sizes[MAX_LAYERS + 1]
+    int acts[MAX_LAYERS]
+    void* W[MAX_LAYERS]
+    void* b[MAX_LAYERS]
+    void* dW[MAX_LAYERS]
+    void* db[MAX_LAYERS]
+    void* A[MAX_LAYERS]      # layer outputs for one batch
+    void* D[MAX_LAYERS]      # gradients w.r.t. layer outputs for one batch
+    void* sW1[MAX_LAYERS]    # SGD velocity or Adam first moment
+    void* sb1[MAX_LAYERS]
+    void* sW2[MAX_LAYERS]    # Adam second moment
+    void* sb2[MAX_LAYERS]
+
+
+cdef struct Optim:
+    int kind
+    double lr, momentum, weight_decay, beta1, beta2, eps
+    bint nesterov
+    long step
+
+
+cdef inline void _require(bint ok, str message) except *:
+    if not ok:
+        raise ValueError(message)
+
+
+cdef void* _ptr2(floating[:, ::1] a, int rows, int cols, str name, floating dummy) except NULL:
+    _require(a.shape[0] == rows and a.shape[1] == cols,
+             f"{name} has shape ({a.shape[0]}, {a.shape[1]}), expected ({rows}, {cols})")
+    return <void*>&a[0, 0]
+
+
+cdef void* _ptr1(floating[::1] a, int size, str name, floating dummy) except NULL:
+    _require(a.shape[0] == size, f"{name} has size {a.shape[0]}, expected {size}")
+    return <void*>&a[0]
+
+
+cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy) except -1:
+    cdef int l, L = len(Ws)
+    _require(1 <= L <= MAX_LAYERS, f"between 1 and {MAX_LAYERS} layers are supported")
+    _require(len(bs) == L and len(acts) == L, "one W, b and activation per layer")
+    net.n_layers = L
+    for l in range(L):
+        net.sizes[l] = Ws[l].shape[0]
+        _require(l == 0 or net.sizes[l] == Ws[l - 1].shape[1], "layer sizes do not chain")
+        net.acts[l] = acts[l]
+        _require(0 <= net.acts[l] <= 3, "unknown activation code")
+    net.sizes[L] = Ws[L - 1].shape[1]
+    for l in range(L):
+        net.W[l] = _ptr2[floating](Ws[l], net.sizes[l], net.sizes[l + 1], "W", dummy)
+        net.b[l] = _ptr1[floating](bs[l], net.sizes[l + 1], "b", dummy)
+    return 0
+
+
+# ---------------------------------------------------------------- one batch
+
+cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
+                  floating* out, floating scale) noexcept nogil:
+    """out[i] = X[rows[i]] * scale, converting to the network's float type."""
+    cdef int i
+    cdef Py_ssize_t j
+    cdef const input_t* src
+    cdef floating* dst
+    for i in range(nb):
+        src = X + rows[i] * d
+        dst = out + i * d
+        if scale == 1:
+            for j in range(d):
+                dst[j] = <floating>src[j]
+        else:
+            for j in range(d):
+                dst[j] = <floating>src[j] * scale
+
+
+cdef void _forward(Net* net, const floating* X, int n) noexcept nogil:
+    cdef int l
+    cdef const floating* inp = X
+    for l in range(net.n_layers):
+        dense_forward_ptr(inp, <floating*>net.W[l], <floating*>net.b[l], <floating*>net.A[l],
+                          n, net.sizes[l], net.sizes[l + 1], net.acts[l])
+        inp = <floating*>net.A[l]
+
+
+cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, floating* grad,
+                           const Py_ssize_t* labels, const floating* targets,
+                           int n, int c) noexcept nogil:
+    if loss == SOFTMAX_CROSS_ENTROPY:
+        if use_labels:
+            return softmax_xent_labels(out, labels, grad, n, c)
+        return softmax_xent_targets(out, targets, grad, n, c)
+    if loss == BINARY_CROSS_ENTROPY:
+        return sigmoid_bce(out, targets, grad, <Py_ssize_t>n * c)
+    return mse_loss(out, targets, grad, <Py_ssize_t>n * c)
+
+
+cdef void _backward(Net* net, const floating* X, int n) noexcept nogil:
+    cdef int l
+    cdef const floating* inp
+    for l in range(net.n_layers - 1, -1, -1):
+        inp = X if l == 0 else <floating*>net.A[l - 1]
+        dense_backward_ptr(inp, <floating*>net.W[l], <floating*>net.A[l], <floating*>net.D[l],
+                           <floating*>net.dW[l], <floating*>net.db[l],
+                           NULL if l == 0 else <floating*>net.D[l - 1],
+                           n, net.sizes[l], net.sizes[l + 1], net.acts[l])
+
+
+cdef void _update(Net* net, Optim* opt, floating dummy) noexcept nogil:
+    cdef int l
+    cdef Py_ssize_t nw, nb
+    if opt.kind == ADAM:
+        opt.step += 1
+    for l in range(net.n_layers):
+        nw = <Py_ssize_t>net.sizes[l] * net.sizes[l + 1]
+        nb = net.sizes[l + 1]
+        if opt.kind == SGD:
+            sgd_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l], nw,
+                     opt.lr, opt.momentum, opt.nesterov, opt.weight_decay)
+            sgd_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l], nb,
+                     opt.lr, opt.momentum, opt.nesterov, 0.0)
+        else:
+            adam_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l],
+                      <floating*>net.sW2[l], nw, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                      opt.weight_decay, opt.step)
+            adam_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l],
+                      <floating*>net.sb2[l], nb, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                      0.0, opt.step)
+
+
+# ---------------------------------------------------------------- entry points
+
+def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
+                const Py_ssize_t[::1] labels, Py_ssize_t[::1] labels_b,
+                const floating[:, ::1] targets, floating[:, ::1] targets_b,
+                const Py_ssize_t[::1] order, object plan, double x_scale):
+    """Train one epoch over ``X[order]`` in mini-batches of ``Xb.shape[0]`` rows.
+
+    Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
+    batch-mean losses, the number of samples trained on, and the first row of
+    the batch whose loss was not finite (-1 when every loss was finite; that
+    batch is not applied, so the weights are those of the last finite step).
+    """
+    cdef Net net
+    cdef Optim opt
+    cdef int l, L, bs = Xb.shape[0], nb, c
+    cdef Py_ssize_t n = order.shape[0], d = X.shape[1], start, i
+    cdef bint use_labels = plan.use_labels
+    cdef int loss = plan.loss_code
+    cdef floating dummy = 0
+    cdef double batch_loss, total = 0
+    cdef Py_ssize_t bad = -1, done = 0
+    cdef floating scale = x_scale
+
+    _fill_params[floating](&net, plan.W, plan.b, plan.acts, dummy)
+    L = net.n_layers
+    c = net.sizes[L]
+    _require(n > 0 and bs > 0, "nothing to train on")
+    _require(d == net.sizes[0], f"X has {d} features, the first layer takes {net.sizes[0]}")
+    _require(Xb.shape[1] == d, "batch buffer has the wrong width")
+    for i in range(n):
+        _require(0 <= order[i] < X.shape[0], "order indexes outside X")
+    if use_labels:
+        _require(loss == SOFTMAX_CROSS_ENTROPY, "integer labels need softmax cross-entropy")
+        _require(labels.shape[0] == X.shape[0] and labels_b.shape[0] >= bs, "labels have the wrong size")
+        for i in range(labels.shape[0]):
+            _require(0 <= labels[i] < c, f"label {labels[i]} is outside [0, {c})")
+    else:
+        _require(targets.shape[0] == X.shape[0] and targets.shape[1] == c, "targets have the wrong shape")
+        _require(targets_b.shape[0] >= bs and targets_b.shape[1] == c, "target buffer has the wrong shape")
+    for l in range(L):
+        net.A[l] = _ptr2[floating](plan.A[l], bs, net.sizes[l + 1], "A", dummy)
+        net.D[l] = _ptr2[floating](plan.D[l], bs, net.sizes[l + 1], "D", dummy)
+        net.dW[l] = _ptr2[floating](plan.dW[l], net.sizes[l], net.sizes[l + 1], "dW", dummy)
+        net.db[l] = _ptr1[floating](plan.db[l], net.sizes[l + 1], "db", dummy)
+
+    optimizer = plan.optimizer
+    opt.kind = ADAM if optimizer.kind == "adam" else SGD
+    opt.lr = optimizer.lr
+    opt.weight_decay = optimizer.weight_decay
+    if opt.kind == SGD:
+        opt.momentum = optimizer.momentum
+        opt.nesterov = optimizer.nesterov
+    else:
+        opt.beta1, opt.beta2 = optimizer.betas
+        opt.eps = optimizer.eps
+        opt.step = optimizer.step_count
+    for l in range(L):
+        if opt.kind == SGD and opt.momentum == 0:
+            # Plain SGD keeps no state; sgd_step never reads it.
+            net.sW1[l] = net.dW[l]
+            net.sb1[l] = net.db[l]
+            continue
+        net.sW1[l] = _ptr2[floating](plan.state1_W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
+        net.sb1[l] = _ptr1[floating](plan.state1_b[l], net.sizes[l + 1], "state", dummy)
+        if opt.kind == ADAM:
+            net.sW2[l] = _ptr2[floating](plan.state2_W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
+            net.sb2[l] = _ptr1[floating](plan.state2_b[l], net.sizes[l + 1], "state", dummy)
+
+    with nogil:
+        start = 0
+        while start < n:
+            nb = <int>(bs if n - start > bs else n - start)
+            _gather(&X[0, 0], d, &order[start], nb, &Xb[0, 0], scale)
+            if use_labels:
+                for i in range(nb):
+                    labels_b[i] = labels[order[start + i]]
+            else:
+                _gather(&targets[0, 0], c, &order[start], nb, &targets_b[0, 0], <floating>1)
+            _forward(&net, &Xb[0, 0], nb)
+            batch_loss = _loss_and_grad(loss, use_labels, <floating*>net.A[L - 1],
+                                        <floating*>net.D[L - 1], &labels_b[0],
+                                        &targets_b[0, 0], nb, c)
+            if not isfinite(batch_loss):
+                bad = start
+                break
+            total += batch_loss * nb
+            _backward(&net, &Xb[0, 0], nb)
+            _update(&net, &opt, dummy)
+            done += nb
+            start += nb
+
+    if opt.kind == ADAM:
+        optimizer.step_count = opt.step
+    return total, done, bad
+
+
+def forward_chunks(const input_t[:, ::1] X, floating[:, ::1] out, list Ws, list bs,
+                   list acts, double x_scale, int chunk, int output):
+    """out[:] = the network's output for every row of X, computed ``chunk`` rows at a time.
+
+    output: 0 the last layer's values, 1 row-wise softmax of them, 2 their sigmoid.
+    """
+    cdef Net net
+    cdef floating dummy = 0
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], start, i, width = 0
+    cdef int l, L, nb, c
+    cdef floating scale = x_scale
+    cdef floating* bufs = NULL
+    cdef floating* xb
+    cdef floating* ping
+    cdef floating* pong
+    cdef floating* dst
+    cdef const floating* inp
+    cdef Py_ssize_t* rows = NULL
+
+    _fill_params[floating](&net, Ws, bs, acts, dummy)
+    L = net.n_layers
+    c = net.sizes[L]
+    _require(d == net.sizes[0], f"X has {d} features, the first layer takes {net.sizes[0]}")
+    _require(out.shape[0] == n and out.shape[1] == c, "out has the wrong shape")
+    _require(chunk > 0, "chunk must be positive")
+    _require(0 <= output <= 2, "unknown output mode")
+    if n == 0:
+        return
+    if chunk > n:
+        chunk = <int>n
+    for l in range(1, L):
+        if net.sizes[l] > width:
+            width = net.sizes[l]
+    # One buffer for the converted input chunk, two for the hidden layers' outputs.
+    bufs = <floating*>malloc((chunk * d + 2 * chunk * width + 1) * sizeof(floating))
+    rows = <Py_ssize_t*>malloc(chunk * sizeof(Py_ssize_t))
+    if bufs == NULL or rows == NULL:
+        free(bufs)
+        free(rows)
+        raise MemoryError()
+    xb = bufs
+    ping = bufs + chunk * d
+    pong = ping + chunk * width
+    try:
+        with nogil:
+            start = 0
+            while start < n:
+                nb = <int>(chunk if n - start > chunk else n - start)
+                for i in range(nb):
+                    rows[i] = start + i
+                _gather(&X[0, 0], d, rows, nb, xb, scale)
+                inp = xb
+                for l in range(L):
+                    dst = &out[start, 0] if l == L - 1 else (ping if l % 2 == 0 else pong)
+                    dense_forward_ptr(inp, <floating*>net.W[l], <floating*>net.b[l], dst,
+                                      nb, net.sizes[l], net.sizes[l + 1], net.acts[l])
+                    inp = dst
+                if output == 1:
+                    softmax_rows(&out[start, 0], &out[start, 0], nb, c)
+                elif output == 2:
+                    activate(1, &out[start, 0], <Py_ssize_t>nb * c)
+                start += nb
+    finally:
+        free(bufs)
+        free(rows)

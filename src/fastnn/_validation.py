@@ -1,0 +1,123 @@
+"""Checks and conversions at the Python boundary.
+
+Everything the compiled core receives has passed through here first: the right
+number of dimensions, a numeric dtype, finite values, C-contiguous memory, and
+shapes that agree. Errors name the argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """Return ``dtype`` as a NumPy dtype, refusing anything but float32 and float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt}")
+    return dt
+
+
+def _as_numeric_array(value: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be read as a numeric array: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise ValueError when a float array holds NaN or infinity."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
+                keep_uint8: bool = False) -> np.ndarray:
+    """Return X as a finite, C-contiguous 2-D array of ``dtype``.
+
+    With ``keep_uint8`` a uint8 array (images) is passed through unconverted:
+    the compiled core converts and scales its rows on the fly.
+    """
+    if type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous:
+        arr = X  # the fast path of predict(x): no copy, no conversion
+    else:
+        arr = _as_numeric_array(X, name)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+        if not (keep_uint8 and arr.dtype == np.uint8):
+            arr = arr.astype(dtype, copy=False)
+        arr = np.ascontiguousarray(arr)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features per sample, but the first layer takes {n_features}")
+    check_finite(arr, name)
+    return arr
+
+
+def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Return integer class labels as a contiguous intp array, each in [0, n_classes)."""
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D labels, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} samples, X has {n_samples}")
+    if arr.dtype.kind == "f":
+        check_finite(arr, name)
+        if not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{name} holds non-integer class labels")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+        raise ValueError(f"{name} contains label {bad}, outside [0, {n_classes})")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: np.dtype,
+                  name: str = "y") -> np.ndarray:
+    """Return regression or one-hot targets as a finite (n_samples, n_outputs) array."""
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_outputs}), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} samples, X has {n_samples}")
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {arr.shape[1]} columns, the network has {n_outputs} outputs")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(arr, name)
+    return arr
+
+
+def check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
+    """Return value as an int >= 1 (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def check_nonnegative_float(value: Any, name: str, positive: bool = False) -> float:
+    """Return value as a finite float >= 0 (> 0 with ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return v

@@ -1,0 +1,102 @@
+"""The dense layer: its weights, its activation and its initialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastnn._validation import check_positive_int
+from fastnn.ops.numpy_ops import ACTIVATIONS
+
+# "softmax" is accepted only on the last layer of a softmax cross-entropy
+# network, where the loss fuses it (see Network).
+LAYER_ACTIVATIONS = tuple(ACTIVATIONS) + ("softmax",)
+
+
+class Dense:
+    """A fully connected layer ``Y = act(X @ W + b)``.
+
+    Parameters
+    ----------
+    n_in : int
+        Number of inputs.
+    n_out : int
+        Number of outputs (units).
+    activation : str, default "identity"
+        "identity", "sigmoid", "tanh" or "relu"; "softmax" on the last layer of
+        a network trained with softmax cross-entropy.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_in, n_out)
+        Weights; assign a new array to replace them (it is validated and copied).
+    b : ndarray of shape (n_out,)
+        Biases.
+    """
+
+    def __init__(self, n_in: int, n_out: int, activation: str = "identity") -> None:
+        self.n_in = check_positive_int(n_in, "n_in")
+        self.n_out = check_positive_int(n_out, "n_out")
+        if activation is None:
+            activation = "identity"
+        if activation not in LAYER_ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; expected one of {list(LAYER_ACTIVATIONS)}")
+        self.activation = activation
+        self.dtype = np.dtype(np.float64)
+        self._W: np.ndarray | None = None
+        self._b: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+    @property
+    def W(self) -> np.ndarray | None:
+        return self._W
+
+    @W.setter
+    def W(self, value: Any) -> None:
+        self._W = self._checked(value, (self.n_in, self.n_out), "W")
+
+    @property
+    def b(self) -> np.ndarray | None:
+        return self._b
+
+    @b.setter
+    def b(self, value: Any) -> None:
+        self._b = self._checked(value, (self.n_out,), "b")
+
+    def _checked(self, value: Any, shape: tuple, name: str) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        arr = np.array(arr, dtype=self.dtype, order="C", copy=True)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        return arr
+
+    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Draw W (He-normal for ReLU, Glorot-uniform otherwise) and zero b.
+
+        The draw is made in float64 and then cast, so float32 and float64
+        networks with the same seed start from the same weights.
+        """
+        self.dtype = np.dtype(dtype)
+        if self.activation == "relu":
+            W = rng.standard_normal((self.n_in, self.n_out)) * np.sqrt(2.0 / self.n_in)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            W = rng.uniform(-limit, limit, (self.n_in, self.n_out))
+        self.W = W
+        self.b = np.zeros(self.n_out)
+
+    def set_dtype(self, dtype: np.dtype) -> None:
+        """Convert the parameters to ``dtype`` (kept when they exist already)."""
+        self.dtype = np.dtype(dtype)
+        if self._W is not None:
+            self._W = np.ascontiguousarray(self._W, dtype=self.dtype)
+        if self._b is not None:
+            self._b = np.ascontiguousarray(self._b, dtype=self.dtype)

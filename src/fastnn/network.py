@@ -1,0 +1,424 @@
+"""The user-facing network: a stack of dense layers, a loss, fit and predict."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from fastnn import _validation as v
+from fastnn.layers import Dense
+from fastnn.ops import LOSSES, TrainingPlan, get_ops
+from fastnn.optim import SGD, Optimizer
+
+
+@dataclass
+class History:
+    """What ``fit`` measured, one entry per epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss of each epoch (over its samples, as trained).
+    val_loss, val_accuracy : list of float
+        On ``validation_data`` after each epoch (empty without it; accuracy only
+        for the cross-entropies).
+    epoch_time : list of float
+        Wall-clock seconds of each epoch's training.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """The non-empty series by name, as Keras' ``History.history``."""
+        return {k: list(val) for k, val in self.__dict__.items() if val}
+
+    def __getitem__(self, key: str) -> list[float]:
+        return getattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+
+class Network:
+    """A feed-forward network of dense layers trained by mini-batch gradient descent.
+
+    Parameters
+    ----------
+    layers : sequence of Dense
+        The layers, in order; each one's ``n_in`` must equal the previous ``n_out``.
+    loss : str, default "mse"
+        "mse" (mean over all elements), "binary_cross_entropy" (sigmoid fused,
+        mean over elements) or "softmax_cross_entropy" (softmax fused, mean over
+        samples). For the cross-entropies the last layer produces logits: a last
+        "sigmoid" (binary) or "softmax" (softmax) activation is fused into the
+        loss, never applied twice.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of all computation.
+    seed : int or None, default None
+        Seeds the network's own random generator (initialisation and shuffling).
+    backend : {"compiled", "numpy"}, default "compiled"
+        "numpy" runs everything on the plain-NumPy reference ops.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> net = fastnn.Network([fastnn.Dense(2, 10, "sigmoid"), fastnn.Dense(10, 1, "sigmoid")],
+    ...                      loss="binary_cross_entropy", seed=0)
+    >>> net.layers[0].W.shape
+    (2, 10)
+    """
+
+    def __init__(self, layers: Sequence[Dense], loss: str = "mse", dtype: Any = "float32",
+                 seed: int | None = None, backend: str = "compiled") -> None:
+        layers = list(layers)
+        if not layers:
+            raise ValueError("a Network needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {type(layer).__name__}")
+            if i and layer.n_in != layers[i - 1].n_out:
+                raise ValueError(f"layers[{i}] takes {layer.n_in} inputs, but layers[{i - 1}] "
+                                 f"gives {layers[i - 1].n_out} outputs")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+        self.layers = layers
+        self.loss = loss
+        self.dtype = v.check_dtype(dtype)
+        self.seed = seed
+        self.backend = backend
+        self._ops = get_ops(backend)
+        self._rng = np.random.default_rng(seed)
+        self.optimizer: Optimizer | None = None
+        self._compute_activations = self._fused_activations()
+        for layer in layers:
+            if layer.W is None:
+                layer.initialize(self._rng, self.dtype)
+            else:
+                layer.set_dtype(self.dtype)
+                if layer.b is None:
+                    layer.b = np.zeros(layer.n_out)
+
+    @classmethod
+    def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "mse",
+            output_activation: str = "identity", **kwargs: Any) -> "Network":
+        """Build a network from layer sizes, e.g. ``Network.mlp([784, 128, 10])``.
+
+        Hidden layers use ``activation``; the last uses ``output_activation``.
+        Remaining keyword arguments go to ``Network``.
+        """
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
+        layers = [Dense(a, b, activation) for a, b in zip(sizes[:-2], sizes[1:-1])]
+        layers.append(Dense(sizes[-2], sizes[-1], output_activation))
+        return cls(layers, loss=loss, **kwargs)
+
+    def _fused_activations(self) -> list[str]:
+        """The activations actually computed, with an output sigmoid/softmax fused into the loss."""
+        acts = [layer.activation for layer in self.layers]
+        last = acts[-1]
+        for i, a in enumerate(acts[:-1]):
+            if a == "softmax":
+                raise ValueError(f"layers[{i}]: softmax is only allowed on the last layer, "
+                                 "with loss='softmax_cross_entropy'")
+        if self.loss == "softmax_cross_entropy":
+            if last == "sigmoid":
+                raise ValueError("a sigmoid output with softmax cross-entropy would squash the "
+                                 "logits before the softmax; use 'identity' (or 'softmax')")
+            if last == "softmax":
+                acts[-1] = "identity"  # the loss applies the softmax
+        elif self.loss == "binary_cross_entropy":
+            if last == "softmax":
+                raise ValueError("softmax output with binary cross-entropy is not supported; "
+                                 "use 'sigmoid' or 'identity'")
+            if last == "sigmoid":
+                acts[-1] = "identity"  # the loss applies the sigmoid
+        elif last == "softmax":
+            raise ValueError("a softmax output needs loss='softmax_cross_entropy'")
+        return acts
+
+    def __repr__(self) -> str:
+        return (f"Network({self.layers!r}, loss={self.loss!r}, dtype={str(self.dtype)!r}, "
+                f"backend={self.backend!r})")
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of input features."""
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of outputs of the last layer."""
+        return self.layers[-1].n_out
+
+    @property
+    def _W(self) -> list[np.ndarray]:
+        return [layer.W for layer in self.layers]
+
+    @property
+    def _b(self) -> list[np.ndarray]:
+        return [layer.b for layer in self.layers]
+
+    # ------------------------------------------------------------ input handling
+
+    def _check_X(self, X: Any, keep_uint8: bool = False) -> tuple[np.ndarray, bool]:
+        """X as a 2-D array; returns (X, True) when a single 1-D sample was given."""
+        arr = X
+        single = False
+        if np.ndim(X) == 1:
+            arr = np.asarray(X)[None, :]
+            single = True
+        return v.check_input(arr, self.n_inputs, self.dtype, keep_uint8=keep_uint8), single
+
+    def _check_y(self, y: Any, n: int) -> np.ndarray:
+        if self.loss == "softmax_cross_entropy" and np.ndim(y) == 1:
+            return v.check_labels(y, n, self.n_outputs)
+        y = v.check_targets(y, n, self.n_outputs, self.dtype)
+        if self.loss == "binary_cross_entropy" and ((y < 0) | (y > 1)).any():
+            raise ValueError("y for binary cross-entropy must lie in [0, 1]")
+        if self.loss == "softmax_cross_entropy" and (y < 0).any():
+            raise ValueError("target rows for softmax cross-entropy must be non-negative")
+        return y
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int | None = 32,
+            optimizer: Optimizer | None = None, shuffle: bool = True,
+            validation_data: tuple[Any, Any] | None = None, verbose: int = 0,
+            input_scale: float = 1.0) -> History:
+        """Train on (X, y) by mini-batch gradient descent.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_inputs)
+            Inputs. uint8 input (images) is converted batch by batch.
+        y : array-like
+            Integer labels (n_samples,) or one-hot rows for softmax cross-entropy;
+            targets (n_samples, n_outputs), or (n_samples,) for one output, otherwise.
+        epochs : int, default 1
+            Passes over the data.
+        batch_size : int or None, default 32
+            Rows per step; 1 is per-sample SGD, None the full batch. The last
+            batch of an epoch may be smaller.
+        optimizer : SGD or Adam, optional
+            Defaults to the optimizer of the previous ``fit`` (its state kept, so
+            training resumes exactly), else ``SGD(lr=0.1)``.
+        shuffle : bool, default True
+            Shuffle the rows every epoch with the network's own generator.
+        validation_data : tuple (X_val, y_val), optional
+            Evaluated after each epoch into the History.
+        verbose : int, default 0
+            1 prints one line per epoch (loss, samples/s).
+        input_scale : float, default 1.0
+            Every input is multiplied by it as it is read (e.g. 1/255 for uint8
+            images), without copying X.
+
+        Returns
+        -------
+        History
+            Per-epoch loss, and validation loss and accuracy when given.
+
+        Raises
+        ------
+        FloatingPointError
+            When a batch's loss is NaN or infinite. The weights are those of the
+            last step whose loss was finite.
+        """
+        epochs = v.check_positive_int(epochs, "epochs")
+        batch_size = v.check_positive_int(batch_size, "batch_size", allow_none=True)
+        input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
+        if not isinstance(verbose, (int, np.integer)):
+            raise TypeError(f"verbose must be an int, got {verbose!r}")
+        X, _ = self._check_X(X, keep_uint8=True)
+        n = X.shape[0]
+        y = self._check_y(y, n)
+        if validation_data is not None:
+            try:
+                X_val, y_val = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a tuple (X_val, y_val)") from None
+            X_val, _ = self._check_X(X_val, keep_uint8=True)
+            y_val = self._check_y(y_val, X_val.shape[0])
+        if optimizer is None:
+            optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.1)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn SGD or Adam, got {optimizer!r}")
+        self.optimizer = optimizer
+        optimizer.prepare(self._W, self._b)
+        bs = n if batch_size is None else min(batch_size, n)
+        plan = TrainingPlan(self._W, self._b, self._compute_activations, self.loss, optimizer,
+                            bs, use_labels=(y.ndim == 1))
+        history = History()
+        for epoch in range(epochs):
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            order = order.astype(np.intp, copy=False)
+            t0 = time.perf_counter()
+            total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale)
+            elapsed = time.perf_counter() - t0
+            if bad >= 0:
+                raise FloatingPointError(
+                    f"the loss became NaN or infinite in epoch {epoch + 1} at the batch starting "
+                    f"at sample {bad} of the epoch; training stopped and the weights are those "
+                    "of the last finite step (try a smaller learning rate)")
+            history.loss.append(total / done)
+            history.epoch_time.append(elapsed)
+            if validation_data is not None:
+                scores = self._evaluate_checked(X_val, y_val, input_scale)
+                history.val_loss.append(scores["loss"])
+                if "accuracy" in scores:
+                    history.val_accuracy.append(scores["accuracy"])
+            if verbose:
+                self._report(epoch, epochs, history, n, elapsed)
+        return history
+
+    def _report(self, epoch: int, epochs: int, history: History, n: int, elapsed: float) -> None:
+        line = (f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  "
+                f"{n / max(elapsed, 1e-9):,.0f} samples/s")
+        if history.val_loss:
+            line += f"  val_loss {history.val_loss[-1]:.4f}"
+        if history.val_accuracy:
+            line += f"  val_accuracy {history.val_accuracy[-1]:.4f}"
+        print(line, file=sys.stdout, flush=True)
+
+    # ------------------------------------------------------------ inference
+
+    def _output(self, X: np.ndarray, kind: str, input_scale: float) -> np.ndarray:
+        return self._ops.forward_chunks(X, self._W, self._b, self._compute_activations,
+                                        input_scale, kind)
+
+    def predict_proba(self, X: Any, input_scale: float = 1.0) -> np.ndarray:
+        """Class probabilities: softmax rows, or sigmoid outputs for binary cross-entropy.
+
+        A single 1-D sample gives a 1-D result.
+        """
+        kinds = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+        if self.loss not in kinds:
+            raise ValueError("predict_proba needs a cross-entropy loss; use predict for 'mse'")
+        X, single = self._check_X(X, keep_uint8=True)
+        out = self._output(X, kinds[self.loss], input_scale)
+        return out[0] if single else out
+
+    def predict(self, X: Any, threshold: float = 0.5, input_scale: float = 1.0) -> np.ndarray:
+        """Predictions for X.
+
+        Class labels (argmax) for softmax cross-entropy; 0/1 at ``threshold`` for
+        binary cross-entropy (shape (n,) for one output); the network's outputs
+        for MSE. A single 1-D sample gives the result for that sample alone.
+        """
+        X, single = self._check_X(X, keep_uint8=True)
+        if self.loss == "softmax_cross_entropy":
+            out = self._output(X, "raw", input_scale).argmax(axis=1)
+        elif self.loss == "binary_cross_entropy":
+            out = (self._output(X, "sigmoid", input_scale) >= threshold).astype(np.int64)
+            if out.shape[1] == 1:
+                out = out[:, 0]
+        else:
+            out = self._output(X, "raw", input_scale)
+        return out[0] if single else out
+
+    def evaluate(self, X: Any, y: Any, input_scale: float = 1.0) -> dict[str, float]:
+        """Mean loss on (X, y) and, for the cross-entropies, accuracy.
+
+        Returns
+        -------
+        dict
+            ``{"loss": ..., "accuracy": ...}`` (no accuracy for MSE).
+        """
+        X, _ = self._check_X(X, keep_uint8=True)
+        y = self._check_y(y, X.shape[0])
+        return self._evaluate_checked(X, y, input_scale)
+
+    def _evaluate_checked(self, X: np.ndarray, y: np.ndarray, input_scale: float) -> dict:
+        logits = self._output(X, "raw", input_scale)
+        loss, _ = self._ops.loss(self.loss, logits, y, need_grad=False)
+        scores = {"loss": float(loss)}
+        if self.loss == "softmax_cross_entropy":
+            truth = y if y.ndim == 1 else y.argmax(axis=1)
+            scores["accuracy"] = float((logits.argmax(axis=1) == truth).mean())
+        elif self.loss == "binary_cross_entropy":
+            scores["accuracy"] = float(((logits >= 0) == (y >= 0.5)).mean())
+        return scores
+
+    def loss_and_grads(self, X: Any, y: Any) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """Mean loss on (X, y) and its gradient for every layer, without updating.
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            One pair per layer, shaped as that layer's W and b.
+        """
+        X, _ = self._check_X(X)
+        y = self._check_y(y, X.shape[0])
+        ops = self._ops
+        outs, h = [], X
+        for layer, act in zip(self.layers, self._compute_activations):
+            h = ops.dense_forward(h, layer.W, layer.b, act)
+            outs.append(h)
+        loss, grad = ops.loss(self.loss, h, y)
+        grads: list = [None] * len(self.layers)
+        for l in range(len(self.layers) - 1, -1, -1):
+            inp = X if l == 0 else outs[l - 1]
+            grad, dW, db = ops.dense_backward(inp, self.layers[l].W, outs[l], grad,
+                                              self._compute_activations[l], need_dX=l > 0)
+            grads[l] = (dW, db)
+        return float(loss), grads
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str) -> None:
+        """Write the network to ``path`` as ``.npz`` (atomically; see ``fastnn.load``)."""
+        from fastnn.io import save
+        save(self, path)
+
+    def to_json(self, path: str | None = None) -> str:
+        """The network in the tutorials' JSON weight format; written to ``path`` if given."""
+        from fastnn.io import to_json
+        return to_json(self, path)
+
+    @classmethod
+    def from_json(cls, source: str, backend: str = "compiled") -> "Network":
+        """Read a network from a JSON file path or JSON text (see ``to_json``)."""
+        from fastnn.io import from_json
+        return from_json(source, backend=backend)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Neuron:
+    """The tutorials' single neuron: ``sigmoid(weights . x + bias)``.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_inputs,)
+    bias : float
+
+    Examples
+    --------
+    >>> Neuron([0, 1], 4).feedforward([2, 3])
+    0.9990889488055994
+    """
+
+    def __init__(self, weights: Any, bias: float) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if self.weights.ndim != 1:
+            raise ValueError(f"weights must be 1-D, got shape {self.weights.shape}")
+        self.bias = float(bias)
+
+    def feedforward(self, x: Any) -> float:
+        """The neuron's output for one input vector ``x``."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != self.weights.shape:
+            raise ValueError(f"x must have shape {self.weights.shape}, got {x.shape}")
+        return float(_sigmoid(np.dot(self.weights, x) + self.bias))

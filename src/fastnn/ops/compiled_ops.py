@@ -1,0 +1,201 @@
+"""Ops backed by the compiled core, with NumpyOps' signatures.
+
+Each method converts its inputs once (float32 or float64, C-contiguous) and
+allocates the outputs, then calls a kernel that checks shapes and releases the
+GIL. Anything not overridden here falls back to the NumPy reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._core import _kernels, _train
+from fastnn.ops.numpy_ops import ACTIVATIONS, OUTPUTS, PREDICT_CHUNK, NumpyOps
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float_dtype(*arrays) -> np.dtype:
+    """float32 when every array is float32, else float64 (NumPy's promotion, capped)."""
+    dt = np.result_type(*arrays)
+    return dt if dt in _FLOATS else np.dtype(np.float64)
+
+
+def _c(a, dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _act(name: str) -> int:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+
+
+class CompiledOps(NumpyOps):
+    """The compiled implementation of the hot ops."""
+
+    name = "compiled"
+
+    # ------------------------------------------------------------ activations
+
+    def _activate(self, X, code):
+        dt = _float_dtype(X)
+        out = np.array(X, dtype=dt, order="C", copy=True)
+        _kernels.activation_forward(out.reshape(-1), code)
+        return out
+
+    def _backprop(self, Y, dY, code):
+        dt = _float_dtype(Y, dY)
+        Y = _c(Y, dt)
+        if Y.shape != np.shape(dY):
+            raise ValueError(f"Y has shape {Y.shape}, dY has shape {np.shape(dY)}")
+        dZ = np.array(dY, dtype=dt, order="C", copy=True)
+        _kernels.activation_backward(Y.reshape(-1), dZ.reshape(-1), code)
+        return dZ
+
+    def identity(self, X):
+        return self._activate(X, 0)
+
+    def backprop_identity(self, Y, dY):
+        return self._backprop(Y, dY, 0)
+
+    def sigmoid(self, X):
+        return self._activate(X, 1)
+
+    def backprop_sigmoid(self, Y, dY):
+        return self._backprop(Y, dY, 1)
+
+    def tanh(self, X):
+        return self._activate(X, 2)
+
+    def backprop_tanh(self, Y, dY):
+        return self._backprop(Y, dY, 2)
+
+    def relu(self, X):
+        return self._activate(X, 3)
+
+    def backprop_relu(self, Y, dY):
+        return self._backprop(Y, dY, 3)
+
+    def softmax(self, X):
+        dt = _float_dtype(X)
+        X = _c(X, dt)
+        if X.ndim != 2:
+            raise ValueError(f"softmax takes a 2-D array, got shape {X.shape}")
+        out = np.empty_like(X)
+        _kernels.softmax(X, out)
+        return out
+
+    # ------------------------------------------------------------ dense layer
+
+    def dense_forward(self, X, W, b, activation):
+        code = _act(activation)
+        dt = _float_dtype(X, W, b)
+        X, W, b = _c(X, dt), _c(W, dt), _c(b, dt)
+        if X.ndim != 2 or W.ndim != 2 or b.ndim != 1:
+            raise ValueError("dense_forward takes X (n, n_in), W (n_in, n_out), b (n_out,)")
+        Y = np.empty((X.shape[0], W.shape[1]), dt)
+        _kernels.dense_forward(X, W, b, Y, code)
+        return Y
+
+    def dense_backward(self, X, W, Y, dY, activation, need_dX=True):
+        code = _act(activation)
+        dt = _float_dtype(X, W, Y, dY)
+        X, W, Y = _c(X, dt), _c(W, dt), _c(Y, dt)
+        if X.ndim != 2 or W.ndim != 2 or Y.ndim != 2 or np.ndim(dY) != 2:
+            raise ValueError("dense_backward takes 2-D X, W, Y and dY")
+        dZ = np.array(dY, dtype=dt, order="C", copy=True)
+        dW = np.empty_like(W)
+        db = np.empty(W.shape[1], dt)
+        dX = np.empty_like(X) if need_dX else None
+        _kernels.dense_backward(X, W, Y, dZ, dW, db, dX, code)
+        return dX, dW, db
+
+    # ------------------------------------------------------------ losses
+
+    def softmax_cross_entropy(self, logits, y, need_grad=True):
+        dt = _float_dtype(logits)
+        Z = _c(logits, dt)
+        if Z.ndim != 2:
+            raise ValueError(f"logits must be 2-D, got shape {Z.shape}")
+        grad = np.empty_like(Z) if need_grad else None
+        if np.ndim(y) == 1:
+            loss = _kernels.softmax_cross_entropy_labels(Z, _c(y, np.intp), grad)
+        else:
+            loss = _kernels.softmax_cross_entropy_targets(Z, _c(y, dt), grad)
+        return loss, grad
+
+    def sigmoid_binary_cross_entropy(self, logits, y, need_grad=True):
+        dt = _float_dtype(logits)
+        Z, T = _c(logits, dt), _c(y, dt)
+        if Z.shape != T.shape:
+            raise ValueError(f"logits have shape {Z.shape}, targets {T.shape}")
+        grad = np.empty_like(Z) if need_grad else None
+        loss = _kernels.sigmoid_binary_cross_entropy(
+            Z.reshape(-1), T.reshape(-1), None if grad is None else grad.reshape(-1))
+        return loss, grad
+
+    def mean_squared_error(self, pred, y, need_grad=True):
+        dt = _float_dtype(pred)
+        P, T = _c(pred, dt), _c(y, dt)
+        if P.shape != T.shape:
+            raise ValueError(f"predictions have shape {P.shape}, targets {T.shape}")
+        grad = np.empty_like(P) if need_grad else None
+        loss = _kernels.mean_squared_error(
+            P.reshape(-1), T.reshape(-1), None if grad is None else grad.reshape(-1))
+        return loss, grad
+
+    # ------------------------------------------------------------ optimizer updates
+    # The arrays are updated in place, so they must already be C-contiguous
+    # arrays of one float dtype: converting would update a copy.
+
+    def sgd_update(self, param, grad, velocity, lr, momentum=0.0, nesterov=False,
+                   weight_decay=0.0):
+        _check_inplace(param, "param")
+        grad = _c(grad, param.dtype)
+        if momentum == 0 or velocity is None:
+            if momentum != 0:
+                raise ValueError("momentum needs a velocity array")
+            velocity = grad  # never read without momentum
+        else:
+            _check_inplace(velocity, "velocity", param)
+        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1),
+                            lr, momentum, nesterov, weight_decay)
+
+    def adam_update(self, param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0):
+        _check_inplace(param, "param")
+        _check_inplace(m, "m", param)
+        _check_inplace(v, "v", param)
+        grad = _c(grad, param.dtype)
+        _kernels.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                             step, lr, beta1, beta2, eps, weight_decay)
+
+    # ------------------------------------------------------------ whole network
+
+    def forward_chunks(self, X, W, b, activations, x_scale=1.0, output="raw",
+                       chunk=PREDICT_CHUNK):
+        dt = W[0].dtype
+        out = np.empty((X.shape[0], W[-1].shape[1]), dt)
+        _train.forward_chunks(X, out, list(W), list(b), [_act(a) for a in activations],
+                              x_scale, chunk, OUTPUTS[output])
+        return out
+
+    def train_epoch(self, X, y, order, plan, x_scale=1.0):
+        plan.allocate(X.shape[1])
+        if plan.use_labels:
+            labels, targets = y, plan.targets_b
+        else:
+            labels, targets = plan.labels_b, y
+        return _train.train_epoch(X, plan.Xb, labels, plan.labels_b, targets, plan.targets_b,
+                                  order, plan, x_scale)
+
+
+def _check_inplace(a, name, like=None):
+    if not isinstance(a, np.ndarray) or a.dtype not in _FLOATS or not a.flags.c_contiguous \
+            or not a.flags.writeable:
+        raise TypeError(f"{name} must be a writeable C-contiguous float32 or float64 array")
+    if like is not None and (a.shape != like.shape or a.dtype != like.dtype):
+        raise ValueError(f"{name} has shape {a.shape} and dtype {a.dtype}, "
+                         f"param has {like.shape} and {like.dtype}")

@@ -1,0 +1,249 @@
+"""The plain-NumPy reference of every op: the test oracle and the benchmark baseline.
+
+Each op returns new arrays (the optimizer updates work in place, as their
+compiled twins do). ``CompiledOps`` overrides these methods with the same
+signatures; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Codes shared with the compiled core (_core/_kernels.pxd).
+ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+LOSSES = {"mse": 0, "binary_cross_entropy": 1, "softmax_cross_entropy": 2}
+OUTPUTS = {"raw": 0, "softmax": 1, "sigmoid": 2}
+
+PREDICT_CHUNK = 1024  # rows per forward chunk in inference
+
+
+class NumpyOps:
+    """Reference implementation of every op in plain NumPy."""
+
+    name = "numpy"
+
+    # ------------------------------------------------------------ activations
+    # Each backward takes the forward's output Y, not its input.
+
+    def identity(self, X: np.ndarray) -> np.ndarray:
+        return X.copy()
+
+    def backprop_identity(self, Y: np.ndarray, dY: np.ndarray) -> np.ndarray:
+        return dY.copy()
+
+    def sigmoid(self, X: np.ndarray) -> np.ndarray:
+        # exp(-|x|) is in (0, 1]: no overflow for any finite x.
+        e = np.exp(-np.abs(X))
+        return np.where(X >= 0, 1 / (1 + e), e / (1 + e))
+
+    def backprop_sigmoid(self, Y: np.ndarray, dY: np.ndarray) -> np.ndarray:
+        return dY * (Y * (1 - Y))
+
+    def tanh(self, X: np.ndarray) -> np.ndarray:
+        return np.tanh(X)
+
+    def backprop_tanh(self, Y: np.ndarray, dY: np.ndarray) -> np.ndarray:
+        return dY * (1 - Y * Y)
+
+    def relu(self, X: np.ndarray) -> np.ndarray:
+        return np.where(X < 0, 0, X).astype(X.dtype, copy=False)
+
+    def backprop_relu(self, Y: np.ndarray, dY: np.ndarray) -> np.ndarray:
+        return np.where(Y > 0, dY, 0).astype(dY.dtype, copy=False)
+
+    def activation(self, X: np.ndarray, name: str) -> np.ndarray:
+        """Apply the activation called ``name``."""
+        return getattr(self, _checked_activation(name))(X)
+
+    def backprop_activation(self, Y: np.ndarray, dY: np.ndarray, name: str) -> np.ndarray:
+        """dL/dZ from dL/dY and the activation's output Y."""
+        return getattr(self, "backprop_" + _checked_activation(name))(Y, dY)
+
+    def softmax(self, X: np.ndarray) -> np.ndarray:
+        """Row-wise softmax, shifted by the row maximum so exp never overflows."""
+        e = np.exp(X - X.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    # ------------------------------------------------------------ dense layer
+
+    def dense_forward(self, X: np.ndarray, W: np.ndarray, b: np.ndarray,
+                      activation: str) -> np.ndarray:
+        """Y = act(X @ W + b) for X (n, n_in), W (n_in, n_out), b (n_out,)."""
+        return self.activation(X @ W + b, activation)
+
+    def dense_backward(self, X: np.ndarray, W: np.ndarray, Y: np.ndarray, dY: np.ndarray,
+                       activation: str, need_dX: bool = True):
+        """Gradients of a dense layer from its input X, output Y and dL/dY.
+
+        Returns ``(dX, dW, db)``; dX is None when ``need_dX`` is False.
+        """
+        dZ = self.backprop_activation(Y, dY, activation)
+        dW = X.T @ dZ
+        db = dZ.sum(axis=0)
+        dX = dZ @ W.T if need_dX else None
+        return dX, dW, db
+
+    # ------------------------------------------------------------ losses
+    # Each returns (mean loss as a float, gradient w.r.t. its first argument or None).
+
+    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray, need_grad: bool = True):
+        """Mean over samples of -log softmax(logits)[y].
+
+        ``y`` is either integer labels (n,) or target rows (n, c) such as one-hot.
+        The gradient is (softmax(logits) - onehot(y)) / n.
+        """
+        n = logits.shape[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        log_p = shifted - np.log(s)
+        if y.ndim == 1:
+            loss = -log_p[np.arange(n), y].sum(dtype=np.float64) / n
+        else:
+            loss = -(y * log_p).sum(dtype=np.float64) / n
+        if not need_grad:
+            return float(loss), None
+        grad = e / s
+        if y.ndim == 1:
+            grad[np.arange(n), y] -= 1
+        else:
+            grad -= y
+        grad /= n
+        return float(loss), grad.astype(logits.dtype, copy=False)
+
+    def sigmoid_binary_cross_entropy(self, logits: np.ndarray, y: np.ndarray,
+                                     need_grad: bool = True):
+        """Mean over elements of the binary cross-entropy of sigmoid(logits) against y.
+
+        Computed from the logits as max(z, 0) - z*y + log1p(exp(-|z|)), which
+        never overflows; the gradient is (sigmoid(z) - y) / size.
+        """
+        z = logits
+        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        loss = terms.sum(dtype=np.float64) / z.size
+        if not need_grad:
+            return float(loss), None
+        return float(loss), ((self.sigmoid(z) - y) / z.size).astype(z.dtype, copy=False)
+
+    def mean_squared_error(self, pred: np.ndarray, y: np.ndarray, need_grad: bool = True):
+        """Mean over all elements of (pred - y)^2; gradient 2 (pred - y) / size."""
+        d = pred - y
+        loss = (d * d).sum(dtype=np.float64) / d.size
+        if not need_grad:
+            return float(loss), None
+        return float(loss), (d * (2 / d.size)).astype(pred.dtype, copy=False)
+
+    def loss(self, name: str, out: np.ndarray, y: np.ndarray, need_grad: bool = True):
+        """Dispatch to the loss called ``name`` (see ``LOSSES``)."""
+        if name == "softmax_cross_entropy":
+            return self.softmax_cross_entropy(out, y, need_grad)
+        if name == "binary_cross_entropy":
+            return self.sigmoid_binary_cross_entropy(out, y, need_grad)
+        if name == "mse":
+            return self.mean_squared_error(out, y, need_grad)
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
+
+    # ------------------------------------------------------------ optimizer updates
+    # In place, PyTorch's rules. Weight decay is L2 added to the gradient; the
+    # caller passes 0 for biases.
+
+    def sgd_update(self, param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None,
+                   lr: float, momentum: float = 0.0, nesterov: bool = False,
+                   weight_decay: float = 0.0) -> None:
+        """p -= lr * g (with momentum: v = mu v + g; p -= lr v, or lr (g + mu v) if Nesterov)."""
+        dt = param.dtype.type
+        g = grad + dt(weight_decay) * param if weight_decay else grad
+        if momentum == 0:
+            param -= dt(lr) * g
+            return
+        velocity *= dt(momentum)
+        velocity += g
+        step = g + dt(momentum) * velocity if nesterov else velocity
+        param -= dt(lr) * step
+
+    def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
+                    step: int, lr: float, beta1: float = 0.9, beta2: float = 0.999,
+                    eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        """One Adam step (``step`` counts from 1) with bias-corrected moments."""
+        dt = param.dtype.type
+        g = grad + dt(weight_decay) * param if weight_decay else grad
+        b1, b2 = dt(beta1), dt(beta2)
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        step_size = dt(lr / (1 - beta1 ** step))
+        inv_sqrt_bc2 = dt(1 / np.sqrt(1 - beta2 ** step))
+        param -= step_size * m / (np.sqrt(v) * inv_sqrt_bc2 + dt(eps))
+
+    # ------------------------------------------------------------ whole network
+
+    def forward_chunks(self, X: np.ndarray, W: list, b: list, activations: list[str],
+                       x_scale: float = 1.0, output: str = "raw",
+                       chunk: int = PREDICT_CHUNK) -> np.ndarray:
+        """The network's output for every row of X, ``chunk`` rows at a time.
+
+        ``output`` is "raw" (the last layer's values), "softmax" or "sigmoid".
+        X may be uint8 (then converted and multiplied by ``x_scale``).
+        """
+        dt = W[0].dtype
+        n = X.shape[0]
+        out = np.empty((n, W[-1].shape[1]), dt)
+        for start in range(0, n, chunk):
+            h = _scaled(X[start:start + chunk], dt, x_scale)
+            for Wl, bl, act in zip(W, b, activations):
+                h = self.dense_forward(h, Wl, bl, act)
+            if output == "softmax":
+                h = self.softmax(h)
+            elif output == "sigmoid":
+                h = self.sigmoid(h)
+            out[start:start + chunk] = h
+        return out
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray, plan,
+                    x_scale: float = 1.0):
+        """Train one epoch over ``X[order]`` in mini-batches of ``plan.batch_size``.
+
+        Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
+        batch-mean losses, the samples trained on, and the first row of the first
+        batch whose loss was not finite (-1 if none; that batch is not applied).
+        """
+        bs, n = plan.batch_size, order.shape[0]
+        L = len(plan.W)
+        dt = plan.dtype
+        total, done = 0.0, 0
+        for start in range(0, n, bs):
+            rows = order[start:start + bs]
+            xb = _scaled(X[rows], dt, x_scale)
+            yb = y[rows]
+            outs = []
+            h = xb
+            for Wl, bl, act in zip(plan.W, plan.b, plan.activations):
+                h = self.dense_forward(h, Wl, bl, act)
+                outs.append(h)
+            loss, grad = self.loss(plan.loss, h, yb)
+            if not np.isfinite(loss):
+                return total, done, start
+            total += loss * len(rows)
+            dWs, dbs = [None] * L, [None] * L
+            for l in range(L - 1, -1, -1):
+                inp = xb if l == 0 else outs[l - 1]
+                grad, dWs[l], dbs[l] = self.dense_backward(
+                    inp, plan.W[l], outs[l], grad, plan.activations[l], need_dX=l > 0)
+            plan.optimizer.update(self, plan.W, plan.b, dWs, dbs)
+            done += len(rows)
+        return total, done, -1
+
+
+def _scaled(X: np.ndarray, dtype: np.dtype, x_scale: float) -> np.ndarray:
+    """X converted to ``dtype`` and multiplied by ``x_scale`` (when it is not 1)."""
+    h = X.astype(dtype, copy=False)
+    if x_scale != 1:
+        h = h * dtype.type(x_scale)
+    return h
+
+
+def _checked_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return name

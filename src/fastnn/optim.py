@@ -1,0 +1,148 @@
+"""Optimizers with PyTorch's update rules; their state survives between ``fit`` calls.
+
+An optimizer holds hyper-parameters and, once it has been used, one state array
+per parameter (SGD's velocity, Adam's two moments). Weight decay is L2 added to
+the gradient of the weights, never of the biases.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from fastnn._validation import check_nonnegative_float
+
+
+class Optimizer(abc.ABC):
+    """Base class: state handling shared by SGD and Adam."""
+
+    kind = ""
+    n_state = 0  # state arrays per parameter
+
+    def __init__(self) -> None:
+        self.state1_W: list[np.ndarray] = []
+        self.state1_b: list[np.ndarray] = []
+        self.state2_W: list[np.ndarray] = []
+        self.state2_b: list[np.ndarray] = []
+
+    def prepare(self, W: list[np.ndarray], b: list[np.ndarray]) -> None:
+        """Create zero state for these parameters, unless state of their shapes exists."""
+        def fits(state, params):
+            return len(state) == len(params) and all(
+                s.shape == p.shape and s.dtype == p.dtype for s, p in zip(state, params))
+
+        if self.n_state >= 1 and not (fits(self.state1_W, W) and fits(self.state1_b, b)):
+            self.state1_W = [np.zeros_like(w) for w in W]
+            self.state1_b = [np.zeros_like(x) for x in b]
+            self._reset()
+        if self.n_state >= 2 and not (fits(self.state2_W, W) and fits(self.state2_b, b)):
+            self.state2_W = [np.zeros_like(w) for w in W]
+            self.state2_b = [np.zeros_like(x) for x in b]
+            self._reset()
+
+    def _reset(self) -> None:
+        pass
+
+    @abc.abstractmethod
+    def update(self, ops, W, b, dW, db) -> None:
+        """Apply one step to every parameter, in place, through ``ops``."""
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v = momentum * v + g`` then ``p -= lr * v`` (or ``lr * (g + momentum * v)``
+    with Nesterov), where ``g`` includes ``weight_decay * p`` for weights.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0
+        Momentum factor in [0, 1).
+    nesterov : bool, default False
+        Use Nesterov momentum (needs momentum > 0).
+    weight_decay : float, default 0
+        L2 penalty on the weights.
+    """
+
+    kind = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.lr = check_nonnegative_float(lr, "lr", positive=True)
+        self.momentum = check_nonnegative_float(momentum, "momentum")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
+        self.n_state = 1 if self.momentum else 0
+
+    def __repr__(self) -> str:
+        return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
+                f"weight_decay={self.weight_decay})")
+
+    def update(self, ops, W, b, dW, db) -> None:
+        for l in range(len(W)):
+            vW = self.state1_W[l] if self.n_state else None
+            vb = self.state1_b[l] if self.n_state else None
+            ops.sgd_update(W[l], dW[l], vW, self.lr, self.momentum, self.nesterov,
+                           self.weight_decay)
+            ops.sgd_update(b[l], db[l], vb, self.lr, self.momentum, self.nesterov, 0.0)
+
+
+class Adam(Optimizer):
+    """Adam with bias-corrected moments (PyTorch's rule; L2 weight decay on weights).
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0
+        L2 penalty on the weights.
+    """
+
+    kind = "adam"
+    n_state = 2
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.lr = check_nonnegative_float(lr, "lr", positive=True)
+        try:
+            b1, b2 = (float(x) for x in betas)
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be two numbers, got {betas!r}") from None
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
+        self.betas = (b1, b2)
+        self.eps = check_nonnegative_float(eps, "eps", positive=True)
+        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
+        self.step_count = 0
+
+    def __repr__(self) -> str:
+        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay})")
+
+    def _reset(self) -> None:
+        self.step_count = 0
+
+    def update(self, ops, W, b, dW, db) -> None:
+        self.step_count += 1
+        b1, b2 = self.betas
+        for l in range(len(W)):
+            ops.adam_update(W[l], dW[l], self.state1_W[l], self.state2_W[l], self.step_count,
+                            self.lr, b1, b2, self.eps, self.weight_decay)
+            ops.adam_update(b[l], db[l], self.state1_b[l], self.state2_b[l], self.step_count,
+                            self.lr, b1, b2, self.eps, 0.0)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
