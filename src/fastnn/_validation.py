@@ -121,3 +121,20 @@ def check_nonnegative_float(value: Any, name: str, positive: bool = False) -> fl
     if not np.isfinite(v) or v < 0 or (positive and v == 0):
         raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return v
+
+
+def check_sample_weight(w: Any, n_samples: int, dtype: np.dtype,
+                        name: str = "sample_weight") -> np.ndarray | None:
+    """Return per-sample weights as a finite, non-negative (n_samples,) array, or None."""
+    if w is None:
+        return None
+    arr = _as_numeric_array(w, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} entries, X has {n_samples} samples")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(arr, name)
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be non-negative")
+    return arr

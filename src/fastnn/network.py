@@ -193,7 +193,7 @@ class Network:
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int | None = 32,
             optimizer: Optimizer | None = None, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: int = 0,
-            input_scale: float = 1.0) -> History:
+            input_scale: float = 1.0, sample_weight: Any = None) -> History:
         """Train on (X, y) by mini-batch gradient descent.
 
         Parameters
@@ -220,6 +220,9 @@ class Network:
         input_scale : float, default 1.0
             Every input is multiplied by it as it is read (e.g. 1/255 for uint8
             images), without copying X.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample's loss. A batch's loss is
+            ``sum(w_i * loss_i) / batch_n``, so all-ones weights change nothing.
 
         Returns
         -------
@@ -240,6 +243,7 @@ class Network:
         X, _ = self._check_X(X, keep_uint8=True)
         n = X.shape[0]
         y = self._check_y(y, n)
+        sample_weight = v.check_sample_weight(sample_weight, n, self.dtype)
         if validation_data is not None:
             try:
                 X_val, y_val = validation_data
@@ -261,7 +265,8 @@ class Network:
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             order = order.astype(np.intp, copy=False)
             t0 = time.perf_counter()
-            total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale)
+            total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale,
+                                                     sample_weight)
             elapsed = time.perf_counter() - t0
             if bad >= 0:
                 raise FloatingPointError(
@@ -324,8 +329,12 @@ class Network:
             out = self._output(X, "raw", input_scale)
         return out[0] if single else out
 
-    def evaluate(self, X: Any, y: Any, input_scale: float = 1.0) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, input_scale: float = 1.0,
+                 sample_weight: Any = None) -> dict[str, float]:
         """Mean loss on (X, y) and, for the cross-entropies, accuracy.
+
+        With ``sample_weight`` both are weighted averages (divided by the sum
+        of the weights).
 
         Returns
         -------
@@ -334,17 +343,28 @@ class Network:
         """
         X, _ = self._check_X(X, keep_uint8=True)
         y = self._check_y(y, X.shape[0])
-        return self._evaluate_checked(X, y, input_scale)
+        sample_weight = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        if sample_weight is not None and not sample_weight.sum() > 0:
+            raise ValueError("sample_weight sums to zero")
+        return self._evaluate_checked(X, y, input_scale, sample_weight)
 
-    def _evaluate_checked(self, X: np.ndarray, y: np.ndarray, input_scale: float) -> dict:
+    def _evaluate_checked(self, X: np.ndarray, y: np.ndarray, input_scale: float,
+                          sample_weight: np.ndarray | None = None) -> dict:
         logits = self._output(X, "raw", input_scale)
-        loss, _ = self._ops.loss(self.loss, logits, y, need_grad=False)
+        loss, _ = self._ops.loss(self.loss, logits, y, need_grad=False,
+                                 sample_weight=sample_weight)
+        if sample_weight is not None:
+            # The ops divide the weighted sum by n; a weighted average divides by sum(w).
+            loss = loss * len(sample_weight) / float(sample_weight.sum(dtype=np.float64))
         scores = {"loss": float(loss)}
         if self.loss == "softmax_cross_entropy":
             truth = y if y.ndim == 1 else y.argmax(axis=1)
-            scores["accuracy"] = float((logits.argmax(axis=1) == truth).mean())
+            correct = logits.argmax(axis=1) == truth
         elif self.loss == "binary_cross_entropy":
-            scores["accuracy"] = float(((logits >= 0) == (y >= 0.5)).mean())
+            correct = ((logits >= 0) == (y >= 0.5)).mean(axis=1)
+        else:
+            return scores
+        scores["accuracy"] = float(np.average(correct, weights=sample_weight))
         return scores
 
     def loss_and_grads(self, X: Any, y: Any) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:

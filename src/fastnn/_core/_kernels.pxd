@@ -24,14 +24,16 @@ cdef void dense_backward_ptr(const floating* X, const floating* W, const floatin
                              int n, int n_in, int n_out, int act) noexcept nogil
 
 cdef void softmax_rows(const floating* Z, floating* P, int n, int c) noexcept nogil
-cdef double softmax_xent_labels(const floating* Z, const Py_ssize_t* labels, floating* dZ,
-                                int n, int c) noexcept nogil
-cdef double softmax_xent_targets(const floating* Z, const floating* T, floating* dZ,
-                                 int n, int c) noexcept nogil
-cdef double sigmoid_bce(const floating* Z, const floating* T, floating* dZ,
-                        Py_ssize_t size) noexcept nogil
-cdef double mse_loss(const floating* P, const floating* T, floating* dP,
-                     Py_ssize_t size) noexcept nogil
+# Losses: the mean loss, with the gradient written to dZ unless it is NULL.
+# w (NULL for none) weights each sample's loss; the mean still divides by n.
+cdef double softmax_xent_labels(const floating* Z, const Py_ssize_t* labels,
+                                const floating* w, floating* dZ, int n, int c) noexcept nogil
+cdef double softmax_xent_targets(const floating* Z, const floating* T,
+                                 const floating* w, floating* dZ, int n, int c) noexcept nogil
+cdef double sigmoid_bce(const floating* Z, const floating* T,
+                        const floating* w, floating* dZ, int n, int c) noexcept nogil
+cdef double mse_loss(const floating* P, const floating* T,
+                     const floating* w, floating* dP, int n, int c) noexcept nogil
 
 cdef void sgd_step(floating* p, const floating* g, floating* v, Py_ssize_t n,
                    double lr, double momentum, bint nesterov, double weight_decay) noexcept nogil

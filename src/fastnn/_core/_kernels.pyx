@@ -149,38 +149,40 @@ cdef inline floating _row_exp_sum(const floating* z, floating* e, int c,
     return s
 
 
-cdef double softmax_xent_labels(const floating* Z, const Py_ssize_t* labels, floating* dZ,
-                                int n, int c) noexcept nogil:
+cdef double softmax_xent_labels(const floating* Z, const Py_ssize_t* labels,
+                                const floating* w, floating* dZ, int n, int c) noexcept nogil:
     """Mean softmax cross-entropy of logits Z against integer labels.
 
-    When dZ is not NULL it receives the gradient (softmax(Z) - onehot) / n.
+    When dZ is not NULL it receives the gradient w_i (softmax(Z) - onehot) / n.
     """
     cdef int i, j
     cdef double total = 0
-    cdef floating s, m, scale, inv_n = (<floating>1) / n
+    cdef floating s, m, scale, wi = 1, inv_n = (<floating>1) / n
     cdef const floating* z
     cdef floating* d = NULL
     for i in range(n):
         z = Z + <Py_ssize_t>i * c
         if dZ != NULL:
             d = dZ + <Py_ssize_t>i * c
+        if w != NULL:
+            wi = w[i]
         s = _row_exp_sum(z, d, c, &m)
-        total += m + _log(s) - z[labels[i]]
+        total += wi * (m + _log(s) - z[labels[i]])
         if d != NULL:
             # d holds exp(z - max); dividing by their sum gives softmax(z).
-            scale = inv_n / s
+            scale = wi * inv_n / s
             for j in range(c):
                 d[j] *= scale
-            d[labels[i]] -= inv_n
+            d[labels[i]] -= wi * inv_n
     return total / n
 
 
-cdef double softmax_xent_targets(const floating* Z, const floating* T, floating* dZ,
-                                 int n, int c) noexcept nogil:
+cdef double softmax_xent_targets(const floating* Z, const floating* T,
+                                 const floating* w, floating* dZ, int n, int c) noexcept nogil:
     """Mean softmax cross-entropy against target rows T (one-hot or soft labels)."""
     cdef int i, j
-    cdef double total = 0
-    cdef floating s, m, lse, scale, inv_n = (<floating>1) / n
+    cdef double total = 0, row
+    cdef floating s, m, lse, scale, tsum, wi = 1, inv_n = (<floating>1) / n
     cdef const floating* z
     cdef const floating* t
     cdef floating* d = NULL
@@ -189,50 +191,71 @@ cdef double softmax_xent_targets(const floating* Z, const floating* T, floating*
         t = T + <Py_ssize_t>i * c
         if dZ != NULL:
             d = dZ + <Py_ssize_t>i * c
+        if w != NULL:
+            wi = w[i]
         s = _row_exp_sum(z, d, c, &m)
         lse = m + _log(s)
+        row = 0
+        tsum = 0
         for j in range(c):
-            total += t[j] * (lse - z[j])
+            row += t[j] * (lse - z[j])
+            tsum += t[j]
+        total += wi * row
         if d != NULL:
-            scale = inv_n / s
+            # d/dz of sum_j t_j (lse - z_j) is softmax(z) * sum(t) - t.
+            scale = wi * inv_n * tsum / s
             for j in range(c):
-                d[j] = d[j] * scale - t[j] * inv_n
+                d[j] = d[j] * scale - wi * inv_n * t[j]
     return total / n
 
 
-cdef double sigmoid_bce(const floating* Z, const floating* T, floating* dZ,
-                        Py_ssize_t size) noexcept nogil:
+cdef double sigmoid_bce(const floating* Z, const floating* T,
+                        const floating* w, floating* dZ, int n, int c) noexcept nogil:
     """Mean binary cross-entropy of sigmoid(Z) against T, from the logits Z.
 
     max(z, 0) - z t + log(1 + exp(-|z|)) never overflows; the gradient is
-    (sigmoid(z) - t) / size.
+    w_i (sigmoid(z) - t) / (n c).
     """
-    cdef Py_ssize_t i
-    cdef double total = 0
-    cdef floating z, inv = (<floating>1) / size
-    for i in range(size):
-        z = Z[i]
-        if floating is float:
-            total += (z if z > 0 else 0) - z * T[i] + log1pf(expf(-fabs(z)))
-        else:
-            total += (z if z > 0 else 0) - z * T[i] + log1p(exp(-fabs(z)))
-        if dZ != NULL:
-            dZ[i] = (_sigmoid(z) - T[i]) * inv
-    return total / size
+    cdef int i, j
+    cdef Py_ssize_t k
+    cdef double total = 0, row
+    cdef floating z, wi = 1, inv = (<floating>1) / (<Py_ssize_t>n * c)
+    for i in range(n):
+        if w != NULL:
+            wi = w[i]
+        row = 0
+        for j in range(c):
+            k = <Py_ssize_t>i * c + j
+            z = Z[k]
+            if floating is float:
+                row += (z if z > 0 else 0) - z * T[k] + log1pf(expf(-fabs(z)))
+            else:
+                row += (z if z > 0 else 0) - z * T[k] + log1p(exp(-fabs(z)))
+            if dZ != NULL:
+                dZ[k] = (_sigmoid(z) - T[k]) * (wi * inv)
+        total += wi * row
+    return total / (<Py_ssize_t>n * c)
 
 
-cdef double mse_loss(const floating* P, const floating* T, floating* dP,
-                     Py_ssize_t size) noexcept nogil:
-    """Mean over all elements of (P - T)^2; gradient 2 (P - T) / size."""
-    cdef Py_ssize_t i
-    cdef double total = 0
-    cdef floating d, scale = (<floating>2) / size
-    for i in range(size):
-        d = P[i] - T[i]
-        total += d * d
-        if dP != NULL:
-            dP[i] = d * scale
-    return total / size
+cdef double mse_loss(const floating* P, const floating* T,
+                     const floating* w, floating* dP, int n, int c) noexcept nogil:
+    """Mean over all elements of w_i (P - T)^2; gradient 2 w_i (P - T) / (n c)."""
+    cdef int i, j
+    cdef Py_ssize_t k
+    cdef double total = 0, row
+    cdef floating d, wi = 1, scale = (<floating>2) / (<Py_ssize_t>n * c)
+    for i in range(n):
+        if w != NULL:
+            wi = w[i]
+        row = 0
+        for j in range(c):
+            k = <Py_ssize_t>i * c + j
+            d = P[k] - T[k]
+            row += d * d
+            if dP != NULL:
+                dP[k] = d * (wi * scale)
+        total += wi * row
+    return total / (<Py_ssize_t>n * c)
 
 
 # ---------------------------------------------------------------- optimizers
@@ -351,8 +374,15 @@ def softmax(const floating[:, ::1] Z, floating[:, ::1] P):
         softmax_rows(&Z[0, 0], &P[0, 0], Z.shape[0], Z.shape[1])
 
 
+cdef const floating* _weights_ptr(const floating[::1] w, int n) except? NULL:
+    if w is None:
+        return NULL
+    _require(w.shape[0] == n, f"sample_weight has {w.shape[0]} entries, expected {n}")
+    return &w[0]
+
+
 def softmax_cross_entropy_labels(const floating[:, ::1] Z, const Py_ssize_t[::1] labels,
-                                 floating[:, ::1] dZ):
+                                 floating[:, ::1] dZ, const floating[::1] weights=None):
     """Mean softmax cross-entropy for integer labels; fills dZ unless it is None."""
     cdef int n = Z.shape[0], c = Z.shape[1], i
     _require(n > 0 and c > 0, "empty logits")
@@ -363,55 +393,56 @@ def softmax_cross_entropy_labels(const floating[:, ::1] Z, const Py_ssize_t[::1]
     if dZ is not None:
         _require(dZ.shape[0] == n and dZ.shape[1] == c, "dZ has the wrong shape")
         d = &dZ[0, 0]
+    cdef const floating* w = _weights_ptr(weights, n)
     cdef double loss
     with nogil:
-        loss = softmax_xent_labels(&Z[0, 0], &labels[0], d, n, c)
+        loss = softmax_xent_labels(&Z[0, 0], &labels[0], w, d, n, c)
     return loss
+
+
+cdef void _check_pair(const floating[:, ::1] Z, const floating[:, ::1] T,
+                      floating[:, ::1] dZ) except *:
+    _require(Z.shape[0] > 0 and Z.shape[1] > 0, "empty input")
+    _require(T.shape[0] == Z.shape[0] and T.shape[1] == Z.shape[1],
+             "targets and outputs differ in shape")
+    if dZ is not None:
+        _require(dZ.shape[0] == Z.shape[0] and dZ.shape[1] == Z.shape[1],
+                 "the gradient has the wrong shape")
 
 
 def softmax_cross_entropy_targets(const floating[:, ::1] Z, const floating[:, ::1] T,
-                                  floating[:, ::1] dZ):
+                                  floating[:, ::1] dZ, const floating[::1] weights=None):
     """Mean softmax cross-entropy for target rows; fills dZ unless it is None."""
-    cdef int n = Z.shape[0], c = Z.shape[1]
-    _require(n > 0 and c > 0, "empty logits")
-    _require(T.shape[0] == n and T.shape[1] == c, "targets and logits differ in shape")
-    cdef floating* d = NULL
-    if dZ is not None:
-        _require(dZ.shape[0] == n and dZ.shape[1] == c, "dZ has the wrong shape")
-        d = &dZ[0, 0]
+    _check_pair(Z, T, dZ)
+    cdef const floating* w = _weights_ptr(weights, Z.shape[0])
+    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
     cdef double loss
     with nogil:
-        loss = softmax_xent_targets(&Z[0, 0], &T[0, 0], d, n, c)
+        loss = softmax_xent_targets(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
     return loss
 
 
-def sigmoid_binary_cross_entropy(const floating[::1] Z, const floating[::1] T, floating[::1] dZ):
-    """Mean binary cross-entropy from logits over flat arrays; fills dZ unless None."""
-    cdef Py_ssize_t n = Z.shape[0]
-    _require(n > 0, "empty logits")
-    _require(T.shape[0] == n, "targets and logits differ in size")
-    cdef floating* d = NULL
-    if dZ is not None:
-        _require(dZ.shape[0] == n, "dZ has the wrong size")
-        d = &dZ[0]
+def sigmoid_binary_cross_entropy(const floating[:, ::1] Z, const floating[:, ::1] T,
+                                 floating[:, ::1] dZ, const floating[::1] weights=None):
+    """Mean binary cross-entropy from logits; fills dZ unless it is None."""
+    _check_pair(Z, T, dZ)
+    cdef const floating* w = _weights_ptr(weights, Z.shape[0])
+    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
     cdef double loss
     with nogil:
-        loss = sigmoid_bce(&Z[0], &T[0], d, n)
+        loss = sigmoid_bce(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
     return loss
 
 
-def mean_squared_error(const floating[::1] P, const floating[::1] T, floating[::1] dP):
-    """Mean squared error over flat arrays; fills dP unless None."""
-    cdef Py_ssize_t n = P.shape[0]
-    _require(n > 0, "empty predictions")
-    _require(T.shape[0] == n, "targets and predictions differ in size")
-    cdef floating* d = NULL
-    if dP is not None:
-        _require(dP.shape[0] == n, "dP has the wrong size")
-        d = &dP[0]
+def mean_squared_error(const floating[:, ::1] P, const floating[:, ::1] T,
+                       floating[:, ::1] dP, const floating[::1] weights=None):
+    """Mean squared error over all elements; fills dP unless it is None."""
+    _check_pair(P, T, dP)
+    cdef const floating* w = _weights_ptr(weights, P.shape[0])
+    cdef floating* d = NULL if dP is None else &dP[0, 0]
     cdef double loss
     with nogil:
-        loss = mse_loss(&P[0], &T[0], d, n)
+        loss = mse_loss(&P[0, 0], &T[0, 0], w, d, P.shape[0], P.shape[1])
     return loss
 
 

@@ -124,14 +124,14 @@ cdef void _forward(Net* net, const floating* X, int n) noexcept nogil:
 
 cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, floating* grad,
                            const Py_ssize_t* labels, const floating* targets,
-                           int n, int c) noexcept nogil:
+                           const floating* weights, int n, int c) noexcept nogil:
     if loss == SOFTMAX_CROSS_ENTROPY:
         if use_labels:
-            return softmax_xent_labels(out, labels, grad, n, c)
-        return softmax_xent_targets(out, targets, grad, n, c)
+            return softmax_xent_labels(out, labels, weights, grad, n, c)
+        return softmax_xent_targets(out, targets, weights, grad, n, c)
     if loss == BINARY_CROSS_ENTROPY:
-        return sigmoid_bce(out, targets, grad, <Py_ssize_t>n * c)
-    return mse_loss(out, targets, grad, <Py_ssize_t>n * c)
+        return sigmoid_bce(out, targets, weights, grad, n, c)
+    return mse_loss(out, targets, weights, grad, n, c)
 
 
 cdef void _backward(Net* net, const floating* X, int n) noexcept nogil:
@@ -172,6 +172,7 @@ cdef void _update(Net* net, Optim* opt, floating dummy) noexcept nogil:
 def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                 const Py_ssize_t[::1] labels, Py_ssize_t[::1] labels_b,
                 const floating[:, ::1] targets, floating[:, ::1] targets_b,
+                const floating[::1] weights, floating[::1] weights_b,
                 const Py_ssize_t[::1] order, object plan, double x_scale):
     """Train one epoch over ``X[order]`` in mini-batches of ``Xb.shape[0]`` rows.
 
@@ -179,6 +180,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
     batch-mean losses, the number of samples trained on, and the first row of
     the batch whose loss was not finite (-1 when every loss was finite; that
     batch is not applied, so the weights are those of the last finite step).
+    ``weights`` (None for none) holds one weight per row of X.
     """
     cdef Net net
     cdef Optim opt
@@ -190,6 +192,8 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
     cdef double batch_loss, total = 0
     cdef Py_ssize_t bad = -1, done = 0
     cdef floating scale = x_scale
+    cdef bint use_weights = weights is not None
+    cdef floating* wb = NULL
 
     _fill_params[floating](&net, plan.W, plan.b, plan.acts, dummy)
     L = net.n_layers
@@ -207,6 +211,10 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
     else:
         _require(targets.shape[0] == X.shape[0] and targets.shape[1] == c, "targets have the wrong shape")
         _require(targets_b.shape[0] >= bs and targets_b.shape[1] == c, "target buffer has the wrong shape")
+    if use_weights:
+        _require(weights.shape[0] == X.shape[0], "sample_weight has the wrong size")
+        _require(weights_b is not None and weights_b.shape[0] >= bs, "weight buffer too small")
+        wb = &weights_b[0]
     for l in range(L):
         net.A[l] = _ptr2[floating](plan.A[l], bs, net.sizes[l + 1], "A", dummy)
         net.D[l] = _ptr2[floating](plan.D[l], bs, net.sizes[l + 1], "D", dummy)
@@ -246,10 +254,12 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                     labels_b[i] = labels[order[start + i]]
             else:
                 _gather(&targets[0, 0], c, &order[start], nb, &targets_b[0, 0], <floating>1)
+            if use_weights:
+                _gather(&weights[0], 1, &order[start], nb, wb, <floating>1)
             _forward(&net, &Xb[0, 0], nb)
             batch_loss = _loss_and_grad(loss, use_labels, <floating*>net.A[L - 1],
                                         <floating*>net.D[L - 1], &labels_b[0],
-                                        &targets_b[0, 0], nb, c)
+                                        &targets_b[0, 0], wb, nb, c)
             if not isfinite(batch_loss):
                 bad = start
                 break

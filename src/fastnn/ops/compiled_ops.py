@@ -114,37 +114,34 @@ class CompiledOps(NumpyOps):
 
     # ------------------------------------------------------------ losses
 
-    def softmax_cross_entropy(self, logits, y, need_grad=True):
+    def _loss(self, kernel, out, y, need_grad, sample_weight):
+        dt = _float_dtype(out)
+        Z, T = _c(out, dt), _c(y, dt)
+        if Z.ndim != 2 or Z.shape != T.shape:
+            raise ValueError(f"outputs have shape {Z.shape}, targets {T.shape}; "
+                             "both must be 2-D and alike")
+        grad = np.empty_like(Z) if need_grad else None
+        w = None if sample_weight is None else _c(sample_weight, dt)
+        return kernel(Z, T, grad, w), grad
+
+    def softmax_cross_entropy(self, logits, y, need_grad=True, sample_weight=None):
+        if np.ndim(y) != 1:
+            return self._loss(_kernels.softmax_cross_entropy_targets, logits, y, need_grad,
+                              sample_weight)
         dt = _float_dtype(logits)
         Z = _c(logits, dt)
         if Z.ndim != 2:
             raise ValueError(f"logits must be 2-D, got shape {Z.shape}")
         grad = np.empty_like(Z) if need_grad else None
-        if np.ndim(y) == 1:
-            loss = _kernels.softmax_cross_entropy_labels(Z, _c(y, np.intp), grad)
-        else:
-            loss = _kernels.softmax_cross_entropy_targets(Z, _c(y, dt), grad)
-        return loss, grad
+        w = None if sample_weight is None else _c(sample_weight, dt)
+        return _kernels.softmax_cross_entropy_labels(Z, _c(y, np.intp), grad, w), grad
 
-    def sigmoid_binary_cross_entropy(self, logits, y, need_grad=True):
-        dt = _float_dtype(logits)
-        Z, T = _c(logits, dt), _c(y, dt)
-        if Z.shape != T.shape:
-            raise ValueError(f"logits have shape {Z.shape}, targets {T.shape}")
-        grad = np.empty_like(Z) if need_grad else None
-        loss = _kernels.sigmoid_binary_cross_entropy(
-            Z.reshape(-1), T.reshape(-1), None if grad is None else grad.reshape(-1))
-        return loss, grad
+    def sigmoid_binary_cross_entropy(self, logits, y, need_grad=True, sample_weight=None):
+        return self._loss(_kernels.sigmoid_binary_cross_entropy, logits, y, need_grad,
+                          sample_weight)
 
-    def mean_squared_error(self, pred, y, need_grad=True):
-        dt = _float_dtype(pred)
-        P, T = _c(pred, dt), _c(y, dt)
-        if P.shape != T.shape:
-            raise ValueError(f"predictions have shape {P.shape}, targets {T.shape}")
-        grad = np.empty_like(P) if need_grad else None
-        loss = _kernels.mean_squared_error(
-            P.reshape(-1), T.reshape(-1), None if grad is None else grad.reshape(-1))
-        return loss, grad
+    def mean_squared_error(self, pred, y, need_grad=True, sample_weight=None):
+        return self._loss(_kernels.mean_squared_error, pred, y, need_grad, sample_weight)
 
     # ------------------------------------------------------------ optimizer updates
     # The arrays are updated in place, so they must already be C-contiguous
@@ -182,14 +179,14 @@ class CompiledOps(NumpyOps):
                               x_scale, chunk, OUTPUTS[output])
         return out
 
-    def train_epoch(self, X, y, order, plan, x_scale=1.0):
+    def train_epoch(self, X, y, order, plan, x_scale=1.0, sample_weight=None):
         plan.allocate(X.shape[1])
         if plan.use_labels:
             labels, targets = y, plan.targets_b
         else:
             labels, targets = plan.labels_b, y
         return _train.train_epoch(X, plan.Xb, labels, plan.labels_b, targets, plan.targets_b,
-                                  order, plan, x_scale)
+                                  sample_weight, plan.weights_b, order, plan, x_scale)
 
 
 def _check_inplace(a, name, like=None):

@@ -85,12 +85,15 @@ class NumpyOps:
 
     # ------------------------------------------------------------ losses
     # Each returns (mean loss as a float, gradient w.r.t. its first argument or None).
+    # ``sample_weight`` (n,) multiplies each sample's loss; the mean still
+    # divides by n, so weights of one give the plain mean.
 
-    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray, need_grad: bool = True,
+                              sample_weight: np.ndarray | None = None):
         """Mean over samples of -log softmax(logits)[y].
 
         ``y`` is either integer labels (n,) or target rows (n, c) such as one-hot.
-        The gradient is (softmax(logits) - onehot(y)) / n.
+        The gradient is (softmax(logits) * sum(y_row) - y) / n (onehot for labels).
         """
         n = logits.shape[0]
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -98,21 +101,22 @@ class NumpyOps:
         s = e.sum(axis=1, keepdims=True)
         log_p = shifted - np.log(s)
         if y.ndim == 1:
-            loss = -log_p[np.arange(n), y].sum(dtype=np.float64) / n
+            per_sample = -log_p[np.arange(n), y]
         else:
-            loss = -(y * log_p).sum(dtype=np.float64) / n
+            per_sample = -(y * log_p).sum(axis=1)
+        loss = _weighted_sum(per_sample, sample_weight) / n
         if not need_grad:
             return float(loss), None
         grad = e / s
         if y.ndim == 1:
             grad[np.arange(n), y] -= 1
         else:
-            grad -= y
-        grad /= n
-        return float(loss), grad.astype(logits.dtype, copy=False)
+            grad = grad * y.sum(axis=1, keepdims=True) - y
+        return float(loss), _scaled_grad(grad, sample_weight, n, logits.dtype)
 
     def sigmoid_binary_cross_entropy(self, logits: np.ndarray, y: np.ndarray,
-                                     need_grad: bool = True):
+                                     need_grad: bool = True,
+                                     sample_weight: np.ndarray | None = None):
         """Mean over elements of the binary cross-entropy of sigmoid(logits) against y.
 
         Computed from the logits as max(z, 0) - z*y + log1p(exp(-|z|)), which
@@ -120,27 +124,29 @@ class NumpyOps:
         """
         z = logits
         terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        loss = terms.sum(dtype=np.float64) / z.size
+        loss = _weighted_sum(terms.sum(axis=1, dtype=np.float64), sample_weight) / z.size
         if not need_grad:
             return float(loss), None
-        return float(loss), ((self.sigmoid(z) - y) / z.size).astype(z.dtype, copy=False)
+        return float(loss), _scaled_grad(self.sigmoid(z) - y, sample_weight, z.size, z.dtype)
 
-    def mean_squared_error(self, pred: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    def mean_squared_error(self, pred: np.ndarray, y: np.ndarray, need_grad: bool = True,
+                           sample_weight: np.ndarray | None = None):
         """Mean over all elements of (pred - y)^2; gradient 2 (pred - y) / size."""
         d = pred - y
-        loss = (d * d).sum(dtype=np.float64) / d.size
+        loss = _weighted_sum((d * d).sum(axis=1, dtype=np.float64), sample_weight) / d.size
         if not need_grad:
             return float(loss), None
-        return float(loss), (d * (2 / d.size)).astype(pred.dtype, copy=False)
+        return float(loss), _scaled_grad(2 * d, sample_weight, d.size, pred.dtype)
 
-    def loss(self, name: str, out: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    def loss(self, name: str, out: np.ndarray, y: np.ndarray, need_grad: bool = True,
+             sample_weight: np.ndarray | None = None):
         """Dispatch to the loss called ``name`` (see ``LOSSES``)."""
         if name == "softmax_cross_entropy":
-            return self.softmax_cross_entropy(out, y, need_grad)
+            return self.softmax_cross_entropy(out, y, need_grad, sample_weight)
         if name == "binary_cross_entropy":
-            return self.sigmoid_binary_cross_entropy(out, y, need_grad)
+            return self.sigmoid_binary_cross_entropy(out, y, need_grad, sample_weight)
         if name == "mse":
-            return self.mean_squared_error(out, y, need_grad)
+            return self.mean_squared_error(out, y, need_grad, sample_weight)
         raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
 
     # ------------------------------------------------------------ optimizer updates
@@ -201,9 +207,10 @@ class NumpyOps:
         return out
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray, plan,
-                    x_scale: float = 1.0):
+                    x_scale: float = 1.0, sample_weight: np.ndarray | None = None):
         """Train one epoch over ``X[order]`` in mini-batches of ``plan.batch_size``.
 
+        ``sample_weight`` (one per row of X, or None) weights each sample's loss.
         Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
         batch-mean losses, the samples trained on, and the first row of the first
         batch whose loss was not finite (-1 if none; that batch is not applied).
@@ -221,7 +228,8 @@ class NumpyOps:
             for Wl, bl, act in zip(plan.W, plan.b, plan.activations):
                 h = self.dense_forward(h, Wl, bl, act)
                 outs.append(h)
-            loss, grad = self.loss(plan.loss, h, yb)
+            wb = None if sample_weight is None else sample_weight[rows]
+            loss, grad = self.loss(plan.loss, h, yb, sample_weight=wb)
             if not np.isfinite(loss):
                 return total, done, start
             total += loss * len(rows)
@@ -233,6 +241,22 @@ class NumpyOps:
             plan.optimizer.update(self, plan.W, plan.b, dWs, dbs)
             done += len(rows)
         return total, done, -1
+
+
+def _weighted_sum(per_sample: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    if sample_weight is None:
+        return per_sample.sum(dtype=np.float64)
+    return (sample_weight * per_sample).sum(dtype=np.float64)
+
+
+def _scaled_grad(grad: np.ndarray, sample_weight: np.ndarray | None, size: int,
+                 dtype: np.dtype) -> np.ndarray:
+    """grad / size, each row times its sample weight, in ``dtype``."""
+    if sample_weight is not None:
+        grad = grad * (sample_weight[:, None] / size).astype(dtype)
+    else:
+        grad = grad / size
+    return grad.astype(dtype, copy=False)
 
 
 def _scaled(X: np.ndarray, dtype: np.dtype, x_scale: float) -> np.ndarray:

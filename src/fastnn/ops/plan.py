@@ -61,6 +61,7 @@ class TrainingPlan:
         self.db = [np.empty_like(b) for b in self.b]
         self.labels_b = np.empty(bs, np.intp)
         self.targets_b = np.empty((bs, n_out), dt)
+        self.weights_b = np.empty(bs, dt)
         self._buffers_for = n_features
 
     # Optimizer state, by the names the compiled loop reads.
