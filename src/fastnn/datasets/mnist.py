@@ -313,7 +313,7 @@ def load_mnist(data_dir: PathLike | None = None, download: bool = True
     Examples
     --------
     >>> (X_train, y_train), (X_test, y_test) = load_mnist()  # doctest: +SKIP
-    >>> X_train.shape, X_train.dtype, y_train.shape
+    >>> X_train.shape, X_train.dtype, y_train.shape  # doctest: +SKIP
     ((60000, 784), dtype('uint8'), (60000,))
     """
     if data_dir is not None:
