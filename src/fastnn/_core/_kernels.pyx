@@ -42,10 +42,11 @@ cdef inline floating _sigmoid(floating x) noexcept nogil:
 cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil:
     """Apply the activation in place to n contiguous values."""
     cdef Py_ssize_t i
+    # The loops store unconditionally so that gcc turns them into vector
+    # selects: a data-dependent branch mispredicts on about half the elements.
     if act == RELU:
         for i in range(n):
-            if z[i] < 0:
-                z[i] = 0
+            z[i] = z[i] if z[i] > 0 else 0
     elif act == SIGMOID:
         for i in range(n):
             z[i] = _sigmoid(z[i])
@@ -62,8 +63,7 @@ cdef void backprop_activation(int act, const floating* y, floating* dz, Py_ssize
     cdef Py_ssize_t i
     if act == RELU:
         for i in range(n):
-            if not (y[i] > 0):
-                dz[i] = 0
+            dz[i] = dz[i] if y[i] > 0 else 0
     elif act == SIGMOID:
         for i in range(n):
             dz[i] = dz[i] * (y[i] * (1 - y[i]))
@@ -80,11 +80,16 @@ cdef void dense_forward_ptr(const floating* X, const floating* W, const floating
     cdef int i, j
     cdef floating* row
     gemm(False, False, n, n_out, n_in, <floating>1, X, n_in, W, n_out, <floating>0, Y, n_out)
+    # Bias and activation in one pass, a row at a time while it is in cache.
     for i in range(n):
         row = Y + <Py_ssize_t>i * n_out
-        for j in range(n_out):
-            row[j] += b[j]
-    activate(act, Y, <Py_ssize_t>n * n_out)
+        if act == RELU:
+            for j in range(n_out):
+                row[j] = row[j] + b[j] if row[j] + b[j] > 0 else 0
+        else:
+            for j in range(n_out):
+                row[j] += b[j]
+            activate(act, row, n_out)
 
 
 cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,

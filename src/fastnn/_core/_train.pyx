@@ -15,9 +15,10 @@ from libc.stdint cimport uint8_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite
 
+from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
     IDENTITY, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
-    activate, dense_forward_ptr, dense_backward_ptr, softmax_rows,
+    activate, backprop_activation, dense_forward_ptr, softmax_rows,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
     sgd_step, adam_step,
 )
@@ -134,37 +135,85 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
     return mse_loss(out, targets, weights, grad, n, c)
 
 
-cdef void _backward(Net* net, const floating* X, int n) noexcept nogil:
-    cdef int l
+cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n) noexcept nogil:
+    """Backpropagate from D[L-1] (the loss gradient) and update every layer.
+
+    A layer's input gradient is computed before its weights change. With plain
+    or heavy-ball SGD the weight gradient is never stored: the GEMM that forms
+    X^T dZ adds it straight into the weights (alpha = -lr, beta = 1) or into the
+    velocity (beta = momentum), which saves a write and a read of dW per layer.
+    """
+    cdef int l, n_in, n_out, i, j
+    cdef Py_ssize_t nw
     cdef const floating* inp
-    for l in range(net.n_layers - 1, -1, -1):
-        inp = X if l == 0 else <floating*>net.A[l - 1]
-        dense_backward_ptr(inp, <floating*>net.W[l], <floating*>net.A[l], <floating*>net.D[l],
-                           <floating*>net.dW[l], <floating*>net.db[l],
-                           NULL if l == 0 else <floating*>net.D[l - 1],
-                           n, net.sizes[l], net.sizes[l + 1], net.acts[l])
-
-
-cdef void _update(Net* net, Optim* opt, floating dummy) noexcept nogil:
-    cdef int l
-    cdef Py_ssize_t nw, nb
+    cdef floating* W
+    cdef floating* dZ
+    cdef floating* db
+    cdef floating* row
+    cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
+    cdef bint fold = opt.kind == SGD and not opt.nesterov
     if opt.kind == ADAM:
         opt.step += 1
-    for l in range(net.n_layers):
-        nw = <Py_ssize_t>net.sizes[l] * net.sizes[l + 1]
-        nb = net.sizes[l + 1]
-        if opt.kind == SGD:
-            sgd_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l], nw,
-                     opt.lr, opt.momentum, opt.nesterov, opt.weight_decay)
-            sgd_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l], nb,
-                     opt.lr, opt.momentum, opt.nesterov, 0.0)
+    for l in range(net.n_layers - 1, -1, -1):
+        n_in, n_out = net.sizes[l], net.sizes[l + 1]
+        nw = <Py_ssize_t>n_in * n_out
+        inp = X if l == 0 else <floating*>net.A[l - 1]
+        W, dZ, db = <floating*>net.W[l], <floating*>net.D[l], <floating*>net.db[l]
+
+        backprop_activation(net.acts[l], <floating*>net.A[l], dZ, <Py_ssize_t>n * n_out)
+        for j in range(n_out):
+            db[j] = 0
+        for i in range(n):
+            row = dZ + <Py_ssize_t>i * n_out
+            for j in range(n_out):
+                db[j] += row[j]
+        if l > 0:
+            gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
+                 <floating>0, <floating*>net.D[l - 1], n_in)
+
+        if fold and mu == 0:
+            if wd != 0:
+                for i in range(nw):
+                    W[i] *= 1 - lr * wd      # p -= lr * wd * p, then p -= lr * g
+            gemm(True, False, n_in, n_out, n, -lr, inp, n_in, dZ, n_out, <floating>1, W, n_out)
+            sgd_step(<floating*>net.b[l], db, db, n_out, opt.lr, 0.0, False, 0.0)
+        elif fold:
+            # v = mu v + g (+ wd p); p -= lr v
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, mu,
+                 <floating*>net.sW1[l], n_out)
+            _add_decay_and_step(W, <floating*>net.sW1[l], nw, lr, wd)
+            sgd_step(<floating*>net.b[l], db, <floating*>net.sb1[l], n_out,
+                     opt.lr, opt.momentum, False, 0.0)
         else:
-            adam_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l],
-                      <floating*>net.sW2[l], nw, opt.lr, opt.beta1, opt.beta2, opt.eps,
-                      opt.weight_decay, opt.step)
-            adam_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l],
-                      <floating*>net.sb2[l], nb, opt.lr, opt.beta1, opt.beta2, opt.eps,
-                      0.0, opt.step)
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, <floating>0,
+                 <floating*>net.dW[l], n_out)
+            _step(net, opt, l, nw, n_out, <floating>0)
+
+
+cdef void _add_decay_and_step(floating* W, floating* v, Py_ssize_t n, floating lr,
+                              floating wd) noexcept nogil:
+    cdef Py_ssize_t i
+    if wd != 0:
+        for i in range(n):
+            v[i] += wd * W[i]
+    for i in range(n):
+        W[i] -= lr * v[i]
+
+
+cdef void _step(Net* net, Optim* opt, int l, Py_ssize_t nw, int nb, floating dummy) noexcept nogil:
+    """The general update of layer l from its stored gradients (Adam, Nesterov)."""
+    if opt.kind == SGD:
+        sgd_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l], nw,
+                 opt.lr, opt.momentum, opt.nesterov, opt.weight_decay)
+        sgd_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l], nb,
+                 opt.lr, opt.momentum, opt.nesterov, 0.0)
+    else:
+        adam_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l],
+                  <floating*>net.sW2[l], nw, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                  opt.weight_decay, opt.step)
+        adam_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l],
+                  <floating*>net.sb2[l], nb, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                  0.0, opt.step)
 
 
 # ---------------------------------------------------------------- entry points
@@ -223,6 +272,9 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
 
     optimizer = plan.optimizer
     opt.kind = ADAM if optimizer.kind == "adam" else SGD
+    opt.momentum = opt.beta1 = opt.beta2 = opt.eps = 0
+    opt.nesterov = False
+    opt.step = 0
     opt.lr = optimizer.lr
     opt.weight_decay = optimizer.weight_decay
     if opt.kind == SGD:
@@ -264,8 +316,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                 bad = start
                 break
             total += batch_loss * nb
-            _backward(&net, &Xb[0, 0], nb)
-            _update(&net, &opt, dummy)
+            _backward_and_update(&net, &opt, &Xb[0, 0], nb)
             done += nb
             start += nb
 
