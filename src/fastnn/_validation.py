@@ -35,10 +35,25 @@ def _as_numeric_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise ValueError when a float array holds NaN or infinity."""
+def check_finite(arr: np.ndarray, name: str, source: np.ndarray | None = None) -> None:
+    """Raise ValueError when a float array holds NaN or infinity.
+
+    ``source`` is the array ``arr`` was cast from, if any: when it was finite,
+    the cast overflowed, and the message says so instead of blaming the data.
+    """
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        if (source is not None and source is not arr and source.dtype.kind in "biuf"
+                and np.isfinite(source).all()):
+            raise ValueError(f"{name} holds values beyond the range of {arr.dtype} "
+                             f"(largest magnitude {float(np.abs(source).max()):.4g})")
         raise ValueError(f"{name} contains NaN or infinity")
+
+
+def _cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` as a C-contiguous array of ``dtype``, quietly: values the cast
+    overflows become infinite and are reported by ``check_finite``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
@@ -49,20 +64,21 @@ def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
     the compiled core converts and scales its rows on the fly.
     """
     if type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous:
-        arr = X  # the fast path of predict(x): no copy, no conversion
+        source = arr = X  # the fast path of predict(x): no copy, no conversion
     else:
-        arr = _as_numeric_array(X, name)
+        source = arr = _as_numeric_array(X, name)
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-        if not (keep_uint8 and arr.dtype == np.uint8):
-            arr = arr.astype(dtype, copy=False)
-        arr = np.ascontiguousarray(arr)
+        if keep_uint8 and arr.dtype == np.uint8:
+            arr = np.ascontiguousarray(arr)
+        else:
+            arr = _cast(arr, dtype)
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples")
     if arr.shape[1] != n_features:
         raise ValueError(
             f"{name} has {arr.shape[1]} features per sample, but the first layer takes {n_features}")
-    check_finite(arr, name)
+    check_finite(arr, name, source)
     return arr
 
 
@@ -97,8 +113,8 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: np.dtype,
         raise ValueError(f"{name} has {arr.shape[0]} samples, X has {n_samples}")
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns, the network has {n_outputs} outputs")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(arr, name)
+    source, arr = arr, _cast(arr, dtype)
+    check_finite(arr, name, source)
     return arr
 
 
@@ -133,8 +149,8 @@ def check_sample_weight(w: Any, n_samples: int, dtype: np.dtype,
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"{name} has {arr.shape[0]} entries, X has {n_samples} samples")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(arr, name)
+    source, arr = arr, _cast(arr, dtype)
+    check_finite(arr, name, source)
     if (arr < 0).any():
         raise ValueError(f"{name} must be non-negative")
     return arr

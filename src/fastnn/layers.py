@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._validation import check_positive_int
+from fastnn._validation import check_finite, check_positive_int
 from fastnn.ops.numpy_ops import ACTIVATIONS
 
 # "softmax" is accepted only on the last layer of a softmax cross-entropy
@@ -73,10 +73,10 @@ class Dense:
             raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-        arr = np.array(arr, dtype=self.dtype, order="C", copy=True)
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return arr
+        with np.errstate(over="ignore", invalid="ignore"):  # reported just below
+            out = np.array(arr, dtype=self.dtype, order="C", copy=True)
+        check_finite(out, name, arr)
+        return out
 
     def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
         """Draw W (He-normal for ReLU, Glorot-uniform otherwise) and zero b.
@@ -96,7 +96,8 @@ class Dense:
     def set_dtype(self, dtype: np.dtype) -> None:
         """Convert the parameters to ``dtype`` (kept when they exist already)."""
         self.dtype = np.dtype(dtype)
+        # Through the setters, so that a value the new dtype cannot hold is refused.
         if self._W is not None:
-            self._W = np.ascontiguousarray(self._W, dtype=self.dtype)
+            self.W = self._W
         if self._b is not None:
-            self._b = np.ascontiguousarray(self._b, dtype=self.dtype)
+            self.b = self._b
