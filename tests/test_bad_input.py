@@ -1,0 +1,448 @@
+"""Bad input gives a clear ValueError or TypeError naming the argument; odd but
+valid input (integers, float16, bool, non-contiguous, Fortran order) is converted
+and gives the same result as a clean float array; the compiled ops refuse
+mismatched shapes instead of crashing the interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import weights_of
+
+from fastnn import SGD, Adam, Dense, Network
+
+
+@pytest.fixture
+def clf(backend):
+    return Network.mlp([4, 5, 3], activation="tanh", loss="softmax_cross_entropy", seed=0,
+                       backend=backend)
+
+
+@pytest.fixture
+def data(rng):
+    return rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+
+
+# ---------------------------------------------------------------- X and y
+
+
+@pytest.mark.parametrize("method", ["fit", "predict", "predict_proba", "evaluate"])
+@pytest.mark.parametrize("X,error,match", [
+    (np.ones((2, 5, 4)), ValueError, r"X must be 2-D"),
+    (np.float64(3.0), ValueError, r"X must be 2-D"),
+    (np.ones((10, 3)), ValueError, r"X has 3 features.*first layer takes 4"),
+    (np.ones((10, 7)), ValueError, r"X has 7 features"),
+    (np.ones((0, 4)), ValueError, r"X is empty"),
+    (np.full((10, 4), np.nan), ValueError, r"X contains NaN"),
+    (np.full((10, 4), np.inf), ValueError, r"X contains NaN or inf"),
+    (np.full((10, 4), -np.inf), ValueError, r"X contains NaN or inf"),
+    (np.full((10, 4), 1e300), ValueError, r"X holds values beyond the range of float32"),
+    (np.full((10, 4), "a"), TypeError, r"X must hold numbers"),
+    (np.full((10, 4), None, dtype=object), TypeError, r"X must hold numbers"),
+    (np.ones((10, 4), dtype=complex), TypeError, r"X must hold numbers"),
+    (None, TypeError, r"X"),
+], ids=["3d", "0d", "3_features", "7_features", "empty", "nan", "inf", "-inf", "overflow",
+        "strings", "objects", "complex", "None"])
+def test_bad_X(method, X, error, match, clf):
+    n = np.shape(X)[0] if np.ndim(X) >= 1 else 1
+    y = np.zeros(n, dtype=int)
+    call = {"fit": lambda: clf.fit(X, y), "predict": lambda: clf.predict(X),
+            "predict_proba": lambda: clf.predict_proba(X),
+            "evaluate": lambda: clf.evaluate(X, y)}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning on the way
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_ragged_X_is_refused_naming_X(clf):
+    with pytest.raises((ValueError, TypeError), match=r"\bX\b"):
+        clf.fit([[1, 2, 3, 4], [1, 2]], [0, 1])
+    with pytest.raises((ValueError, TypeError), match=r"\bX\b"):
+        clf.predict([[1, 2, 3, 4], [1, 2]])
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+@pytest.mark.parametrize("y,error,match", [
+    (np.full(10, -1), ValueError, r"y contains label -1, outside \[0, 3\)"),
+    (np.full(10, 3), ValueError, r"y contains label 3, outside \[0, 3\)"),
+    (np.r_[np.zeros(9), 1e9], ValueError, r"y contains label"),
+    (np.full(10, 0.5), ValueError, r"y holds non-integer"),
+    (np.r_[np.zeros(9), np.nan], ValueError, r"y contains NaN"),
+    (np.r_[np.zeros(9), np.inf], ValueError, r"y contains NaN or inf"),
+    (np.zeros(9, dtype=int), ValueError, r"y has 9 samples, X has 10"),
+    (np.zeros(11, dtype=int), ValueError, r"y has 11 samples, X has 10"),
+    (np.zeros((10, 2)), ValueError, r"y has 2 columns.*3 outputs"),
+    (np.zeros((10, 3, 1)), ValueError, r"y must be 2-D"),
+    (-np.eye(3)[np.zeros(10, dtype=int)], ValueError, r"non-negative"),
+    (np.full(10, "a"), TypeError, r"y must hold numbers"),
+    (np.full(10, None, dtype=object), TypeError, r"y must hold numbers"),
+], ids=["label_-1", "label_3", "label_huge", "non_integer", "nan", "inf", "short", "long",
+        "columns", "3d", "negative_rows", "strings", "objects"])
+def test_bad_labels(method, y, error, match, clf, data):
+    X, _ = data
+    with pytest.raises(error, match=match):
+        getattr(clf, method)(X, y)
+
+
+@pytest.mark.parametrize("y,match", [
+    (np.full(10, 2.0), r"\[0, 1\]"),
+    (np.full(10, -0.5), r"\[0, 1\]"),
+    (np.r_[np.zeros(9), np.nan], r"y contains NaN"),
+    (np.zeros((10, 2)), r"y has 2 columns"),
+    (np.zeros(9), r"y has 9 samples"),
+])
+def test_bad_binary_targets(y, match, backend, data):
+    X, _ = data
+    net = Network.mlp([4, 1], loss="binary_cross_entropy", backend=backend)
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, y)
+
+
+@pytest.mark.parametrize("y,match", [
+    (np.zeros(10), r"y must be 2-D \(n_samples, 2\)"),
+    (np.zeros((10, 3)), r"y has 3 columns"),
+    (np.full((10, 2), np.inf), r"y contains NaN or inf"),
+    (np.full((10, 2), 1e300), r"y holds values beyond the range of float32"),
+])
+def test_bad_regression_targets(y, match, backend, data):
+    X, _ = data
+    net = Network.mlp([4, 2], loss="mse", backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            net.fit(X, y)
+
+
+def test_bad_validation_data(clf, data):
+    X, y = data
+    with pytest.raises(TypeError, match="validation_data"):
+        clf.fit(X, y, validation_data=X)
+    with pytest.raises(TypeError, match="validation_data"):
+        clf.fit(X, y, validation_data=(X, y, y))
+    with pytest.raises(ValueError, match=r"\bX\b.*features"):
+        clf.fit(X, y, validation_data=(X[:, :3], y))
+    with pytest.raises(ValueError, match=r"\by\b.*label"):
+        clf.fit(X, y, validation_data=(X, y + 3))
+
+
+# ---------------------------------------------------------------- constructor arguments
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: Dense(2, 3, "gelu"), ValueError, r"unknown activation 'gelu'"),
+    (lambda: Dense(2, 3, 7), ValueError, r"activation"),
+    (lambda: Dense(0, 3), ValueError, r"n_in"),
+    (lambda: Dense(2, -1), ValueError, r"n_out"),
+    (lambda: Dense(2.0, 3), TypeError, r"n_in"),
+    (lambda: Network.mlp([2, 3], loss="hinge"), ValueError, r"unknown loss 'hinge'"),
+    (lambda: Network.mlp([2, 3], backend="cuda"), ValueError, r"unknown backend 'cuda'"),
+    (lambda: Network.mlp([2, 3], backend=None), ValueError, r"backend"),
+    (lambda: Network.mlp([2, 3], dtype="int32"), TypeError, r"dtype"),
+    (lambda: Network.mlp([2, 3], dtype="float16"), TypeError, r"dtype"),
+    (lambda: Network.mlp([2, 3], dtype="foo"), TypeError, r"dtype"),
+    (lambda: SGD(lr=0), ValueError, r"\blr\b"),
+    (lambda: SGD(lr=-0.1), ValueError, r"\blr\b"),
+    (lambda: SGD(lr=float("nan")), ValueError, r"\blr\b"),
+    (lambda: SGD(lr=float("inf")), ValueError, r"\blr\b"),
+    (lambda: SGD(lr="0.1"), TypeError, r"\blr\b"),
+    (lambda: SGD(lr=None), TypeError, r"\blr\b"),
+    (lambda: SGD(momentum=1.0), ValueError, r"momentum"),
+    (lambda: SGD(momentum=-0.1), ValueError, r"momentum"),
+    (lambda: SGD(nesterov=True), ValueError, r"nesterov"),
+    (lambda: SGD(weight_decay=-1), ValueError, r"weight_decay"),
+    (lambda: Adam(lr=0), ValueError, r"\blr\b"),
+    (lambda: Adam(lr=float("nan")), ValueError, r"\blr\b"),
+    (lambda: Adam(betas=(0.9,)), TypeError, r"betas"),
+    (lambda: Adam(betas=(1.0, 0.9)), ValueError, r"betas"),
+    (lambda: Adam(eps=0), ValueError, r"eps"),
+], ids=lambda v: "" if callable(v) or isinstance(v, type) else str(v)[:30])
+def test_bad_constructor_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(epochs=0), ValueError, r"epochs"),
+    (dict(epochs=-3), ValueError, r"epochs"),
+    (dict(epochs=1.5), TypeError, r"epochs"),
+    (dict(epochs="3"), TypeError, r"epochs"),
+    (dict(epochs=True), TypeError, r"epochs"),
+    (dict(epochs=None), TypeError, r"epochs"),
+    (dict(batch_size=0), ValueError, r"batch_size"),
+    (dict(batch_size=-1), ValueError, r"batch_size"),
+    (dict(batch_size=2.5), TypeError, r"batch_size"),
+    (dict(batch_size="8"), TypeError, r"batch_size"),
+    (dict(optimizer="rmsprop"), (TypeError, ValueError), r"optimizer"),
+    (dict(optimizer=object()), TypeError, r"optimizer"),
+    (dict(input_scale=0), ValueError, r"input_scale"),
+    (dict(input_scale=float("nan")), ValueError, r"input_scale"),
+    (dict(verbose="yes"), TypeError, r"verbose"),
+], ids=lambda v: str(v)[:30] if isinstance(v, dict) else "")
+def test_bad_fit_arguments(kwargs, error, match, clf, data):
+    X, y = data
+    before = [w.copy() for w in weights_of(clf)]
+    with pytest.raises(error, match=match):
+        clf.fit(X, y, **kwargs)
+    for w, w0 in zip(weights_of(clf), before):  # nothing was trained
+        np.testing.assert_array_equal(w, w0)
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _fit_predict(X, y, backend, dtype="float32", loss="softmax_cross_entropy", n_out=3):
+    net = Network.mlp([4, 5, n_out], activation="tanh", loss=loss, dtype=dtype, seed=0,
+                      backend=backend)
+    net.fit(X, y, epochs=2, batch_size=3, optimizer=SGD(lr=0.1, momentum=0.5))
+    return weights_of(net), net.predict(X), (net.predict_proba(X) if loss != "mse" else None)
+
+
+def _assert_same(a, b):
+    for wa, wb in zip(a[0], b[0]):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a[1], b[1])
+    if a[2] is not None:
+        np.testing.assert_array_equal(a[2], b[2])
+
+
+@pytest.mark.parametrize("convert", [
+    lambda X: X.astype(np.int64),
+    lambda X: X.astype(np.int8),
+    lambda X: X.astype(np.uint8),
+    lambda X: X.astype(np.uint16),
+    lambda X: X.astype(np.float16),
+    lambda X: X.astype(np.float64),
+    lambda X: X.astype(bool),
+    lambda X: X.tolist(),
+    lambda X: np.asfortranarray(X),
+    lambda X: np.repeat(X, 2, axis=0)[::2],
+    lambda X: np.ascontiguousarray(X.T).T,
+    lambda X: np.repeat(X, 3, axis=1)[:, ::3],
+], ids=["int64", "int8", "uint8", "uint16", "float16", "float64", "bool", "list", "fortran",
+        "row_strided", "transposed", "column_strided"])
+def test_X_conversions_give_the_clean_result(convert, backend, rng):
+    # Small integers, exactly representable in every dtype above (bool: 0 and 1).
+    X = rng.integers(0, 6, (13, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 13)
+    converted = convert(X)
+    clean = np.asarray(converted, dtype=np.float32).copy()  # what the network should see
+    _assert_same(_fit_predict(converted, y, backend), _fit_predict(clean, y, backend))
+    if not isinstance(converted, list):
+        assert not np.shares_memory(clean, converted)
+
+
+@pytest.mark.parametrize("convert", [
+    lambda y: y.astype(np.int32), lambda y: y.astype(np.uint8), lambda y: y.astype(float),
+    lambda y: y.tolist(), lambda y: y[:, None], lambda y: np.repeat(y, 2)[::2],
+], ids=["int32", "uint8", "float", "list", "column", "strided"])
+def test_label_conversions_give_the_clean_result(convert, backend, rng):
+    X = rng.standard_normal((13, 4))
+    y = rng.integers(0, 3, 13)
+    _assert_same(_fit_predict(X, convert(y), backend), _fit_predict(X, y, backend))
+
+
+def test_regression_target_conversions(backend, rng):
+    X = rng.standard_normal((13, 4))
+    y = rng.integers(-3, 3, (13, 2))
+    for conv in (y, y.tolist(), np.asfortranarray(y), y.astype(np.float16), y[:, ::-1][:, ::-1],
+                 y.astype(bool)):
+        clean = np.array(conv, dtype=np.float32)
+        _assert_same(_fit_predict(X, conv, backend, loss="mse", n_out=2),
+                     _fit_predict(X, clean, backend, loss="mse", n_out=2))
+
+
+def test_float64_input_to_a_float32_network_is_rounded_once(backend, rng):
+    X = rng.standard_normal((13, 4))
+    y = rng.integers(0, 3, 13)
+    _assert_same(_fit_predict(X, y, backend), _fit_predict(X.astype(np.float32), y, backend))
+
+
+def test_input_is_never_modified(backend, rng):
+    X = rng.standard_normal((13, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 13)
+    X0, y0 = X.copy(), y.copy()
+    _fit_predict(X, y, backend)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+
+
+# ---------------------------------------------------------------- compiled ops, shape mismatches
+
+_CASES_FLAG = "--run-compiled-op-cases"
+
+
+def _compiled_op_cases():
+    """Calls of the compiled ops (and kernels) with shapes that do not fit."""
+    from fastnn._core import _kernels
+    from fastnn.ops import CompiledOps, TrainingPlan
+
+    C = CompiledOps()
+    f, d = np.float32, np.float64
+    z = np.zeros
+
+    def plan(W, b, acts, loss, bs, labels, opt=None):
+        opt = opt or SGD(lr=0.1, momentum=0.9)
+        opt.prepare(W, b)
+        return TrainingPlan(W, b, acts, loss, opt, bs, use_labels=labels)
+
+    W2 = [z((4, 3)), z((3, 2))]
+    b2 = [z(3), z(2)]
+    order5 = np.arange(5, dtype=np.intp)
+    return {
+        "dense_forward_W_rows": lambda: C.dense_forward(z((3, 4)), z((5, 2)), z(2), "relu"),
+        "dense_forward_b_size": lambda: C.dense_forward(z((3, 4)), z((4, 2)), z(3), "relu"),
+        "dense_forward_X_1d": lambda: C.dense_forward(z(4), z((4, 2)), z(2), "relu"),
+        "dense_forward_empty_X": lambda: C.dense_forward(z((0, 4)), z((4, 2)), z(2), "relu"),
+        "dense_backward_Y_shape": lambda: C.dense_backward(z((3, 4)), z((4, 2)), z((3, 3)),
+                                                           z((3, 2)), "tanh"),
+        "dense_backward_dY_shape": lambda: C.dense_backward(z((3, 4)), z((4, 2)), z((3, 2)),
+                                                            z((2, 2)), "tanh"),
+        "dense_backward_W_rows": lambda: C.dense_backward(z((3, 4)), z((5, 2)), z((3, 2)),
+                                                          z((3, 2)), "tanh", need_dX=False),
+        "backprop_shape": lambda: C.backprop_sigmoid(z((3, 2)), z((2, 3))),
+        "softmax_1d": lambda: C.softmax(z(4)),
+        "softmax_empty": lambda: C.softmax(z((0, 3))),
+        "xent_labels_length": lambda: C.softmax_cross_entropy(z((4, 3)), np.zeros(5, int)),
+        "xent_label_high": lambda: C.softmax_cross_entropy(z((4, 3)), np.array([0, 1, 2, 3])),
+        "xent_label_negative": lambda: C.softmax_cross_entropy(z((4, 3)), np.array([0, -1, 2, 0])),
+        "xent_targets_shape": lambda: C.softmax_cross_entropy(z((4, 3)), z((4, 2))),
+        "xent_logits_1d": lambda: C.softmax_cross_entropy(z(4), np.zeros(4, int)),
+        "xent_empty": lambda: C.softmax_cross_entropy(z((0, 3)), np.zeros(0, int)),
+        "bce_shape": lambda: C.sigmoid_binary_cross_entropy(z((4, 3)), z((3, 4))),
+        "bce_empty": lambda: C.sigmoid_binary_cross_entropy(z((0, 3)), z((0, 3))),
+        "mse_shape": lambda: C.mean_squared_error(z((4, 1)), z((5, 1))),
+        "sgd_grad_size": lambda: C.sgd_update(z(5), z(4), None, 0.1),
+        "sgd_velocity_size": lambda: C.sgd_update(z(5), z(5), z(4), 0.1, momentum=0.9),
+        "sgd_velocity_missing": lambda: C.sgd_update(z(5), z(5), None, 0.1, momentum=0.9),
+        "sgd_param_strided": lambda: C.sgd_update(z(10)[::2], z(5), None, 0.1),
+        "sgd_param_int": lambda: C.sgd_update(np.zeros(5, int), z(5), None, 0.1),
+        "sgd_param_readonly": lambda: C.sgd_update(np.broadcast_to(z(1), (5,)), z(5), None, 0.1),
+        "adam_m_shape": lambda: C.adam_update(z(5), z(5), z(4), z(5), 1, 0.1),
+        "adam_v_dtype": lambda: C.adam_update(z(5), z(5), z(5), z(5, f), 1, 0.1),
+        "adam_step_0": lambda: C.adam_update(z(5), z(5), z(5), z(5), 0, 0.1),
+        "forward_features": lambda: C.forward_chunks(z((6, 5)), W2, b2, ["relu", "identity"]),
+        "forward_chain": lambda: C.forward_chunks(z((6, 4)), [z((4, 3)), z((2, 2))], b2,
+                                                  ["relu", "identity"]),
+        "forward_b_size": lambda: C.forward_chunks(z((6, 4)), W2, [z(3), z(5)],
+                                                   ["relu", "identity"]),
+        "forward_mixed_dtypes": lambda: C.forward_chunks(z((6, 4)), [z((4, 3), f), z((3, 2))],
+                                                         [z(3, f), z(2)], ["relu", "identity"]),
+        "forward_acts_length": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu"]),
+        "forward_lists_length": lambda: C.forward_chunks(z((6, 4)), W2, b2[:1],
+                                                         ["relu", "identity"]),
+        "forward_chunk_0": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu", "identity"],
+                                                    1.0, "raw", 0),
+        "forward_output": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu", "identity"],
+                                                   1.0, "logsoftmax"),
+        "forward_no_layers": lambda: C.forward_chunks(z((6, 4)), [], [], []),
+        "train_features": lambda: C.train_epoch(
+            z((5, 3)), np.zeros(5, np.intp), order5,
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                 "softmax_cross_entropy", 2, True)),
+        "train_order_high": lambda: C.train_epoch(
+            z((5, 4)), np.zeros(5, np.intp), np.array([0, 1, 5], np.intp),
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                 "softmax_cross_entropy", 2, True)),
+        "train_order_negative": lambda: C.train_epoch(
+            z((5, 4)), np.zeros(5, np.intp), np.array([0, -1], np.intp),
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                 "softmax_cross_entropy", 2, True)),
+        "train_label_high": lambda: C.train_epoch(
+            z((5, 4)), np.array([0, 1, 2, 0, 1], np.intp), order5,
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                 "softmax_cross_entropy", 2, True)),
+        "train_labels_length": lambda: C.train_epoch(
+            z((5, 4)), np.zeros(3, np.intp), order5,
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                 "softmax_cross_entropy", 2, True)),
+        "train_targets_shape": lambda: C.train_epoch(
+            z((5, 4)), z((5, 3)), order5,
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"], "mse", 2, False)),
+        "train_targets_rows": lambda: C.train_epoch(
+            z((5, 4)), z((4, 2)), order5,
+            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"], "mse", 2, False)),
+        "train_state_shape": lambda: C.train_epoch(
+            z((5, 4)), z((5, 2)), order5,
+            _with_bad_state(plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
+                                 "mse", 2, False, Adam()))),
+        "kernel_dense_forward_Y": lambda: _kernels.dense_forward(z((3, 4)), z((4, 2)), z(2),
+                                                                 z((2, 2)), 0),
+        "kernel_dense_backward_dW": lambda: _kernels.dense_backward(
+            z((3, 4)), z((4, 2)), z((3, 2)), z((3, 2)), z((4, 3)), z(2), None, 0),
+        "kernel_dense_backward_dX": lambda: _kernels.dense_backward(
+            z((3, 4)), z((4, 2)), z((3, 2)), z((3, 2)), z((4, 2)), z(2), z((3, 3)), 0),
+        "kernel_activation_code": lambda: _kernels.activation_forward(z(3), 9),
+        "kernel_softmax_out": lambda: _kernels.softmax(z((3, 4)), z((3, 3))),
+        "kernel_mixed_dtypes": lambda: _kernels.dense_forward(z((3, 4), f), z((4, 2)), z(2),
+                                                              z((3, 2)), 0),
+    }
+
+
+def _with_bad_state(plan):
+    plan.optimizer.state2_W[1] = np.zeros((2, 2))
+    return plan
+
+
+def _run_compiled_op_cases() -> None:
+    """Run every case, printing one JSON line before and after each (the child process)."""
+    for name, call in _compiled_op_cases().items():
+        print(json.dumps({"start": name}), flush=True)
+        try:
+            call()
+            result = {"name": name, "raised": None}
+        except Exception as exc:  # noqa: BLE001 - we report whatever it was
+            result = {"name": name, "raised": type(exc).__name__, "message": str(exc)}
+        print(json.dumps(result), flush=True)
+
+
+@pytest.fixture(scope="module")
+def compiled_op_results():
+    # In a child process: a crash must fail these tests, not end the test run.
+    proc = subprocess.run([sys.executable, __file__, _CASES_FLAG], capture_output=True,
+                          text=True, timeout=120)
+    results, last = {}, None
+    for line in proc.stdout.splitlines():
+        rec = json.loads(line)
+        if "start" in rec:
+            last = rec["start"]
+        else:
+            results[rec["name"]] = rec
+            last = None
+    return proc.returncode, last, results, proc.stderr[-2000:]
+
+
+def _case_names():
+    # Names only; building the cases needs no compiled call.
+    return list(_compiled_op_cases())
+
+
+@pytest.mark.parametrize("name", _case_names())
+def test_compiled_ops_refuse_mismatched_shapes(name, compiled_op_results):
+    returncode, crashed_in, results, stderr = compiled_op_results
+    if name not in results:
+        pytest.fail(f"the interpreter died (exit code {returncode}) in case {crashed_in!r}; "
+                    f"case {name!r} never ran\n{stderr}")
+    rec = results[name]
+    assert rec["raised"] is not None, f"{name} was accepted"
+    assert rec["message"], rec
+
+
+@pytest.mark.parametrize("backend_ops", ["compiled", "numpy"])
+def test_forward_chunks_refuses_an_unknown_output(backend_ops):
+    from fastnn.ops import get_ops
+
+    ops = get_ops(backend_ops)
+    W, b = [np.zeros((4, 2))], [np.zeros(2)]
+    with pytest.raises(ValueError, match="output"):
+        ops.forward_chunks(np.zeros((3, 4)), W, b, ["identity"], 1.0, "logsoftmax")
+
+
+if __name__ == "__main__" and _CASES_FLAG in sys.argv:
+    _run_compiled_op_cases()
