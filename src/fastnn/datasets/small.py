@@ -8,6 +8,7 @@ hand; ``load_csv`` reads files like ``ex2data2.txt``; ``standardize`` and
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -108,8 +109,12 @@ def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = 
     """
     where = os.fspath(path)
     try:
-        data = np.loadtxt(where, delimiter=delimiter, skiprows=skip_header, dtype=np.float64,
-                          ndmin=2, comments="#")
+        with warnings.catch_warnings():
+            # An empty file is reported below as a ValueError, not as loadtxt's warning.
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data",
+                                    UserWarning)
+            data = np.loadtxt(where, delimiter=delimiter, skiprows=skip_header,
+                              dtype=np.float64, ndmin=2, comments="#")
     except ValueError as exc:  # non-numbers, ragged rows
         raise ValueError(f"{where}: could not read a numeric table: {exc}") from None
     if data.size == 0:

@@ -1,0 +1,179 @@
+"""Each example runs through its command line, in quick mode, in a temporary folder.
+
+The tests read what it prints and check every figure it writes is a valid PNG
+that is not blank.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.datasets
+from conftest import REPO_ROOT, SHARED_DATA
+
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def run_example(name: str, cwd: Path, *args: str, quick: bool = True,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``examples/<name>`` as a user would, from ``cwd``."""
+    cmd = [sys.executable, str(EXAMPLES / name), *args] + (["--quick"] if quick else [])
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    if check:
+        assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def assert_png(path: Path) -> None:
+    """``path`` is a well-formed PNG whose pixels are not all one colour."""
+    assert path.is_file(), f"{path.name} was not written"
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} lacks the PNG signature"
+    pos, kinds = 8, []
+    while pos < len(data):  # walk the chunks: lengths must add up and every CRC match
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"{path.name}: bad CRC in chunk {kind!r}"
+        kinds.append(kind)
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 200 and height >= 150, f"{path.name} is only {width}x{height}"
+
+    import matplotlib.image
+    pixels = matplotlib.image.imread(path)
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    assert len(colours) > 1, f"{path.name} is a single colour"
+    # More than a stray line: at least 1% of the pixels differ from the background.
+    assert 1 - counts.max() / counts.sum() > 0.01, f"{path.name} is almost blank"
+
+
+# ------------------------------------------------------------------ neuron.py
+
+def test_neuron_prints_the_tutorial_numbers(tmp_path):
+    out = run_example("neuron.py", tmp_path).stdout.split()
+    assert len(out) == 2, out
+    neuron, network = float(out[0]), float(out[1])
+    assert abs(neuron - 0.9990889488055994) <= 1e-12
+    assert abs(network - 0.7216325609518421) <= 1e-12
+    # The same numbers from the formulas, independently of fastnn.
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert abs(neuron - sig(0 * 2 + 1 * 3 + 4)) <= 1e-12
+    assert abs(network - sig(sig(3))) <= 1e-12
+
+
+# ------------------------------------------------------------------ gender.py
+
+def test_gender_prints_loss_and_right_predictions(tmp_path):
+    stdout = run_example("gender.py", tmp_path, "--out", "figs").stdout
+    losses = [float(x) for x in re.findall(r"^Epoch (?:\d+) loss: ([\d.]+)$", stdout, re.M)]
+    epochs = [int(x) for x in re.findall(r"^Epoch (\d+) loss", stdout, re.M)]
+    assert epochs == list(range(0, 1000, 10))
+    assert losses[-1] < losses[0] / 10
+    preds = dict(re.findall(r"^(Emily|Frank): [\d.]+ -> ([FM])$", stdout, re.M))
+    assert preds == {"Emily": "F", "Frank": "M"}
+    emily = float(re.search(r"^Emily: ([\d.]+)", stdout, re.M).group(1))
+    frank = float(re.search(r"^Frank: ([\d.]+)", stdout, re.M).group(1))
+    assert emily > 0.5 > frank
+    assert_png(tmp_path / "figs" / "gender_loss.png")
+
+
+# ------------------------------------------------------------------ xor.py
+
+def test_xor_outputs_round_to_0110(tmp_path):
+    # No --out: the figures go to ./fastnn-examples-out of the working folder.
+    stdout = run_example("xor.py", tmp_path).stdout
+    rows = re.findall(r"^(\d) xor (\d) -> ([\d.]+) \(rounds to (\d)\)$", stdout, re.M)
+    assert len(rows) == 4, stdout
+    for a, b, p, r in rows:
+        assert round(float(p)) == int(r) == (int(a) ^ int(b))
+    for name in ("xor_loss.png", "xor_boundary.png"):
+        assert_png(tmp_path / "fastnn-examples-out" / name)
+
+
+# ------------------------------------------------------------------ chips.py
+
+def check_chips_output(stdout: str, out: Path, X: np.ndarray, y: np.ndarray) -> float:
+    """Check what chips.py printed and wrote; return the accuracy it printed."""
+    assert "JSON and .npz models predict the same as the trained one: True" in stdout
+    accuracy = float(re.search(r"^training accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    # The saved model reproduces the printed accuracy on the data, standardised again.
+    net = fastnn.load(out / "chips_model.npz")
+    Z = fastnn.datasets.standardize(X)[0]
+    assert accuracy == pytest.approx((net.predict(Z) == y).mean(), abs=1e-3)
+    from_json = fastnn.Network.from_json(str(out / "chips_model.json"))
+    np.testing.assert_array_equal(from_json.predict_proba(Z), net.predict_proba(Z))
+    for name in ("chips_loss.png", "chips_boundary.png"):
+        assert_png(out / name)
+    return accuracy
+
+
+def test_chips_default_data_path(tmp_path):
+    data = SHARED_DATA / "ex2data2.txt"
+    assert data.is_file(), f"the shared data set {data} is missing"
+    stdout = run_example("chips.py", tmp_path, "--out", "o").stdout
+    assert stdout.startswith("118 chips")
+    X, y = fastnn.datasets.load_csv(data)
+    # The tutorial's network fits this non-linear set far better than the 58% majority class.
+    assert check_chips_output(stdout, tmp_path / "o", X, y) >= 0.75
+
+
+def test_chips_path_argument(tmp_path):
+    # Two rings: the inner one accepted, the outer one rejected.
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 80)
+    radius = np.r_[rng.uniform(0.0, 0.4, 40), rng.uniform(0.7, 1.0, 40)]
+    X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    y = np.r_[np.ones(40, int), np.zeros(40, int)]
+    path = tmp_path / "rings.txt"
+    np.savetxt(path, np.c_[X, y], delimiter=",", fmt=["%.6f", "%.6f", "%d"])
+    stdout = run_example("chips.py", tmp_path, str(path), "--out", "o").stdout
+    assert stdout.startswith("80 chips")
+    X, y = fastnn.datasets.load_csv(path)
+    assert check_chips_output(stdout, tmp_path / "o", X, y) >= 0.9
+
+
+def test_chips_missing_data_is_a_clear_error(tmp_path):
+    proc = run_example("chips.py", tmp_path, str(tmp_path / "nope.txt"), check=False)
+    assert proc.returncode != 0
+    assert "nope.txt not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ mnist.py
+
+@pytest.mark.skipif(not os.environ.get("FASTNN_DATA_DIR"),
+                    reason="FASTNN_DATA_DIR is not set (CI sets it to the MNIST folder)")
+def test_mnist_quick(tmp_path):
+    stdout = run_example("mnist.py", tmp_path, "--out", "o").stdout
+    assert stdout.startswith("5000 training and 1000 test images")
+    train = float(re.search(r"^train accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    test = float(re.search(r"^test accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    # Two epochs on 5,000 images already classify most test digits.
+    assert train > 0.85 and test > 0.8
+    assert len(re.findall(r"^Epoch \d+: loss", stdout, re.M)) == 2
+    for name in ("mnist_loss.png", "mnist_accuracy.png", "mnist_digits.png",
+                 "mnist_confusion.png"):
+        assert_png(tmp_path / "o" / name)
+
+
+# ------------------------------------------------------------------ all of them
+
+@pytest.mark.parametrize("name", ["neuron.py", "gender.py", "xor.py", "chips.py", "mnist.py"])
+def test_example_help(tmp_path, name):
+    stdout = run_example(name, tmp_path, "--help", quick=False).stdout
+    assert "--out" in stdout and "--quick" in stdout
