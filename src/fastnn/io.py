@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
+import secrets
 from typing import Any
 
 import numpy as np
 
-from fastnn._validation import check_dtype
 from fastnn.layers import LAYER_ACTIVATIONS, Dense
 from fastnn.ops import LOSSES
 
@@ -48,7 +46,17 @@ def _atomic_write(path: str, write) -> None:
     """Write through ``write(file)`` to a temporary file beside ``path``, then rename."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=folder)
+    # Not tempfile.mkstemp: its files are private (0600), and the rename would
+    # carry that mode to the model. Created with 0666, the umask applies, as for
+    # any file the user writes (np.save, open).
+    while True:
+        tmp = os.path.join(folder, f".fastnn-{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -90,14 +98,14 @@ def _validated_header(header: Any, where: str) -> dict:
             and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
         raise bad(f"'sizes' must be a list of at least two positive integers, got {sizes!r}")
     if not (isinstance(acts, list) and len(acts) == len(sizes) - 1
-            and all(a in LAYER_ACTIVATIONS for a in acts)):
+            and all(isinstance(a, str) and a in LAYER_ACTIVATIONS for a in acts)):
         raise bad(f"'activations' must name one of {list(LAYER_ACTIVATIONS)} per layer, got {acts!r}")
-    if header.get("loss") not in LOSSES:
-        raise bad(f"'loss' must be one of {sorted(LOSSES)}, got {header.get('loss')!r}")
-    try:
-        check_dtype(header.get("dtype"))
-    except TypeError as exc:
-        raise bad(str(exc)) from None
+    loss = header.get("loss")
+    if not (isinstance(loss, str) and loss in LOSSES):  # (a list is unhashable: check str first)
+        raise bad(f"'loss' must be one of {sorted(LOSSES)}, got {loss!r}")
+    dtype = header.get("dtype")
+    if not (isinstance(dtype, str) and dtype in ("float32", "float64")):
+        raise bad(f"'dtype' must be 'float32' or 'float64', got {dtype!r}")
     return header
 
 
@@ -134,7 +142,11 @@ def load(path: str, backend: str = "compiled"):
     """
     where = os.fspath(path)
     try:
-        with np.load(where, allow_pickle=False) as data:
+        data = np.load(where, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            # np.load also reads a bare .npy array; a model is always an .npz archive.
+            raise ModelFileError(f"{where}: not a fastnn model file (not an .npz archive)")
+        with data:
             names = set(data.files)
             if "header" not in names:
                 raise ModelFileError(f"{where}: not a fastnn model (no header)")
@@ -167,11 +179,14 @@ def load(path: str, backend: str = "compiled"):
                 biases.append(b)
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # about the path, not the file's content
+    except Exception as exc:
+        # A damaged archive fails in many ways: BadZipFile, EOFError, ValueError,
+        # but also zipfile's NotImplementedError ("zip file version") and
+        # RuntimeError ("encrypted") when a flipped bit lands in a zip header.
         raise ModelFileError(f"{where}: not a readable fastnn model file "
-                             f"(corrupted or truncated?): {exc}") from None
+                             f"(corrupted or truncated?): {type(exc).__name__}: {exc}") from None
     try:
         return _network(header, weights, biases, backend)
     except (ValueError, TypeError) as exc:
@@ -197,15 +212,15 @@ def to_json(net, path: str | None = None) -> str:
     return text
 
 
-def from_json(source: str, backend: str = "compiled"):
-    """Read a network from a JSON file path or JSON text in the tutorials' format.
+def from_json(source: str | os.PathLike, backend: str = "compiled"):
+    """Read a network from a JSON file path (str or path-like) or JSON text in the tutorials' format.
 
     Files written by the tutorials' ``network.py`` (all-sigmoid layers, a
     ``cost`` name, no ``activations``) are read too.
     """
     where = "JSON model"
     text = source
-    if not source.lstrip().startswith("{"):
+    if isinstance(source, os.PathLike) or not str(source).lstrip().startswith("{"):
         where = os.fspath(source)
         with open(source, encoding="utf-8") as f:
             text = f.read()
@@ -216,10 +231,11 @@ def from_json(source: str, backend: str = "compiled"):
     if not isinstance(doc, dict):
         raise ModelFileError(f"{where}: the top level is not a JSON object")
     sizes = doc.get("sizes")
+    cost = doc.get("cost")
     header = {
         "sizes": sizes,
         "activations": doc.get("activations"),
-        "loss": doc.get("loss", TUTORIAL_COSTS.get(doc.get("cost"))),
+        "loss": doc.get("loss", TUTORIAL_COSTS.get(cost) if isinstance(cost, str) else None),
         "dtype": doc.get("dtype", "float64"),
     }
     if header["activations"] is None and isinstance(sizes, list):
