@@ -1,0 +1,394 @@
+"""Saving and loading: the .npz model file (bit-exact, atomic, validated) and the
+tutorials' JSON format."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import weights_of
+
+import fastnn
+from fastnn import Dense, ModelFileError, Network
+
+LOSS_NETS = {
+    "mse": (["tanh", "identity"], "mse"),
+    "mse_sigmoid_out": (["relu", "sigmoid"], "mse"),
+    "bce": (["sigmoid", "identity"], "binary_cross_entropy"),
+    "bce_fused_sigmoid": (["tanh", "sigmoid"], "binary_cross_entropy"),
+    "softmax": (["relu", "identity"], "softmax_cross_entropy"),
+    "softmax_fused": (["tanh", "softmax"], "softmax_cross_entropy"),
+}
+
+
+def _trained(case: str, dtype, backend="compiled", seed=0) -> tuple[Network, np.ndarray]:
+    acts, loss = LOSS_NETS[case]
+    rng = np.random.default_rng(seed)
+    net = Network([Dense(3, 5, acts[0]), Dense(5, 2, acts[1])], loss=loss, dtype=dtype,
+                  seed=seed, backend=backend)
+    X = rng.standard_normal((20, 3))
+    y = (rng.integers(0, 2, 20) if loss == "softmax_cross_entropy"
+         else rng.uniform(0, 1, (20, 2)))
+    net.fit(X, y, epochs=2, batch_size=6)  # arbitrary, non-round weights and biases
+    return net, X
+
+
+def _assert_same_network(a: Network, b: Network) -> None:
+    assert [(l.n_in, l.n_out, l.activation) for l in a.layers] == \
+        [(l.n_in, l.n_out, l.activation) for l in b.layers]
+    assert a.loss == b.loss and a.dtype == b.dtype
+    for wa, wb in zip(weights_of(a), weights_of(b)):
+        assert wa.dtype == wb.dtype and wa.shape == wb.shape
+        np.testing.assert_array_equal(wa, wb)
+
+
+def _assert_same_predictions(a: Network, b: Network, X) -> None:
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    if a.loss != "mse":
+        np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+# ---------------------------------------------------------------- .npz round trip
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_NETS))
+def test_save_load_round_trip_is_bit_exact(case, dtype, tmp_path):
+    net, X = _trained(case, dtype)
+    path = tmp_path / "model.npz"
+    net.save(str(path))
+    loaded = fastnn.load(str(path))
+    assert loaded.backend == "compiled"
+    _assert_same_network(net, loaded)
+    _assert_same_predictions(net, loaded, X)
+    on_numpy = fastnn.load(str(path), backend="numpy")
+    assert on_numpy.backend == "numpy"
+    _assert_same_network(net, on_numpy)
+
+
+def test_saved_file_is_a_plain_npz(tmp_path):
+    net, _ = _trained("softmax", np.float32)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    assert zipfile.is_zipfile(path)
+    with np.load(path, allow_pickle=False) as data:
+        assert set(data.files) == {"header", "W0", "b0", "W1", "b1"}
+        np.testing.assert_array_equal(data["W1"], net.layers[1].W)
+        header = json.loads(data["header"].tobytes())
+    assert header["sizes"] == [3, 5, 2]
+    assert header["activations"] == ["relu", "identity"]
+    assert header["loss"] == "softmax_cross_entropy" and header["dtype"] == "float32"
+
+
+def test_paths_as_str_or_pathlib_and_any_suffix(tmp_path):
+    net, X = _trained("mse", np.float64)
+    for path in (tmp_path / "a.npz", str(tmp_path / "b.npz"), tmp_path / "model.bin"):
+        net.save(path)
+        _assert_same_network(net, fastnn.load(path))
+
+
+def test_save_is_atomic_and_overwrites(tmp_path, monkeypatch):
+    first, X = _trained("softmax", np.float32, seed=1)
+    second, _ = _trained("softmax", np.float32, seed=2)
+    path = tmp_path / "model.npz"
+    first.save(path)
+    second.save(path)  # overwriting an existing model works
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # no temporary file left behind
+    _assert_same_network(second, fastnn.load(path))
+
+    # A save that fails half-way leaves the previous file intact and no temporary file.
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        first.save(path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    _assert_same_network(second, fastnn.load(path))
+
+    with pytest.raises(FileNotFoundError):
+        first.save(tmp_path / "no-such-folder" / "model.npz")
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    # Like np.save or open(): 0666 less the umask, not a private temporary file's 0600.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    net, _ = _trained("mse", np.float32)
+    net.save(tmp_path / "model.npz")
+    net.to_json(tmp_path / "model.json")
+    for name in ("model.npz", "model.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastnn.load(tmp_path / "nothing.npz")
+
+
+# ---------------------------------------------------------------- damaged files
+
+
+@pytest.fixture
+def saved(tmp_path):
+    net, _ = _trained("softmax", np.float64)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    return net, path, path.read_bytes()
+
+
+def test_model_file_error_is_a_value_error():
+    assert issubclass(ModelFileError, ValueError)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.25, 0.5, 0.75, 0.95, 0.999])
+def test_truncated_file_is_refused(fraction, saved, tmp_path):
+    _, _, data = saved
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(data[:int(len(data) * fraction)])
+    with pytest.raises(ModelFileError):
+        fastnn.load(bad)
+
+
+def test_flipped_bytes_in_the_weights_are_refused(saved, tmp_path):
+    net, _, data = saved
+    raw = net.layers[0].W.tobytes()
+    start = data.find(raw)
+    assert start > 0, "the weights are stored uncompressed in the archive"
+    for offset in (0, len(raw) // 2, len(raw) - 1):
+        bad = bytearray(data)
+        bad[start + offset] ^= 0x5A
+        path = tmp_path / "corrupted.npz"
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ModelFileError):
+            fastnn.load(path)
+
+
+def test_any_flipped_byte_is_refused_or_harmless(saved, tmp_path):
+    # Wherever a byte is flipped, load either refuses the file with ModelFileError or
+    # (when the byte is zip bookkeeping that nothing reads) returns the same network.
+    net, _, data = saved
+    path = tmp_path / "corrupted.npz"
+    for pos in range(0, len(data), 5):
+        bad = bytearray(data)
+        bad[pos] ^= 0xFF
+        path.write_bytes(bytes(bad))
+        try:
+            loaded = fastnn.load(path)
+        except ModelFileError:
+            continue
+        _assert_same_network(net, loaded)
+
+
+def _write_model(path, header, arrays):
+    """An .npz with a hand-made header (a dict, or raw bytes) and arrays."""
+    if isinstance(header, dict):
+        header = json.dumps(header).encode()
+    payload = {} if header is None else {"header": np.frombuffer(header, dtype=np.uint8)}
+    payload.update(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **payload)
+
+
+def _good_parts(dtype="float64"):
+    header = {"format": "fastnn", "version": 1, "sizes": [3, 4, 2],
+              "activations": ["tanh", "identity"], "loss": "mse", "dtype": dtype}
+    rng = np.random.default_rng(0)
+    arrays = {"W0": rng.standard_normal((3, 4)), "b0": np.zeros(4),
+              "W1": rng.standard_normal((4, 2)), "b1": np.zeros(2)}
+    return header, {k: v.astype(dtype) for k, v in arrays.items()}
+
+
+def test_hand_made_good_file_loads(tmp_path):
+    header, arrays = _good_parts()
+    _write_model(tmp_path / "m.npz", header, arrays)
+    net = fastnn.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(net.layers[1].W, arrays["W1"])
+
+
+TAMPERED = {
+    "sizes_wrong": lambda h, a: h.update(sizes=[3, 5, 2]),
+    "sizes_short": lambda h, a: h.update(sizes=[3]),
+    "sizes_negative": lambda h, a: h.update(sizes=[3, -4, 2]),
+    "sizes_float": lambda h, a: h.update(sizes=[3, 4.0, 2]),
+    "sizes_bool": lambda h, a: h.update(sizes=[3, True, 2]),
+    "sizes_string": lambda h, a: h.update(sizes="3,4,2"),
+    "sizes_huge": lambda h, a: h.update(sizes=[3, 10**12, 2]),
+    "activation_unknown": lambda h, a: h.update(activations=["gelu", "identity"]),
+    "activation_count": lambda h, a: h.update(activations=["tanh"]),
+    "activation_not_str": lambda h, a: h.update(activations=[["tanh"], "identity"]),
+    "softmax_hidden": lambda h, a: h.update(activations=["softmax", "identity"],
+                                            loss="softmax_cross_entropy"),
+    "softmax_with_mse": lambda h, a: h.update(activations=["tanh", "softmax"]),
+    "loss_unknown": lambda h, a: h.update(loss="hinge"),
+    "loss_list": lambda h, a: h.update(loss=["mse"]),
+    "loss_missing": lambda h, a: h.pop("loss"),
+    "dtype_int": lambda h, a: h.update(dtype="int32"),
+    "dtype_float16": lambda h, a: h.update(dtype="float16"),
+    "dtype_missing": lambda h, a: h.pop("dtype"),
+    "dtype_dict": lambda h, a: h.update(dtype={"names": ["a"], "formats": ["f8"]}),
+    "dtype_disagrees": lambda h, a: h.update(dtype="float32"),
+    "format_other": lambda h, a: h.update(format="other"),
+    "format_missing": lambda h, a: h.pop("format"),
+    "version_2": lambda h, a: h.update(version=2),
+    "extra_array": lambda h, a: a.update(W2=np.zeros((2, 2))),
+    "missing_array": lambda h, a: a.pop("b1"),
+    "renamed_array": lambda h, a: a.update(bias1=a.pop("b1")),
+    "array_dtype": lambda h, a: a.update(W0=a["W0"].astype(np.float32)),
+    "array_int": lambda h, a: a.update(b0=np.zeros(4, dtype=np.int64)),
+    "array_shape": lambda h, a: a.update(W0=a["W0"].T.copy()),
+    "array_1d": lambda h, a: a.update(W0=a["W0"].ravel()),
+    "array_nan": lambda h, a: a["W1"].__setitem__((0, 0), np.nan),
+    "array_inf": lambda h, a: a["b0"].__setitem__(0, np.inf),
+    "array_object": lambda h, a: a.update(W0=np.array([[object()] * 4] * 3)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_tampered_file_is_refused(case, tmp_path):
+    header, arrays = _good_parts()
+    TAMPERED[case](header, arrays)
+    path = tmp_path / "tampered.npz"
+    _write_model(path, header, arrays)
+    with pytest.raises(ModelFileError):
+        fastnn.load(path)
+
+
+@pytest.mark.parametrize("header", [
+    None, b"", b"not json", b"\xff\xfe", b"[1, 2, 3]", b'"fastnn"', b"null",
+], ids=["missing", "empty", "not_json", "not_utf8", "list", "string", "null"])
+def test_bad_header_bytes_are_refused(header, tmp_path):
+    _, arrays = _good_parts()
+    path = tmp_path / "bad.npz"
+    _write_model(path, header, arrays)
+    with pytest.raises(ModelFileError):
+        fastnn.load(path)
+
+
+def test_header_of_the_wrong_dtype_is_refused(tmp_path):
+    _, arrays = _good_parts()
+    path = tmp_path / "bad.npz"
+    with open(path, "wb") as f:
+        np.savez(f, header=np.arange(5), **arrays)
+    with pytest.raises(ModelFileError):
+        fastnn.load(path)
+
+
+@pytest.mark.parametrize("content", ["npz", "npy", "text", "random", "empty", "zip"])
+def test_other_files_are_refused(content, tmp_path):
+    path = tmp_path / "other"
+    if content == "npz":
+        np.savez(path.with_suffix(".npz"), a=np.arange(3), b=np.ones((2, 2)))
+        path = path.with_suffix(".npz")
+    elif content == "npy":
+        np.save(path.with_suffix(".npy"), np.arange(3))
+        path = path.with_suffix(".npy")
+    elif content == "text":
+        path.write_text("W0,b0\n1,2\n")
+    elif content == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif content == "empty":
+        path.write_bytes(b"")
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("readme.txt", "hello")
+    with pytest.raises(ModelFileError):
+        fastnn.load(path)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_NETS))
+def test_json_round_trip_is_bit_exact(case, dtype, tmp_path):
+    net, X = _trained(case, dtype)
+    path = tmp_path / "model.json"
+    text = net.to_json(str(path))
+    assert path.read_text() == text
+    for loaded in (Network.from_json(str(path)), Network.from_json(path),
+                   Network.from_json(text)):
+        _assert_same_network(net, loaded)
+        _assert_same_predictions(net, loaded, X)
+    on_numpy = Network.from_json(text, backend="numpy")
+    assert on_numpy.backend == "numpy"
+    _assert_same_network(net, on_numpy)
+    assert sorted(os.listdir(tmp_path)) == ["model.json"]
+
+
+def test_json_uses_the_tutorials_layout():
+    net, _ = _trained("bce_fused_sigmoid", np.float64)
+    doc = json.loads(net.to_json())
+    assert doc["sizes"] == [3, 5, 2]
+    assert doc["cost"] == "CrossEntropyCost"
+    for layer, w, b in zip(net.layers, doc["weights"], doc["biases"]):
+        assert np.array(w).shape == (layer.n_out, layer.n_in)  # n_out rows of n_in
+        np.testing.assert_array_equal(np.array(w), layer.W.T)
+        assert np.array(b).shape == (layer.n_out, 1)
+        np.testing.assert_array_equal(np.array(b)[:, 0], layer.b)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("cost,loss", [("CrossEntropyCost", "binary_cross_entropy"),
+                                       ("QuadraticCost", "mse")])
+def test_tutorial_json_loads_with_sigmoid_layers(cost, loss, tmp_path, backend):
+    # What the tutorials' network.py writes: sizes, weights (n_out x n_in), biases
+    # (n_out x 1), the cost's class name; no activations, loss or dtype.
+    rng = np.random.default_rng(4)
+    sizes = [4, 6, 3]
+    weights = [rng.standard_normal((y, x)) for x, y in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.standard_normal((y, 1)) for y in sizes[1:]]
+    doc = {"sizes": sizes, "weights": [w.tolist() for w in weights],
+           "biases": [b.tolist() for b in biases], "cost": cost}
+    path = tmp_path / "tutorial.json"
+    path.write_text(json.dumps(doc))
+    net = Network.from_json(str(path), backend=backend)
+    assert [l.activation for l in net.layers] == ["sigmoid", "sigmoid"]
+    assert net.loss == loss and net.dtype == np.float64
+    # The tutorial's feedforward: a = sigmoid(w a + b) with column vectors.
+    X = rng.standard_normal((5, 4))
+    a = X.T
+    for w, b in zip(weights, biases):
+        a = _sigmoid(w @ a + b)
+    out = net.predict_proba(X) if loss != "mse" else net.predict(X)
+    np.testing.assert_allclose(out, a.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "{\"sizes\": [2, 1]}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"cost\": \"HingeCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"cost\": [\"x\"]}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2, 3]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1], [2]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0, 1]]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, NaN]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, \"a\"]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [], \"biases\": [], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 0], \"weights\": [[]], \"biases\": [[]], \"cost\": \"QuadraticCost\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"loss\": \"mse\", "
+    "\"dtype\": \"int8\"}",
+    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"loss\": \"mse\", "
+    "\"activations\": [\"gelu\"]}",
+], ids=["not_json", "no_weights", "unknown_cost", "cost_list", "weights_wide", "weights_tall",
+        "biases_long", "nan", "string_weight", "no_layers", "zero_size", "dtype", "activation"])
+def test_bad_json_is_refused(text):
+    with pytest.raises(ModelFileError):
+        Network.from_json(text)
+
+
+def test_json_top_level_must_be_an_object(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ModelFileError):
+        Network.from_json(path)
