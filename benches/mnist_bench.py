@@ -1,0 +1,620 @@
+#!/usr/bin/env python
+"""The MNIST benchmark: fastnn's compiled core against its NumPy twin, tutorial-style
+NumPy, PyTorch and scikit-learn, and against this machine's own GEMM floor.
+
+Every contender trains the same network, 784-128-10 (ReLU, softmax cross-entropy),
+by plain mini-batch SGD with learning rate 0.1 on the 60,000 training images
+scaled to [0, 1], in float32 (the tutorial-style baseline in float64). For each
+batch size it reports the median epoch time, samples/s, effective GFLOP/s, the
+time as a multiple of the floor (the epoch's GEMM FLOPs at the float32 GEMM
+rate measured in the same run), fastnn's speed-up, and the test accuracy. It
+also measures single-sample ``predict`` latency and 10,000-image throughput.
+
+Run from the project root, with fastnn installed::
+
+    python benches/mnist_bench.py                  # the full table (a few minutes)
+    python benches/mnist_bench.py --quick          # a seconds-long smoke run
+
+MNIST is read by ``fastnn.datasets.load_mnist`` (``--data-dir``, else
+``$FASTNN_DATA_DIR``, else the cache folder). Results go to ``--out`` as
+``mnist_bench.json`` and, with matplotlib, ``mnist_bench.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # seed_numpy, also when run from elsewhere
+
+try:
+    import fastnn
+except ImportError:  # a source checkout whose compiled core was built in place
+    sys.path.insert(0, str(HERE.parent / "src"))
+    import fastnn
+
+from fastnn.datasets import load_mnist  # noqa: E402
+
+import seed_numpy  # noqa: E402
+
+ALL_CONTENDERS = ("compiled", "numpy", "seed", "torch", "sklearn")
+LABELS = {
+    "compiled": "fastnn compiled",
+    "numpy": "fastnn NumPy twin",
+    "seed": "seed-style NumPy f64",
+    "torch": "PyTorch",
+    "sklearn": "sklearn MLPClassifier",
+}
+LR = 0.1
+SCALE = 1.0 / 255.0
+
+# The issue's targets, checked (never asserted) at the end of a full run.
+TARGETS = {
+    "floor_ratio_b64": 1.6,
+    "speedup_numpy_b64": 1.35,
+    "speedup_seed_b64": 3.5,
+    "speedup_torch_b64": 3.0,
+    "speedup_numpy_b16": 1.8,
+    "speedup_torch_b16": 8.0,
+    "latency_us": 15.0,
+    "latency_speedup_torch": 3.0,
+    "accuracy_gap_points": 0.5,
+}
+
+
+# ---------------------------------------------------------------- counting
+
+
+def epoch_flops(sizes: list[int], n: int, batch_size: int) -> dict:
+    """The FLOPs of one training epoch of a dense network with layer ``sizes``.
+
+    GEMM FLOPs (a multiply-add counts 2): per sample, the forward product of each
+    layer (2*a*b), the weight gradient of each layer (2*a*b), and the input
+    gradient of every layer but the first (2*a*b; the input needs none). The
+    floor divides these by the GEMM rate.
+
+    Elementwise FLOPs (counted for reference; they run at memory speed, so they
+    are not divided by the GEMM rate): per sample, scaling the input (1 per
+    pixel), bias add and bias gradient (2 per unit), ReLU and its backward (2 per
+    hidden unit), softmax cross-entropy and its gradient (about 6 per class); per
+    batch, the SGD update (2 per parameter).
+    """
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    fwd = sum(2 * a * b for a, b in pairs)
+    dW = sum(2 * a * b for a, b in pairs)
+    dX = sum(2 * a * b for a, b in pairs[1:])
+    hidden = sum(sizes[1:-1])
+    per_sample_elem = sizes[0] + 2 * sum(sizes[1:]) + 2 * hidden + 6 * sizes[-1]
+    params = sum(a * b + b for a, b in pairs)
+    batches = -(-n // batch_size)
+    gemm = n * (fwd + dW + dX)
+    elementwise = n * per_sample_elem + batches * 2 * params
+    return {"gemm_forward": n * fwd, "gemm_backward": n * (dW + dX), "gemm": gemm,
+            "elementwise": elementwise, "params": params, "batches": batches}
+
+
+def measure_gemm_rate(size: int, repeats: int) -> dict:
+    """Median float32 GEMM rate (FLOP/s) of ``size``^3 products through NumPy's BLAS."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((size, size), dtype=np.float32)
+    B = rng.standard_normal((size, size), dtype=np.float32)
+    C = np.empty((size, size), np.float32)
+    np.matmul(A, B, out=C)  # warm-up: thread start, page faults
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(A, B, out=C)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"size": size, "repeats": repeats, "seconds": times,
+            "rate": 2.0 * size ** 3 / med, "best_rate": 2.0 * size ** 3 / min(times)}
+
+
+# ---------------------------------------------------------------- contenders
+# Each trainer returns (epoch_times, accuracy, model) after `epochs` epochs.
+
+
+def train_fastnn(backend, data, sizes, bs, epochs, seed):
+    (X, y), (Xt, yt) = data
+    net = fastnn.Network.mlp(sizes, activation="relu", loss="softmax_cross_entropy",
+                             seed=seed, backend=backend)
+    opt = fastnn.SGD(lr=LR)
+    times, inner = [], []
+    for _ in range(epochs):
+        # One fit call per epoch, timed from outside: what a user of the API sees
+        # (validation, shuffling and the epoch itself).
+        t0 = time.perf_counter()
+        hist = net.fit(X, y, epochs=1, batch_size=bs, optimizer=opt, input_scale=SCALE)
+        times.append(time.perf_counter() - t0)
+        inner.append(hist.epoch_time[0])
+    acc = net.evaluate(Xt, yt, input_scale=SCALE)["accuracy"]
+    return times, acc, net, {"inner_epoch_times": inner}
+
+
+def train_seed(data, sizes, bs, epochs, seed):
+    (X, y), (Xt, yt) = data
+    if len(sizes) != 3:
+        raise ValueError("the seed-style network has exactly one hidden layer")
+    # The tutorials convert once up front: float64 in [0, 1] and one-hot targets.
+    Xf, Y = X / 255.0, seed_numpy.one_hot(y, sizes[-1])
+    net = seed_numpy.SeedNetwork(*sizes, seed=seed)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        net.train_epoch(Xf, Y, bs, LR)
+        times.append(time.perf_counter() - t0)
+    acc = float((net.predict(Xt / 255.0) == yt).mean())
+    return times, acc, net, {}
+
+
+def train_torch(data, sizes, bs, epochs, seed, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    (X, y), (Xt, yt) = data
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    # Scaled once up front and batched by tensor indexing: a strong PyTorch
+    # baseline (a DataLoader over a Dataset would be slower still).
+    Xtr = torch.from_numpy((X * np.float32(SCALE)).astype(np.float32))
+    ytr = torch.from_numpy(y.astype(np.int64))
+    gen = torch.Generator().manual_seed(seed)
+    n = Xtr.shape[0]
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            xb, yb = Xtr[idx], ytr[idx]
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        times.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        pred = model(torch.from_numpy((Xt * np.float32(SCALE)).astype(np.float32))).argmax(1)
+    acc = float((pred.numpy() == yt).mean())
+    return times, acc, model, {"torch_version": torch.__version__}
+
+
+def train_sklearn(data, sizes, bs, epochs, seed):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    (X, y), (Xt, yt) = data
+    Xf = (X * np.float32(SCALE)).astype(np.float32)
+    Xtf = (Xt * np.float32(SCALE)).astype(np.float32)
+    # max_iter=1 with warm_start: each fit call is one shuffled epoch of plain SGD.
+    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu", solver="sgd",
+                        alpha=0.0, batch_size=bs, learning_rate="constant",
+                        learning_rate_init=LR, momentum=0.0, nesterovs_momentum=False,
+                        max_iter=1, shuffle=True, random_state=seed, warm_start=True,
+                        early_stopping=False)
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            clf.fit(Xf, y)
+            times.append(time.perf_counter() - t0)
+    acc = float(clf.score(Xtf, yt))
+    return times, acc, clf, {"dtype": str(clf.coefs_[0].dtype)}
+
+
+def available(contender: str) -> str | None:
+    """None when the contender can run, else why not."""
+    mod = {"torch": "torch", "sklearn": "sklearn"}.get(contender)
+    if mod is None:
+        return None
+    try:
+        __import__(mod)
+    except ImportError:
+        return f"{mod} is not installed (pip install {'torch' if mod == 'torch' else 'scikit-learn'})"
+    return None
+
+
+# ---------------------------------------------------------------- inference
+
+
+def median_latency_us(fn, calls: int, warmup: int) -> dict:
+    """Median, 10th and 90th percentile of single-call times in microseconds."""
+    for _ in range(warmup):
+        fn()
+    ts = np.empty(calls)
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        t0 = clock()
+        fn()
+        ts[i] = clock() - t0
+    ts /= 1000.0
+    return {"median_us": float(np.median(ts)), "p10_us": float(np.percentile(ts, 10)),
+            "p90_us": float(np.percentile(ts, 90)), "calls": calls}
+
+
+def throughput(fn, n: int, repeats: int) -> dict:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"median_s": med, "images_per_s": n / med, "repeats": repeats}
+
+
+def measure_inference(models: dict, data, sizes, seed, calls, repeats, threads) -> dict:
+    (_, _), (Xt, _) = data
+    x = (Xt[0] * np.float32(SCALE)).astype(np.float32)  # one 784-vector, in [0, 1]
+    out: dict = {"latency": {}, "throughput": {}}
+    for backend in ("compiled", "numpy"):
+        net = models.get(backend)
+        if net is None:
+            if backend == "numpy":
+                continue
+            net = fastnn.Network.mlp(sizes, activation="relu", loss="softmax_cross_entropy",
+                                     seed=seed, backend=backend)
+        if backend == "compiled":
+            out["latency"][backend] = median_latency_us(lambda: net.predict(x), calls, calls // 10)
+        out["throughput"][backend] = throughput(
+            lambda: net.predict(Xt, input_scale=SCALE), Xt.shape[0], repeats)
+    model = models.get("torch")
+    if model is not None:
+        import torch
+
+        xt = torch.from_numpy(x)
+        Xtt = torch.from_numpy((Xt * np.float32(SCALE)).astype(np.float32))
+
+        def one():
+            with torch.no_grad():
+                return model(xt)
+
+        def many():
+            with torch.no_grad():
+                return model(Xtt).argmax(1)
+
+        torch.set_num_threads(threads)
+        out["latency"]["torch"] = median_latency_us(one, calls, calls // 10)
+        out["throughput"]["torch"] = throughput(many, Xt.shape[0], repeats)
+    return out
+
+
+def measure_allocation(data, sizes, seed) -> dict:
+    """Peak traced memory of fit over 1 and 4 epochs (it must not grow with epochs)."""
+    (X, y), _ = data
+    X, y = X[:10000], y[:10000]
+    peaks = {}
+    for epochs in (1, 4):
+        net = fastnn.Network.mlp(sizes, activation="relu", loss="softmax_cross_entropy",
+                                 seed=seed)
+        gc.collect()
+        tracemalloc.start()
+        net.fit(X, y, epochs=epochs, batch_size=64, optimizer=fastnn.SGD(lr=LR),
+                input_scale=SCALE)
+        peaks[epochs] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return {"samples": X.shape[0], "batch_size": 64, "peak_bytes_1_epoch": peaks[1],
+            "peak_bytes_4_epochs": peaks[4]}
+
+
+# ---------------------------------------------------------------- report
+
+
+def environment(threads: int) -> dict:
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP", "KMP_"))}
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu, "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_at_start": load, "python": platform.python_version(),
+        "numpy": np.__version__, "fastnn": fastnn.__version__,
+        "fastnn_file": fastnn.__file__, "threads": threads, "env": env,
+        "threadpools": threadpool_info(),
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| contender | batch | epoch s (median) | samples/s | GFLOP/s | x floor "
+            "| fastnn speed-up | test acc % |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {LABELS[r['contender']]} | {r['batch_size']} | skipped: "
+                         f"{r['skipped']} | | | | | |")
+            continue
+        lines.append(
+            f"| {LABELS[r['contender']]} | {r['batch_size']} | {r['epoch_s']:.3f} "
+            f"| {r['samples_per_s']:,.0f} | {r['gflops']:.1f} | {r['floor_ratio']:.2f} "
+            f"| {_fmt(r['speedup_compiled'], '{:.2f}x')} | {100 * r['accuracy']:.2f} |")
+    return "\n".join(lines)
+
+
+def _fmt(value, spec):
+    return "n/a" if value is None else spec.format(value)
+
+
+def check_targets(rows, inference) -> list[dict]:
+    """The issue's targets against this run (information, never an assertion)."""
+    by = {(r["contender"], r["batch_size"]): r for r in rows if not r.get("skipped")}
+    checks = []
+
+    def add(name, value, target, ok):
+        checks.append({"target": name, "measured": value, "goal": target,
+                       "met": None if value is None else bool(ok(value))})
+
+    c64 = by.get(("compiled", 64))
+    if c64:
+        add("epoch b64 / floor", c64["floor_ratio"], f"<= {TARGETS['floor_ratio_b64']}",
+            lambda v: v <= TARGETS["floor_ratio_b64"])
+    for other, bs, key in (("numpy", 64, "speedup_numpy_b64"), ("seed", 64, "speedup_seed_b64"),
+                           ("torch", 64, "speedup_torch_b64"),
+                           ("numpy", 16, "speedup_numpy_b16"),
+                           ("torch", 16, "speedup_torch_b16")):
+        r = by.get((other, bs))
+        if r and r["speedup_compiled"] is not None:
+            add(f"speed-up over {LABELS[other]} at batch {bs}", r["speedup_compiled"],
+                f">= {TARGETS[key]}", lambda v, k=key: v >= TARGETS[k])
+    lat = inference.get("latency", {})
+    if "compiled" in lat:
+        add("predict(x) latency, us", lat["compiled"]["median_us"],
+            f"<= {TARGETS['latency_us']}", lambda v: v <= TARGETS["latency_us"])
+        if "torch" in lat:
+            add("predict(x) speed-up over PyTorch", lat["torch"]["median_us"]
+                / lat["compiled"]["median_us"], f">= {TARGETS['latency_speedup_torch']}",
+                lambda v: v >= TARGETS["latency_speedup_torch"])
+    for (name, bs), r in sorted(by.items()):
+        twin = by.get(("numpy", bs))
+        if name == "compiled" and twin:
+            add(f"accuracy gap to the NumPy twin at batch {bs}, points",
+                abs(r["accuracy"] - twin["accuracy"]) * 100,
+                f"<= {TARGETS['accuracy_gap_points']}",
+                lambda v: v <= TARGETS["accuracy_gap_points"])
+    return checks
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in report["results"] if not r.get("skipped")]
+    batch_sizes = sorted({r["batch_size"] for r in rows})
+    contenders = [c for c in ALL_CONTENDERS if any(r["contender"] == c for r in rows)]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    width = 0.8 / max(len(contenders), 1)
+    xs = np.arange(len(batch_sizes))
+    for i, c in enumerate(contenders):
+        vals = [next((r["epoch_s"] for r in rows if r["contender"] == c
+                      and r["batch_size"] == bs), np.nan) for bs in batch_sizes]
+        ax.bar(xs + (i - (len(contenders) - 1) / 2) * width, vals, width, label=LABELS[c])
+    ax.axhline(report["floor_s"], color="k", linestyle="--", linewidth=1,
+               label=f"floor {report['floor_s']:.3f} s (GEMM FLOPs / "
+                     f"{report['gemm']['rate'] / 1e9:.0f} GFLOP/s)")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"batch {bs}" for bs in batch_sizes])
+    ax.set_ylabel("seconds per epoch (median, log scale)")
+    sizes = "-".join(map(str, report["config"]["sizes"]))
+    ax.set_title(f"MNIST {sizes} training epoch, {report['config']['threads']} threads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per contender and batch size; the median is reported "
+                        "(default 3; 1 with --quick)")
+    p.add_argument("--batch-sizes", default=None,
+                   help="comma-separated (default 16,64,256; 64 with --quick)")
+    p.add_argument("--hidden", default="128",
+                   help="hidden layer size(s), comma-separated (default 128)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for BLAS, OpenMP and PyTorch (default: the usable CPUs)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the MNIST files (default $FASTNN_DATA_DIR, else the cache)")
+    p.add_argument("--contenders", default=None,
+                   help=f"comma-separated among {','.join(ALL_CONTENDERS)} "
+                        "(default all; compiled,numpy with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2,000 training samples, 1 epoch, batch 64, compiled "
+                        "and numpy; exits 0 with a note when MNIST is missing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench-out", help="output folder (default ./bench-out)")
+    args = p.parse_args(argv)
+
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 3
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    try:
+        args.batch_sizes = [int(s) for s in (args.batch_sizes or
+                                             ("64" if args.quick else "16,64,256")).split(",")]
+        args.hidden = [int(s) for s in args.hidden.split(",")]
+    except ValueError as exc:
+        p.error(f"--batch-sizes and --hidden take comma-separated integers: {exc}")
+    if min(args.batch_sizes) < 1 or min(args.hidden) < 1:
+        p.error("--batch-sizes and --hidden must be positive")
+    contenders = (args.contenders or ("compiled,numpy" if args.quick else
+                                      ",".join(ALL_CONTENDERS))).split(",")
+    unknown = [c for c in contenders if c not in ALL_CONTENDERS]
+    if unknown:
+        p.error(f"unknown contender(s) {unknown}; choose among {','.join(ALL_CONTENDERS)}")
+    args.contenders = contenders
+    if args.threads is None:
+        args.threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                        else os.cpu_count() or 1)
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    fastnn.set_num_threads(args.threads)
+    sizes = [784, *args.hidden, 10]
+
+    try:
+        # A smoke run never waits on the network; a full run may fetch the data.
+        data = load_mnist(args.data_dir, download=not args.quick)
+    except (FileNotFoundError, ConnectionError) as exc:
+        if args.quick:
+            print(f"note: MNIST not found, skipping the smoke benchmark.\n{exc}")
+            return 0
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    (X, y), (Xt, yt) = data
+    if args.quick:
+        X, y = X[:2000], y[:2000]
+        data = ((X, y), (Xt, yt))
+    n = X.shape[0]
+
+    print(f"fastnn {fastnn.__version__} from {Path(fastnn.__file__).parent}")
+    print(f"MNIST {'-'.join(map(str, sizes))}, {n} training samples, {args.epochs} epoch(s) "
+          f"per run, batch sizes {args.batch_sizes}, {args.threads} thread(s)")
+    if args.epochs < 3 and not args.quick:
+        print("note: fewer than 3 epochs; the median is over what there is")
+
+    gemm = measure_gemm_rate(1024 if args.quick else 2048, 3 if args.quick else 7)
+    print(f"float32 GEMM {gemm['size']}^3 through NumPy: {gemm['rate'] / 1e9:.1f} GFLOP/s "
+          f"(median of {gemm['repeats']}; best {gemm['best_rate'] / 1e9:.1f})")
+    flops = {bs: epoch_flops(sizes, n, bs) for bs in args.batch_sizes}
+    f0 = flops[args.batch_sizes[0]]
+    floor = f0["gemm"] / gemm["rate"]
+    print(f"epoch FLOPs: GEMM {f0['gemm']:.4g} (forward {f0['gemm_forward']:.4g}, backward "
+          f"{f0['gemm_backward']:.4g}); elementwise ~{f0['elementwise']:.3g} at batch "
+          f"{args.batch_sizes[0]} (not in the floor); floor {floor:.4f} s")
+
+    results, models = [], {}
+    for contender in args.contenders:
+        why = available(contender)
+        for bs in args.batch_sizes:
+            if why:
+                results.append({"contender": contender, "batch_size": bs, "skipped": why})
+                continue
+            gc.collect()
+            if contender in ("compiled", "numpy"):
+                times, acc, model, extra = train_fastnn(contender, data, sizes, bs,
+                                                        args.epochs, args.seed)
+            elif contender == "seed":
+                times, acc, model, extra = train_seed(data, sizes, bs, args.epochs, args.seed)
+            elif contender == "torch":
+                times, acc, model, extra = train_torch(data, sizes, bs, args.epochs, args.seed,
+                                                       args.threads)
+            else:
+                times, acc, model, extra = train_sklearn(data, sizes, bs, args.epochs,
+                                                         args.seed)
+            if bs == 64 or contender not in models:
+                models[contender] = model  # for the inference measurements
+            med = statistics.median(times)
+            results.append({
+                "contender": contender, "batch_size": bs, "epoch_times": times, "epoch_s": med,
+                "samples_per_s": n / med, "gflops": flops[bs]["gemm"] / med / 1e9,
+                "floor_ratio": med / floor, "accuracy": acc, **extra})
+            print(f"  {LABELS[contender]:<22} batch {bs:>4}: {med:8.3f} s/epoch  "
+                  f"accuracy {100 * acc:.2f}%")
+        if why:
+            print(f"  {LABELS[contender]:<22} skipped: {why}")
+    compiled = {r["batch_size"]: r["epoch_s"] for r in results
+                if r["contender"] == "compiled" and not r.get("skipped")}
+    for r in results:
+        if not r.get("skipped"):
+            base = compiled.get(r["batch_size"])
+            r["speedup_compiled"] = r["epoch_s"] / base if base else None
+
+    inference = measure_inference(models, data, sizes, args.seed,
+                                  calls=500 if args.quick else 5000,
+                                  repeats=2 if args.quick else 5, threads=args.threads)
+    allocation = None if args.quick else measure_allocation(data, sizes, args.seed)
+
+    table = markdown_table(results)
+    print()
+    print(table)
+    print()
+    for name, lat in inference["latency"].items():
+        print(f"predict(x), one sample, {LABELS[name]}: {lat['median_us']:.1f} us median "
+              f"(p10 {lat['p10_us']:.1f}, p90 {lat['p90_us']:.1f}, {lat['calls']} calls)")
+    for name, tp in inference["throughput"].items():
+        print(f"predict 10,000 test images, {LABELS[name]}: {tp['median_s'] * 1e3:.2f} ms, "
+              f"{tp['images_per_s']:,.0f} images/s")
+    if allocation:
+        print(f"fit peak traced memory ({allocation['samples']} samples, batch 64): "
+              f"{allocation['peak_bytes_1_epoch'] / 1e6:.2f} MB over 1 epoch, "
+              f"{allocation['peak_bytes_4_epochs'] / 1e6:.2f} MB over 4")
+    checks = [] if args.quick else check_targets(results, inference)
+    if checks:
+        print("\ntargets (issue 3), measured in this run:")
+        for c in checks:
+            state = {True: "met", False: "NOT met", None: "n/a"}[c["met"]]
+            print(f"  {c['target']}: {_fmt(c['measured'], '{:.2f}')} (goal {c['goal']}) {state}")
+
+    report = {
+        "config": {"sizes": sizes, "epochs": args.epochs, "batch_sizes": args.batch_sizes,
+                   "threads": args.threads, "contenders": args.contenders, "quick": args.quick,
+                   "train_samples": n, "test_samples": Xt.shape[0], "lr": LR,
+                   "seed": args.seed},
+        "environment": environment(args.threads),
+        "gemm": gemm, "flops": {str(bs): f for bs, f in flops.items()}, "floor_s": floor,
+        "results": results, "inference": inference, "allocation": allocation,
+        "targets": checks, "table_markdown": table,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mnist_bench.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nwrote {out / 'mnist_bench.json'}", end="")
+    if plot(report, out / "mnist_bench.png"):
+        print(f" and {out / 'mnist_bench.png'}")
+    else:
+        print(" (matplotlib not installed: no chart)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
