@@ -41,7 +41,8 @@ def main(argv=None):
     (X_train, y_train), (X_test, y_test) = load_mnist()  # uint8 pixels, uint8 labels
     epochs = args.epochs
     if args.quick:
-        X_train, y_train, X_test, y_test = X_train[:5000], y_train[:5000], X_test[:1000], y_test[:1000]
+        X_train, y_train = X_train[:5000], y_train[:5000]
+        X_test, y_test = X_test[:1000], y_test[:1000]
         epochs = 2
     print(f"{len(X_train)} training and {len(X_test)} test images")
 

@@ -43,7 +43,7 @@ def main(argv=None):
     ax.figure.savefig(out / "xor_loss.png", dpi=100)
     plt.close(ax.figure)
 
-    ax = fastnn.plot.decision_boundary(net, X, y, class_names=["0", "1"],
+    ax = fastnn.plot.decision_boundary(net, X, y, class_names=["a xor b = 0", "a xor b = 1"],
                                        feature_names=["input a", "input b"], padding=0.25)
     ax.set_title("XOR: decision regions of the 2-5-1 network")
     ax.figure.savefig(out / "xor_boundary.png", dpi=100)

@@ -64,7 +64,7 @@ def test_load_csv_features_and_integer_labels(tmp_path):
 
 def test_load_csv_real_valued_target_header_and_delimiter(tmp_path):
     path = write(tmp_path, "a;b;target\n1;2;0.5\n3;4;1.5\n")
-    X, y = load_csv(path, delimiter=";", skip_header=1)
+    _, y = load_csv(path, delimiter=";", skip_header=1)
     np.testing.assert_array_equal(y, [0.5, 1.5])
     assert y.dtype == np.float64
     X0, y0 = load_csv(path, target=0, delimiter=";", skip_header=1)
@@ -115,7 +115,7 @@ def test_standardize_transforms_new_data_with_the_same_statistics(rng):
 
 
 def test_standardize_constant_column_and_dtypes():
-    Z, mean, std = standardize([[1, 7], [3, 7]])
+    Z, _, std = standardize([[1, 7], [3, 7]])
     np.testing.assert_array_equal(Z, [[-1, 0], [1, 0]])
     np.testing.assert_array_equal(std, [1, 1])
     assert Z.dtype == np.float64  # integers become float64

@@ -76,7 +76,7 @@ def test_loss_curve_training_and_validation():
 
 
 def test_loss_curve_training_only_has_no_legend_and_draws_into_given_axes():
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert fastnn.plot.loss_curve({"loss": [3.0, 2.0]}, ax=ax) is ax
     assert len(ax.get_lines()) == 1 and ax.get_legend() is None
     ax2 = fastnn.plot.loss_curve(np.array([3.0, 2.0, 1.0]))
@@ -136,7 +136,7 @@ def test_decision_boundary_is_one_vectorised_call(rng):
     assert grid.shape == (50 * 50, 2)
     # The grid covers the data with a margin.
     assert (grid.min(axis=0) < X.min(axis=0)).all() and (grid.max(axis=0) > X.max(axis=0)).all()
-    assert legend_texts(ax) == ["class 0", "class 1"]
+    assert legend_texts(ax) == ["class 0", "class 1", "decision boundary (0.5)"]
     assert ax.get_xlabel() == "feature 1" and ax.get_ylabel() == "feature 2"
 
 
@@ -170,7 +170,7 @@ def test_decision_boundary_of_a_trained_network_separates_the_data(rng):
     net.fit(X, y, epochs=200, batch_size=None, optimizer=fastnn.SGD(lr=0.5))
     ax = fastnn.plot.decision_boundary(net, X, y, resolution=80,
                                        class_names=["no", "yes"], feature_names=["a", "b"])
-    assert legend_texts(ax) == ["no", "yes"]
+    assert legend_texts(ax) == ["no", "yes", "decision boundary (0.5)"]
     assert ax.get_xlabel() == "a" and ax.get_ylabel() == "b"
     # The line lies between the blobs: midway along their centres' axis.
     line = boundary_line(ax)
@@ -194,6 +194,13 @@ def test_decision_boundary_of_mse_and_softmax_networks(rng, monkeypatch):
     soft = fastnn.Network([fastnn.Dense(2, 3, "softmax")], loss="softmax_cross_entropy", seed=0)
     ax = fastnn.plot.decision_boundary(soft, X3, y3, resolution=30)
     assert legend_texts(ax) == ["class 0", "class 1", "class 2"]
+    # Each class's region has the colour of its points.
+    regions = [c for c in ax.collections if isinstance(c, ContourSet)]
+    assert len(regions) == 1 and regions[0].filled
+    points = [c for c in ax.collections if not isinstance(c, ContourSet)]
+    for k, pts in enumerate(points):
+        np.testing.assert_allclose(regions[0].cmap(regions[0].norm(k))[:3],
+                                   pts.get_facecolor()[0][:3])
 
 
 @pytest.mark.parametrize("X, y, kwargs, match", [

@@ -33,7 +33,7 @@ def _pyplot():
 def _new_axes(ax: Any, figsize: tuple[float, float]) -> Any:
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
@@ -92,10 +92,10 @@ def loss_curve(history: Any, ax: Any = None, metric: str = "loss",
     return ax
 
 
-def _scores(net: Any, grid: np.ndarray) -> tuple[np.ndarray, bool, str]:
+def _scores(net: Any, grid: np.ndarray) -> tuple[np.ndarray, int, str]:
     """The network's output on every grid row, from one vectorised call.
 
-    Returns (scores, is_binary, what): for a single output the probability
+    Returns (scores, n_outputs, what): for a single output the probability
     (or raw output of an MSE network) of class 1; otherwise the predicted class.
     ``what`` names the score for the colour bar.
     """
@@ -105,8 +105,8 @@ def _scores(net: Any, grid: np.ndarray) -> tuple[np.ndarray, bool, str]:
         # MSE networks have no probabilities; their (sigmoid) output is the score.
         out, what = np.asarray(net.predict(grid), dtype=float), "network output"
     if out.ndim == 1 or out.shape[1] == 1:
-        return out.reshape(-1), True, what
-    return out.argmax(axis=1), False, what
+        return out.reshape(-1), 1, what
+    return out.argmax(axis=1), out.shape[1], what
 
 
 def decision_boundary(net: Any, X: Any, y: Any, ax: Any = None, resolution: int = 200, *,
@@ -158,7 +158,12 @@ def decision_boundary(net: Any, X: Any, y: Any, ax: Any = None, resolution: int 
         raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity")
-    ax = _new_axes(ax, (6, 5))
+    classes = np.unique(y)
+    if class_names is not None and len(class_names) != len(classes):
+        raise ValueError(f"class_names has {len(class_names)} names for {len(classes)} classes")
+    ax = _new_axes(ax, (6, 5.4))
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
 
     lo, hi = X.min(axis=0), X.max(axis=0)
     margin = padding * np.where(hi > lo, hi - lo, 1.0)
@@ -166,39 +171,49 @@ def decision_boundary(net: Any, X: Any, y: Any, ax: Any = None, resolution: int 
     gy = np.linspace(lo[1] - margin[1], hi[1] + margin[1], resolution)
     xx, yy = np.meshgrid(gx, gy)
     grid = np.column_stack([xx.ravel(), yy.ravel()])
-    scores, binary, what = _scores(net, grid if transform is None else transform(grid))
+    scores, n_outputs, what = _scores(net, grid if transform is None else transform(grid))
     if class_names is not None and what.endswith("class 1"):
         what = f"predicted probability of {class_names[-1]!r}"
     zz = scores.reshape(xx.shape)
 
-    classes = np.unique(y)
-    if class_names is not None and len(class_names) != len(classes):
-        raise ValueError(f"class_names has {len(class_names)} names for {len(classes)} classes")
-    if binary:
+    # Class k is drawn in colours[k] (blue, red, ...) both as points and as the region
+    # the network gives it, matching the blue-to-red shading of one-output networks.
+    colors = ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown",
+              "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
+    markers = ["o", "x", "s", "^", "v", "D"]
+    handles = []
+    if n_outputs == 1:
         shade = ax.contourf(xx, yy, zz, levels=np.linspace(0, 1, 11), cmap="RdBu_r",
                             alpha=0.35, extend="both")
         ax.contour(xx, yy, zz, levels=[threshold], colors="k", linewidths=1.5)
         ax.figure.colorbar(shade, ax=ax, label=what)
+        handles.append(Line2D([], [], color="k", linewidth=1.5,
+                              label=f"decision boundary ({threshold:g})"))
     else:
-        ax.contourf(xx, yy, zz, levels=np.arange(zz.max() + 2) - 0.5, cmap="tab10", alpha=0.3)
-    colors = ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
-    markers = ["o", "x", "s", "^", "v", "D"]
+        cmap = ListedColormap([colors[k % len(colors)] for k in range(n_outputs)])
+        ax.contourf(xx, yy, zz, levels=np.arange(n_outputs + 1) - 0.5, cmap=cmap, alpha=0.3)
+    integer_labels = np.issubdtype(classes.dtype, np.integer) or (
+        np.issubdtype(classes.dtype, np.floating) and np.array_equal(classes, np.round(classes)))
+    size = 60 if len(X) < 50 else 25  # a handful of points must still be seen
     for i, c in enumerate(classes):
         if class_names is not None:
             name = class_names[i]
         else:
             name = f"class {c:g}" if np.issubdtype(classes.dtype, np.number) else f"class {c}"
-        marker = markers[i % len(markers)]
+        k = int(c) if integer_labels and c >= 0 else i
+        marker = markers[k % len(markers)]
         sel = y == c
-        ax.scatter(X[sel, 0], X[sel, 1], color=colors[i % len(colors)], marker=marker, s=25,
-                   label=name, edgecolors=None if marker == "x" else "k",
-                   linewidths=1.5 if marker == "x" else 0.5)
+        handles.insert(i, ax.scatter(
+            X[sel, 0], X[sel, 1], color=colors[k % len(colors)], marker=marker, s=size, label=name,
+            edgecolors=None if marker == "x" else "k", linewidths=1.5 if marker == "x" else 0.5))
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
     ax.set_xlabel(feature_names[0])
     ax.set_ylabel(feature_names[1])
     ax.set_title("Decision boundary")
-    ax.legend(loc="upper right")
+    # Below the axes: inside, it would hide points wherever it went.
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncols=min(len(handles), 3), frameon=False)
     return ax
 
 
