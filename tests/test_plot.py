@@ -46,6 +46,25 @@ def test_importing_fastnn_does_not_import_matplotlib():
     assert out == "[]"
 
 
+def test_drawing_into_a_given_figure_needs_no_pyplot():
+    code = """
+import sys
+import numpy as np
+from matplotlib.figure import Figure
+import fastnn, fastnn.plot
+fig = Figure()
+fastnn.plot.loss_curve([1.0, 0.5], ax=fig.add_subplot(2, 2, 1))
+fastnn.plot.confusion_matrix([0, 1], [1, 1], ax=fig.add_subplot(2, 2, 2))
+net = fastnn.Network([fastnn.Dense(2, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
+fastnn.plot.decision_boundary(net, np.eye(2), [0, 1], ax=fig.add_subplot(2, 2, 3))
+fastnn.plot.digits(np.zeros((2, 784)), [1, 2], fig=Figure())
+print(sorted(m for m in sys.modules if m.startswith("matplotlib.pyplot")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 @pytest.mark.parametrize("call", [
     lambda: fastnn.plot.loss_curve([1.0, 0.5]),
     lambda: fastnn.plot.decision_boundary(None, np.zeros((2, 2)), [0, 1]),

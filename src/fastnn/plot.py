@@ -19,21 +19,28 @@ import numpy as np
 __all__ = ["confusion_matrix", "decision_boundary", "digits", "loss_curve"]
 
 
-def _pyplot():
-    """Import pyplot, or explain how to install the optional ``plot`` extra."""
+def _require_matplotlib() -> None:
+    """Import matplotlib, or explain how to install the optional ``plot`` extra."""
     try:
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError as exc:
         raise ImportError(
             "fastnn.plot needs matplotlib, which is not installed; install the 'plot' extra "
             "with: pip install fastnn[plot]") from exc
+
+
+def _pyplot():
+    """pyplot, for new figures only: drawing into a given Axes or Figure never needs it."""
+    _require_matplotlib()
+    import matplotlib.pyplot as plt
     return plt
 
 
 def _new_axes(ax: Any, figsize: tuple[float, float]) -> Any:
-    plt = _pyplot()
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    if ax is not None:
+        _require_matplotlib()
+        return ax
+    _, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
     return ax
 
 
@@ -265,11 +272,11 @@ def digits(images: Any, labels: Any, predictions: Any = None, *, ncols: int = 10
     if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
 
-    plt = _pyplot()
+    _require_matplotlib()
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     if fig is None:
-        fig = plt.figure(figsize=(1.0 * ncols, 1.2 * nrows + 0.4), layout="constrained")
+        fig = _pyplot().figure(figsize=(1.0 * ncols, 1.2 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
