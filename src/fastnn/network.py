@@ -169,14 +169,22 @@ class Network:
 
     # ------------------------------------------------------------ input handling
 
-    def _check_X(self, X: Any, keep_uint8: bool = False) -> tuple[np.ndarray, bool]:
+    def _check_X(self, X: Any, keep_uint8: bool = False,
+                 finite: bool = True) -> tuple[np.ndarray, bool]:
         """X as a 2-D array; returns (X, True) when a single 1-D sample was given."""
-        arr = X
-        single = False
-        if np.ndim(X) == 1:
-            arr = np.asarray(X)[None, :]
-            single = True
-        return v.check_input(arr, self.n_inputs, self.dtype, keep_uint8=keep_uint8), single
+        if type(X) is np.ndarray and X.dtype is self.dtype and X.flags.c_contiguous \
+                and not finite:
+            # The fast path of predicting one sample: nothing to convert or copy.
+            n_in = self.layers[0].n_in
+            if X.ndim == 1 and X.shape[0] == n_in:
+                return X.reshape(1, n_in), True
+            if X.ndim == 2 and X.shape[1] == n_in and X.shape[0] > 0:
+                return X, False
+        single = np.ndim(X) == 1
+        if single:
+            X = np.asarray(X).reshape(1, -1)
+        return v.check_input(X, self.n_inputs, self.dtype, keep_uint8=keep_uint8,
+                             finite=finite), single
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         if self.loss == "softmax_cross_entropy" and np.ndim(y) == 1:
@@ -296,8 +304,9 @@ class Network:
     # ------------------------------------------------------------ inference
 
     def _output(self, X: np.ndarray, kind: str, input_scale: float) -> np.ndarray:
+        # X was checked for everything but finiteness, which the ops check.
         return self._ops.forward_chunks(X, self._W, self._b, self._compute_activations,
-                                        input_scale, kind)
+                                        input_scale, kind, check_finite=True)
 
     def predict_proba(self, X: Any, input_scale: float = 1.0) -> np.ndarray:
         """Class probabilities: softmax rows, or sigmoid outputs for binary cross-entropy.
@@ -307,7 +316,7 @@ class Network:
         kinds = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
         if self.loss not in kinds:
             raise ValueError("predict_proba needs a cross-entropy loss; use predict for 'mse'")
-        X, single = self._check_X(X, keep_uint8=True)
+        X, single = self._check_X(X, keep_uint8=True, finite=False)
         out = self._output(X, kinds[self.loss], input_scale)
         return out[0] if single else out
 
@@ -318,7 +327,7 @@ class Network:
         binary cross-entropy (shape (n,) for one output); the network's outputs
         for MSE. A single 1-D sample gives the result for that sample alone.
         """
-        X, single = self._check_X(X, keep_uint8=True)
+        X, single = self._check_X(X, keep_uint8=True, finite=False)
         if self.loss == "softmax_cross_entropy":
             out = self._output(X, "raw", input_scale).argmax(axis=1)
         elif self.loss == "binary_cross_entropy":
@@ -341,7 +350,7 @@ class Network:
         dict
             ``{"loss": ..., "accuracy": ...}`` (no accuracy for MSE).
         """
-        X, _ = self._check_X(X, keep_uint8=True)
+        X, _ = self._check_X(X, keep_uint8=True, finite=False)
         y = self._check_y(y, X.shape[0])
         sample_weight = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         if sample_weight is not None and not sample_weight.sum() > 0:

@@ -9,7 +9,7 @@ write into output arrays the caller allocates (see ``fastnn.ops.CompiledOps``).
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, fabs
 
-from fastnn._core._blas cimport gemm
+from fastnn._core._blas cimport gemm, vecmat
 
 
 # ---------------------------------------------------------------- scalar math
@@ -79,7 +79,10 @@ cdef void dense_forward_ptr(const floating* X, const floating* W, const floating
     """Y (n x n_out) = act(X @ W + b)."""
     cdef int i, j
     cdef floating* row
-    gemm(False, False, n, n_out, n_in, <floating>1, X, n_in, W, n_out, <floating>0, Y, n_out)
+    if n == 1:
+        vecmat(n_in, n_out, X, W, n_out, Y)
+    else:
+        gemm(False, False, n, n_out, n_in, <floating>1, X, n_in, W, n_out, <floating>0, Y, n_out)
     # Bias and activation in one pass, a row at a time while it is in cache.
     for i in range(n):
         row = Y + <Py_ssize_t>i * n_out
@@ -315,7 +318,8 @@ cdef inline void _require(bint ok, str message) except *:
 
 
 def _check_act(int act):
-    _require(0 <= act <= 3, f"unknown activation code {act}")
+    if not (0 <= act <= 3):
+        raise ValueError(f"unknown activation code {act}")
 
 
 def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
@@ -324,8 +328,10 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     _check_act(act)
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
     _require(n > 0 and n_in > 0 and n_out > 0, "empty dimension")
-    _require(W.shape[0] == n_in, f"W has {W.shape[0]} rows, X has {n_in} columns")
-    _require(b.shape[0] == n_out, f"b has {b.shape[0]} entries, W has {n_out} columns")
+    if not (W.shape[0] == n_in):
+        raise ValueError(f"W has {W.shape[0]} rows, X has {n_in} columns")
+    if not (b.shape[0] == n_out):
+        raise ValueError(f"b has {b.shape[0]} entries, W has {n_out} columns")
     _require(Y.shape[0] == n and Y.shape[1] == n_out, "Y has the wrong shape")
     with nogil:
         dense_forward_ptr(&X[0, 0], &W[0, 0], &b[0], &Y[0, 0], n, n_in, n_out, act)
@@ -338,7 +344,8 @@ def dense_backward(const floating[:, ::1] X, const floating[:, ::1] W, const flo
     _check_act(act)
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
     _require(n > 0 and n_in > 0 and n_out > 0, "empty dimension")
-    _require(W.shape[0] == n_in, f"W has {W.shape[0]} rows, X has {n_in} columns")
+    if not (W.shape[0] == n_in):
+        raise ValueError(f"W has {W.shape[0]} rows, X has {n_in} columns")
     _require(Y.shape[0] == n and Y.shape[1] == n_out, "Y has the wrong shape")
     _require(dZ.shape[0] == n and dZ.shape[1] == n_out, "dY has the wrong shape")
     _require(dW.shape[0] == n_in and dW.shape[1] == n_out, "dW has the wrong shape")
@@ -382,7 +389,8 @@ def softmax(const floating[:, ::1] Z, floating[:, ::1] P):
 cdef const floating* _weights_ptr(const floating[::1] w, int n) except? NULL:
     if w is None:
         return NULL
-    _require(w.shape[0] == n, f"sample_weight has {w.shape[0]} entries, expected {n}")
+    if not (w.shape[0] == n):
+        raise ValueError(f"sample_weight has {w.shape[0]} entries, expected {n}")
     return &w[0]
 
 
@@ -393,7 +401,8 @@ def softmax_cross_entropy_labels(const floating[:, ::1] Z, const Py_ssize_t[::1]
     _require(n > 0 and c > 0, "empty logits")
     _require(labels.shape[0] == n, "labels and logits differ in length")
     for i in range(n):
-        _require(0 <= labels[i] < c, f"label {labels[i]} is outside [0, {c})")
+        if not (0 <= labels[i] < c):
+            raise ValueError(f"label {labels[i]} is outside [0, {c})")
     cdef floating* d = NULL
     if dZ is not None:
         _require(dZ.shape[0] == n and dZ.shape[1] == c, "dZ has the wrong shape")

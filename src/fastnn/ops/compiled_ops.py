@@ -172,11 +172,10 @@ class CompiledOps(NumpyOps):
     # ------------------------------------------------------------ whole network
 
     def forward_chunks(self, X, W, b, activations, x_scale=1.0, output="raw",
-                       chunk=PREDICT_CHUNK):
-        dt = W[0].dtype
-        out = np.empty((X.shape[0], W[-1].shape[1]), dt)
+                       chunk=PREDICT_CHUNK, check_finite=False):
+        out = np.empty((X.shape[0], W[-1].shape[1]), W[0].dtype)
         _train.forward_chunks(X, out, list(W), list(b), [_act(a) for a in activations],
-                              x_scale, chunk, OUTPUTS[output])
+                              x_scale, chunk, OUTPUTS[output], check_finite)
         return out
 
     def train_epoch(self, X, y, order, plan, x_scale=1.0, sample_weight=None):

@@ -186,12 +186,15 @@ class NumpyOps:
 
     def forward_chunks(self, X: np.ndarray, W: list, b: list, activations: list[str],
                        x_scale: float = 1.0, output: str = "raw",
-                       chunk: int = PREDICT_CHUNK) -> np.ndarray:
+                       chunk: int = PREDICT_CHUNK, check_finite: bool = False) -> np.ndarray:
         """The network's output for every row of X, ``chunk`` rows at a time.
 
         ``output`` is "raw" (the last layer's values), "softmax" or "sigmoid".
-        X may be uint8 (then converted and multiplied by ``x_scale``).
+        X may be uint8 (then converted and multiplied by ``x_scale``). With
+        ``check_finite``, NaN or infinity in X raises ValueError.
         """
+        if check_finite and X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError("X contains NaN or infinity")
         dt = W[0].dtype
         n = X.shape[0]
         out = np.empty((n, W[-1].shape[1]), dt)
