@@ -158,6 +158,26 @@ def test_full_batch_loss_is_the_loss_before_the_step(rng, backend):
     assert h.loss[0] == pytest.approx(before, rel=1e-10)
 
 
+def test_uint8_input_with_input_scale(rng, backend):
+    # uint8 images are scaled as they are read: the same as scaling a float32 copy first.
+    X8 = rng.integers(0, 256, (30, 6)).astype(np.uint8)
+    y = rng.integers(0, 3, 30)
+    scale = 1 / 255
+    Xf = X8.astype(np.float32) * np.float32(scale)
+    nets = [Network.mlp([6, 5, 3], loss="softmax_cross_entropy", seed=0, backend=backend)
+            for _ in range(2)]
+    h8 = nets[0].fit(X8, y, epochs=2, batch_size=7, input_scale=scale,
+                     validation_data=(X8, y))
+    hf = nets[1].fit(Xf, y, epochs=2, batch_size=7, validation_data=(Xf, y))
+    np.testing.assert_allclose(h8.loss, hf.loss, rtol=1e-6)
+    for a, b in zip(weights_of(nets[0]), weights_of(nets[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nets[0].predict_proba(X8, input_scale=scale),
+                               nets[0].predict_proba(Xf), rtol=1e-5, atol=1e-6)
+    assert nets[0].evaluate(X8, y, input_scale=scale)["loss"] == pytest.approx(
+        nets[0].evaluate(Xf, y)["loss"], rel=1e-5)
+
+
 # ---------------------------------------------------------------- reproducibility
 
 
@@ -376,9 +396,18 @@ def test_set_and_get_num_threads(blobs):
             net.fit(X, y, epochs=2, batch_size=8)
             results.append(net.layers[0].W)
         np.testing.assert_allclose(results[0], results[1], rtol=1e-10)
-        for bad in (0, -1, 1.5, "2"):
+        for bad in (0, -1, 1.5, "2", True):
             with pytest.raises((ValueError, TypeError)):
                 fastnn.set_num_threads(bad)
+    finally:
+        fastnn.set_num_threads(original)
+
+
+def test_set_num_threads_accepts_numpy_integers():
+    original = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(np.int64(1))  # e.g. a value computed with NumPy
+        assert fastnn.get_num_threads() == 1
     finally:
         fastnn.set_num_threads(original)
 
