@@ -67,7 +67,7 @@ def _cache_dir() -> Path:
 
 def _how_to_point() -> str:
     names = ", ".join(f"{name}.gz" for name in FILES)
-    return (f"Download the four MNIST files ({names}; gzip-compressed or not) from any MNIST "
+    return (f"download the four MNIST files ({names}; gzip-compressed or not) from any MNIST "
             f"mirror into a folder, then call load_mnist(data_dir='that/folder') or set the "
             f"environment variable {ENV_VAR} to that folder.")
 
@@ -264,7 +264,8 @@ def _download(folder: Path, name: str) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise ConnectionError(f"could not download MNIST's {name}.gz into {folder}:\n"
-                          + "\n".join(errors) + "\n" + _how_to_point())
+                          + "\n".join(errors) + "\nWithout network access, "
+                          + _how_to_point())
 
 
 def _load_verified(path: Path, name: str) -> np.ndarray:
@@ -330,7 +331,8 @@ def load_mnist(data_dir: PathLike | None = None, download: bool = True
         raise FileNotFoundError(
             f"MNIST files missing from {folder} ({source}): "
             + ", ".join(f"{name}[.gz]" for name in missing)
-            + ". Pass download=True to fetch them, or: " + _how_to_point())
+            + ". Pass download=True to fetch them from the public mirrors, or "
+            + _how_to_point())
     for name in missing:
         _download(folder, name)
     arrays = {}
