@@ -25,7 +25,7 @@ def check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _as_numeric_array(value: Any, name: str) -> np.ndarray:
+def as_numeric_array(value: Any, name: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
@@ -68,7 +68,7 @@ def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
     if type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous:
         source = arr = X  # the fast path of predict(x): no copy, no conversion
     else:
-        source = arr = _as_numeric_array(X, name)
+        source = arr = as_numeric_array(X, name)
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
         if keep_uint8 and arr.dtype == np.uint8:
@@ -80,13 +80,16 @@ def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
     if arr.shape[1] != n_features:
         raise ValueError(
             f"{name} has {arr.shape[1]} features per sample, but the first layer takes {n_features}")
-    check_finite(arr, name, source)
+    # A converted copy is checked here even with finite=False: the copy costs more
+    # than the check, and only here can an overflowing cast be told from bad data.
+    if finite or arr is not source:
+        check_finite(arr, name, source)
     return arr
 
 
 def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
     """Return integer class labels as a contiguous intp array, each in [0, n_classes)."""
-    arr = _as_numeric_array(y, name)
+    arr = as_numeric_array(y, name)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -106,7 +109,7 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.
 def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: np.dtype,
                   name: str = "y") -> np.ndarray:
     """Return regression or one-hot targets as a finite (n_samples, n_outputs) array."""
-    arr = _as_numeric_array(y, name)
+    arr = as_numeric_array(y, name)
     if arr.ndim == 1 and n_outputs == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -146,7 +149,7 @@ def check_sample_weight(w: Any, n_samples: int, dtype: np.dtype,
     """Return per-sample weights as a finite, non-negative (n_samples,) array, or None."""
     if w is None:
         return None
-    arr = _as_numeric_array(w, name)
+    arr = as_numeric_array(w, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
     if arr.shape[0] != n_samples:
