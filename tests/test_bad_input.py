@@ -61,6 +61,26 @@ def test_bad_X(method, X, error, match, clf):
             call()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["first", "last", "single_sample"])
+def test_non_finite_X_in_the_network_dtype_is_refused(bad, where, backend, dtype, rng):
+    # X already C-contiguous in the network's dtype takes the no-copy path.
+    net = Network.mlp([4, 5, 3], loss="softmax_cross_entropy", dtype=dtype, backend=backend)
+    X = rng.standard_normal((2000, 4)).astype(dtype)  # more than one inference chunk
+    y = np.zeros(len(X), dtype=int)
+    if where == "single_sample":
+        X = X[0].copy()
+        X[2] = bad
+        calls = [lambda: net.predict(X), lambda: net.predict_proba(X)]
+    else:
+        X[0 if where == "first" else -1, 1] = bad
+        calls = [lambda: net.predict(X), lambda: net.predict_proba(X),
+                 lambda: net.evaluate(X, y), lambda: net.fit(X, y)]
+    for call in calls:
+        with pytest.raises(ValueError, match="X contains NaN or inf"):
+            call()
+
+
 def test_ragged_X_is_refused_naming_X(clf):
     with pytest.raises((ValueError, TypeError), match=r"\bX\b"):
         clf.fit([[1, 2, 3, 4], [1, 2]], [0, 1])
