@@ -424,9 +424,11 @@ def _targets(rng, case, n, c, dtype):
 @pytest.mark.parametrize("case", sorted(LOSS_CASES))
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("n,batch_size", [(23, 5), (7, 7), (5, 1), (30, 64)])
-def test_train_epoch_matches(case, opt, n, batch_size, dtype, rng):
-    sizes = [4, 6, 3]
-    W0, b0, acts = _random_net(rng, sizes, dtype, acts=["tanh", "identity"])
+@pytest.mark.parametrize("sizes", [[4, 6, 3], [1, 1, 2], [3, 2], [2, 5, 1, 3]],
+                         ids=["4-6-3", "1-1-2", "3-2", "2-5-1-3"])
+def test_train_epoch_matches(case, opt, n, batch_size, sizes, dtype, rng):
+    hidden = ["tanh", "relu", "sigmoid"][:len(sizes) - 2]
+    W0, b0, acts = _random_net(rng, sizes, dtype, acts=hidden + ["identity"])
     X = randn(rng, (n, sizes[0]), dtype)
     y = _targets(rng, case, n, sizes[-1], dtype)
     order = rng.permutation(n).astype(np.intp)
