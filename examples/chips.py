@@ -50,7 +50,7 @@ def main(argv=None):
     # Save in both formats, load both back, and check they predict exactly the same.
     net.to_json(out / "chips_model.json")
     net.save(out / "chips_model.npz")
-    from_json = fastnn.Network.from_json(str(out / "chips_model.json"))
+    from_json = fastnn.Network.from_json(out / "chips_model.json")
     from_npz = fastnn.load(out / "chips_model.npz")
     same = (np.array_equal(from_json.predict_proba(Z), net.predict_proba(Z))
             and np.array_equal(from_npz.predict_proba(Z), net.predict_proba(Z)))

@@ -115,7 +115,7 @@ def check_chips_output(stdout: str, out: Path, X: np.ndarray, y: np.ndarray) -> 
     net = fastnn.load(out / "chips_model.npz")
     Z = fastnn.datasets.standardize(X)[0]
     assert accuracy == pytest.approx((net.predict(Z) == y).mean(), abs=1e-3)
-    from_json = fastnn.Network.from_json(str(out / "chips_model.json"))
+    from_json = fastnn.Network.from_json(out / "chips_model.json")
     np.testing.assert_array_equal(from_json.predict_proba(Z), net.predict_proba(Z))
     for name in ("chips_loss.png", "chips_boundary.png"):
         assert_png(out / name)
