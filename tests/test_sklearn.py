@@ -24,7 +24,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import estimator_checks_generator  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-from fastnn.sklearn import MLPClassifier, MLPRegressor, _thread_limits  # noqa: E402
+from fastnn.sklearn import (  # noqa: E402
+    MLPClassifier, MLPRegressor, _resolve_n_threads, _thread_limits)
 from fastnn.threads import _threads  # noqa: E402
 
 # ---------------------------------------------------------------- scikit-learn's checks
@@ -382,11 +383,16 @@ def test_balanced_class_weight_helps_minority():
 
 
 @pytest.mark.filterwarnings("ignore:Got `batch_size` larger:UserWarning")  # full batch on purpose
-def test_sample_weight_equals_repeated_rows(regression):
-    """Integer weights act as repeated rows (full batch, float64: equal to rounding)."""
+@pytest.mark.parametrize("weights", ["random", "uniform"])
+def test_sample_weight_equals_repeated_rows(regression, weights):
+    """Integer weights act as repeated rows (full batch, float64: equal to rounding).
+
+    Uniform weights train as no weights but, as repeated rows would, weaken the L2 term.
+    """
     X, y = regression
     X, y = X[:40], y[:40]
-    w = np.random.default_rng(0).integers(0, 4, size=40)
+    w = np.random.default_rng(0).integers(0, 4, size=40) if weights == "random" else \
+        np.full(40, 2)
     kw = dict(hidden_layer_sizes=(6,), alpha=0.5, batch_size=1000, learning_rate_init=0.01,
               max_iter=20, tol=0, random_state=0, dtype="float64")
     weighted, repeated = MLPRegressor(**kw), MLPRegressor(**kw)
@@ -483,6 +489,7 @@ def test_regressor_shapes(regression):
     (dict(batch_size="big"), TypeError, "batch_size"),
     (dict(validation_fraction=1.0), ValueError, "validation_fraction"),
     (dict(n_threads=0), ValueError, "n_threads"),
+    (dict(n_threads=-2), ValueError, "n_threads"),
     (dict(dtype="int32"), TypeError, "dtype"),
     (dict(class_weight="heavy"), ValueError, "class_weight"),
 ])
@@ -547,6 +554,17 @@ def test_thread_limits_are_shared_by_concurrent_fits():
     assert _threads.omp_get_max_threads() == omp_before
     if _threads.has_openmp():
         assert seen["omp_inside"] == [1]
+
+
+def test_default_n_threads_is_one_off_the_main_thread():
+    """None: no limit on the main thread; 1 on the threads parallel back ends run fits on."""
+    assert _resolve_n_threads(None) is None
+    assert _resolve_n_threads(3) == 3 and _resolve_n_threads(-1) == os.cpu_count()
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(_resolve_n_threads(None)))
+    worker.start()
+    worker.join(10)
+    assert seen == [1]
 
 
 def test_n_threads_does_not_change_results(multiclass):

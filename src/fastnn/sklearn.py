@@ -31,6 +31,7 @@ so ``tol`` means the same.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 from numbers import Integral, Real
@@ -84,9 +85,25 @@ def _release_blas_control() -> None:
         clear(force=True)
 
 
+def _resolve_n_threads(n_threads: int | None) -> int | None:
+    """The thread limit a fit applies: None (no limit), or a number of threads.
+
+    ``None`` (the default) limits to 1 thread when the fit runs on a thread other
+    than the main one: that is how joblib's threading backend and Dask workers run
+    fits, usually several at once, and each model's BLAS pool at full width would
+    then compete for the same cores. On the main thread it sets no limit. ``-1``
+    means all CPUs.
+    """
+    if n_threads is None:
+        return None if threading.current_thread() is threading.main_thread() else 1
+    if n_threads == -1:
+        return os.cpu_count() or 1
+    return n_threads
+
+
 @contextlib.contextmanager
 def _thread_limits(n_threads: int | None) -> Iterator[None]:
-    """Limit BLAS and OpenMP threads to ``n_threads`` while a fit runs.
+    """Limit BLAS and OpenMP threads to ``n_threads`` while a fit runs (None: no limit).
 
     BLAS thread limits (threadpoolctl) are process-global, so concurrent fits on
     threads share one limit: the first fit to enter sets it and the last one to
@@ -188,7 +205,7 @@ class _BaseMLP(BaseEstimator):
         _check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_int(self.batch_size, "batch_size", low=1)
-        if self.n_threads is not None:
+        if self.n_threads is not None and self.n_threads != -1:
             _check_int(self.n_threads, "n_threads", low=1)
         if str(np.dtype(self.dtype)) not in ("float32", "float64"):
             raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
@@ -223,7 +240,7 @@ class _BaseMLP(BaseEstimator):
         X, y = validate_data(self, X, y, reset=not keep, dtype=np.dtype(self.dtype),
                              multi_output=regression, y_numeric=regression)
         y_net = self._encode_y(y, keep, classes, incremental)
-        sw = self._sample_weights(X, y, sample_weight)
+        sw, mean_w = self._sample_weights(X, y, sample_weight)
         if not keep:
             self._random_state = check_random_state(self.random_state)
             seed = int(self._random_state.randint(np.iinfo(np.int32).max))
@@ -236,6 +253,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
+            self._best_params = None
             self._no_improvement_count = 0
             self.t_ = 0
         elif self._network.dtype != np.dtype(self.dtype):
@@ -245,20 +263,23 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if early_stopping:
-            stratify = y_net if self._loss_name != "mse" and y_net.ndim == 1 else None
+            stratify = None if regression else y
             arrays = [X, y_net, y] if sw is None else [X, y_net, y, sw]
             parts = train_test_split(*arrays, random_state=self._random_state,
                                      test_size=self.validation_fraction, stratify=stratify)
             X, X_val = parts[0], parts[1]
             y_net, y_val = parts[2], parts[5]
             sw, sw_val = (parts[6], parts[7]) if sw is not None else (None, None)
+            if sw is not None:
+                mean_w = float(np.mean(sw))
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
+            if self.validation_scores_ is None:  # a warm start continues the record
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self._best_params = None
             self.best_loss_ = None
-            best_params = None
 
         n = X.shape[0]
         if self.batch_size == "auto":
@@ -268,18 +289,18 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` larger than the sample size. It is going to "
                               "be clipped", UserWarning, stacklevel=3)
             batch_size = min(self.batch_size, n)
-        optimizer = self._make_optimizer(batch_size, sw, incremental)
+        optimizer = self._make_optimizer(batch_size, mean_w, incremental)
         fit_kw = {} if sw is None else {"sample_weight": _normalised(sw)}
 
         self.n_iter_ = 0
         max_iter = 1 if incremental else self.max_iter
-        with _thread_limits(self.n_threads):
+        with _thread_limits(_resolve_n_threads(self.n_threads)):
             for _ in range(max_iter):
                 history = self._network.fit(X, y_net, epochs=1, batch_size=batch_size,
                                             optimizer=optimizer, shuffle=self.shuffle, **fit_kw)
                 self.n_iter_ += 1
                 self.t_ += n
-                self.loss_ = self._sklearn_loss(history.loss[-1], batch_size, sw)
+                self.loss_ = self._sklearn_loss(history.loss[-1], batch_size, mean_w)
                 self.loss_curve_.append(self.loss_)
                 self._publish_params()  # the validation score below predicts with them
                 if self.verbose:
@@ -293,8 +314,8 @@ class _BaseMLP(BaseEstimator):
                         self._no_improvement_count = 0
                     if score > self.best_validation_score_:
                         self.best_validation_score_ = score
-                        best_params = [(layer.W.copy(), layer.b.copy())
-                                       for layer in self._network.layers]
+                        self._best_params = [(layer.W.copy(), layer.b.copy())
+                                             for layer in self._network.layers]
                 else:
                     if self.loss_ > self.best_loss_ - self.tol:
                         self._no_improvement_count += 1
@@ -314,17 +335,15 @@ class _BaseMLP(BaseEstimator):
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
                                   ConvergenceWarning, stacklevel=3)
-        if early_stopping and best_params is not None:
+        if early_stopping and self._best_params is not None:
             # Restore the weights of the epoch with the best validation score.
-            for layer, (W, b) in zip(self._network.layers, best_params):
+            for layer, (W, b) in zip(self._network.layers, self._best_params):
                 layer.W, layer.b = W, b
         self._publish_params()
         return self
 
-    def _make_optimizer(self, batch_size: int, sw: np.ndarray | None,
-                        incremental: bool) -> Optimizer:
+    def _make_optimizer(self, batch_size: int, mean_w: float, incremental: bool) -> Optimizer:
         """The optimizer for this fit: the previous one (its state kept) when resuming."""
-        mean_w = 1.0 if sw is None else float(np.mean(sw))
         scale = self._gradient_scale()
         weight_decay = self.alpha / (batch_size * mean_w) * scale
         opt = self._optimizer
@@ -360,9 +379,8 @@ class _BaseMLP(BaseEstimator):
     # fastnn's loss value times this is scikit-learn's (which halves the squared error).
     _loss_value_scale = 1.0
 
-    def _sklearn_loss(self, epoch_loss: float, batch_size: int, sw: np.ndarray | None) -> float:
+    def _sklearn_loss(self, epoch_loss: float, batch_size: int, mean_w: float) -> float:
         """The epoch's loss on scikit-learn's scale, with its L2 term (at the epoch's end)."""
-        mean_w = 1.0 if sw is None else float(np.mean(sw))
         penalty = sum(float(np.dot(layer.W.ravel(), layer.W.ravel()))
                       for layer in self._network.layers)
         return float(epoch_loss) * self._loss_value_scale + \
@@ -375,25 +393,28 @@ class _BaseMLP(BaseEstimator):
         self.n_layers_ = len(self.coefs_) + 1
         self.n_outputs_ = self._network.n_outputs
 
-    def _sample_weights(self, X, y, sample_weight) -> np.ndarray | None:
-        """Per-sample weights (sample_weight times class_weight), or None when uniform."""
+    def _sample_weights(self, X, y, sample_weight) -> tuple[np.ndarray | None, float]:
+        """Per-sample weights (sample_weight times class_weight) and their mean.
+
+        The weights are None when absent or uniform: the loss is a weighted
+        *average*, so uniform weights train exactly as no weights (only the L2
+        term, through the mean, sees their scale).
+        """
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                       ensure_non_negative=True)
         sw = self._apply_class_weight(y, sw)
         if sw is None:
-            return None
+            return None, 1.0
         if not np.isfinite(sw).all():
             raise ValueError("sample_weight contains NaN or infinity")
         if sw.sum() <= 0:
             raise ValueError("sample_weight sums to zero: at least one sample needs a "
                              "positive weight")
         if np.all(sw == sw[0]):
-            # Uniform weights change nothing (the loss is a weighted *average*):
-            # train on the unweighted path, so the result is exactly the unweighted one.
-            return None
-        return sw
+            return None, float(sw[0])
+        return sw, float(np.mean(sw))
 
     def _apply_class_weight(self, y, sw):
         return sw
@@ -489,9 +510,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dtype : {"float32", "float64"}, default "float32"
         Precision of the parameters and of the computation.
     n_threads : int or None, default None
-        Limit the BLAS and OpenMP threads of this estimator's fit to ``n_threads``
-        (use 1 when several models train at once, e.g. ``GridSearchCV(n_jobs=2)``
-        with the threading backend). None leaves the process's setting alone.
+        Threads of the compiled core (BLAS and OpenMP) while this estimator fits;
+        -1 means all CPUs. None: 1 when the fit runs on a thread other than the
+        main one (joblib's threading backend, Dask workers: several models train at
+        once, one per core), else the process's setting (``fastnn.set_num_threads``).
+        BLAS limits are process-wide: fits running at once on threads share the
+        limit set by the first of them until the last one ends.
     class_weight : dict, "balanced" or None, default None
         Weights of the classes, multiplied into ``sample_weight``.
 
