@@ -89,6 +89,18 @@ def test_activation_values_are_the_textbook_ones():
             np.testing.assert_allclose(ops.activation(x, name), want, rtol=1e-14, atol=0)
 
 
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_propagate_nan(name, dtype):
+    # As NumPy and PyTorch do: a NaN must not turn into a number, or a diverged
+    # layer would hide behind finite outputs (e.g. ReLU's "x if x > 0 else 0").
+    X = np.array([[np.nan, 1.0], [-1.0, np.nan]], dtype=dtype)
+    W, b = np.eye(2, dtype=dtype), np.zeros(2, dtype=dtype)
+    for ops in (C, P):
+        with np.errstate(invalid="ignore"):
+            for out in (ops.activation(X, name), ops.dense_forward(X, W, b, name)):
+                assert np.isnan(out[0, 0]) and np.isnan(out[1, 1]), (ops.name, out)
+
+
 @pytest.mark.parametrize("ops", [C, P], ids=["compiled", "numpy"])
 def test_unknown_activation_name_raises(ops):
     with pytest.raises(ValueError, match="activation"):
