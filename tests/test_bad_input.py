@@ -217,6 +217,12 @@ def test_bad_fit_arguments(kwargs, error, match, clf, data):
 # ---------------------------------------------------------------- conversions
 
 
+def _read_only(a):
+    a = np.array(a)  # e.g. np.load(..., mmap_mode="r")
+    a.setflags(write=False)
+    return a
+
+
 def _fit_predict(X, y, backend, dtype="float32", loss="softmax_cross_entropy", n_out=3):
     net = Network.mlp([4, 5, n_out], activation="tanh", loss=loss, dtype=dtype, seed=0,
                       backend=backend)
@@ -245,8 +251,10 @@ def _assert_same(a, b):
     lambda X: np.repeat(X, 2, axis=0)[::2],
     lambda X: np.ascontiguousarray(X.T).T,
     lambda X: np.repeat(X, 3, axis=1)[:, ::3],
+    lambda X: _read_only(X),
+    lambda X: _read_only(X.astype(np.uint8)),
 ], ids=["int64", "int8", "uint8", "uint16", "float16", "float64", "bool", "list", "fortran",
-        "row_strided", "transposed", "column_strided"])
+        "row_strided", "transposed", "column_strided", "read_only", "read_only_uint8"])
 def test_X_conversions_give_the_clean_result(convert, backend, rng):
     # Small integers, exactly representable in every dtype above (bool: 0 and 1).
     X = rng.integers(0, 6, (13, 4)).astype(np.float32)
@@ -261,7 +269,8 @@ def test_X_conversions_give_the_clean_result(convert, backend, rng):
 @pytest.mark.parametrize("convert", [
     lambda y: y.astype(np.int32), lambda y: y.astype(np.uint8), lambda y: y.astype(float),
     lambda y: y.tolist(), lambda y: y[:, None], lambda y: np.repeat(y, 2)[::2],
-], ids=["int32", "uint8", "float", "list", "column", "strided"])
+    lambda y: _read_only(y),
+], ids=["int32", "uint8", "float", "list", "column", "strided", "read_only"])
 def test_label_conversions_give_the_clean_result(convert, backend, rng):
     X = rng.standard_normal((13, 4))
     y = rng.integers(0, 3, 13)
