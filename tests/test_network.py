@@ -314,6 +314,24 @@ def test_network_mlp():
         Network.mlp([3, 0, 1])
 
 
+def test_a_deep_network_is_usable_or_refused_up_front(rng):
+    # 70 layers: either the constructor refuses the depth, or the network works
+    # on the default backend as on the NumPy one; never a network that builds
+    # but cannot predict or train.
+    sizes = [3] + [4] * 69 + [2]
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    try:
+        net = Network.mlp(sizes, activation="tanh", dtype="float64", seed=0)
+    except ValueError as exc:
+        assert "layers" in str(exc)
+        return
+    twin = Network.mlp(sizes, activation="tanh", dtype="float64", seed=0, backend="numpy")
+    np.testing.assert_allclose(net.predict(X), twin.predict(X), rtol=1e-9, atol=1e-12)
+    net.fit(X, y, epochs=2, batch_size=4)
+    twin.fit(X, y, epochs=2, batch_size=4)
+    np.testing.assert_allclose(net.layers[0].W, twin.layers[0].W, rtol=1e-8, atol=1e-12)
+
+
 def test_layers_must_chain():
     with pytest.raises(ValueError, match=r"layers\[1\]"):
         Network([Dense(2, 3), Dense(4, 1)])
