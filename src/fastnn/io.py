@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.layers import LAYER_ACTIVATIONS, Dense
-from fastnn.ops import LOSSES
+from fastnn.ops import BACKENDS, LOSSES
 
 FORMAT = "fastnn"
 FORMAT_VERSION = 1
@@ -124,6 +124,12 @@ def _network(header: dict, weights: list, biases: list, backend: str):
     return Network(layers, loss=header["loss"], dtype=dtype, backend=backend)
 
 
+def _check_backend(backend: Any) -> None:
+    # Checked before reading: a bad argument is not a damaged file (ModelFileError).
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
+
+
 def load(path: str, backend: str = "compiled"):
     """Read a network written by ``Network.save``.
 
@@ -140,6 +146,7 @@ def load(path: str, backend: str = "compiled"):
         When the file is not a fastnn model, is truncated or corrupted, or its
         arrays disagree with its header.
     """
+    _check_backend(backend)
     where = os.fspath(path)
     try:
         data = np.load(where, allow_pickle=False)
@@ -218,6 +225,7 @@ def from_json(source: str | os.PathLike, backend: str = "compiled"):
     Files written by the tutorials' ``network.py`` (all-sigmoid layers, a
     ``cost`` name, no ``activations``) are read too.
     """
+    _check_backend(backend)
     where = "JSON model"
     text = source
     if isinstance(source, os.PathLike) or not str(source).lstrip().startswith("{"):
