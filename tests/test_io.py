@@ -392,3 +392,13 @@ def test_json_top_level_must_be_an_object(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ModelFileError):
         Network.from_json(path)
+
+
+def test_unknown_backend_is_an_argument_error_not_a_file_error(tmp_path):
+    net, _ = _trained("mse", np.float32)
+    net.save(tmp_path / "model.npz")
+    for call in (lambda: fastnn.load(tmp_path / "model.npz", backend="cuda"),
+                 lambda: Network.from_json(net.to_json(), backend="cuda")):
+        with pytest.raises(ValueError, match="backend") as info:
+            call()
+        assert not isinstance(info.value, ModelFileError)
