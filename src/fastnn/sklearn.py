@@ -26,6 +26,22 @@ Adam's ``epsilon`` by ``2 / n_outputs`` (Adam is otherwise scale-free), and
 ``weight_decay`` by ``2 / n_outputs``. ``loss_curve_`` is reported as scikit-learn
 reports it (half the mean squared error, plus the L2 term at the end of the epoch),
 so ``tol`` means the same.
+
+Sample and class weights
+------------------------
+``class_weight`` multiplies into ``sample_weight``. The weights reach fastnn scaled to
+mean 1 (a batch's loss stays a weighted average in expectation, so the learning rate
+keeps its meaning), and the L2 term uses ``n_b = batch_size * mean(weight)``: integer
+weights then act as repeated rows, exactly so with full batches, as in scikit-learn.
+
+Threads
+-------
+The compiled core releases the GIL for a whole epoch, so joblib's threading backend
+trains several models at once on one copy of the data. ``n_threads`` limits each fit's
+BLAS and OpenMP threads (by default to 1 on any thread but the main one). OpenMP's
+limit is per thread; BLAS's (threadpoolctl) is process-wide, so concurrent fits share
+the limit set by the first one until the last one ends, and a fit on the main thread
+running at the same time as fits on worker threads runs under their limit too.
 """
 
 from __future__ import annotations
