@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -364,22 +363,27 @@ def test_tutorial_json_loads_with_sigmoid_layers(cost, loss, tmp_path, backend):
     np.testing.assert_allclose(out, a.T, rtol=1e-12)
 
 
+def _doc(**fields) -> str:
+    """A one-layer 2-1 model in the tutorials' JSON, with ``fields`` replaced."""
+    doc = {"sizes": [2, 1], "weights": [[[1, 2]]], "biases": [[[0]]], "cost": "QuadraticCost"}
+    doc.update(fields)
+    return json.dumps({k: v for k, v in doc.items() if v is not None})
+
+
 @pytest.mark.parametrize("text", [
     "{not json",
-    "{\"sizes\": [2, 1]}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"cost\": \"HingeCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"cost\": [\"x\"]}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2, 3]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1], [2]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0, 1]]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, NaN]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, \"a\"]]], \"biases\": [[[0]]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [], \"biases\": [], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 0], \"weights\": [[]], \"biases\": [[]], \"cost\": \"QuadraticCost\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"loss\": \"mse\", "
-    "\"dtype\": \"int8\"}",
-    "{\"sizes\": [2, 1], \"weights\": [[[1, 2]]], \"biases\": [[[0]]], \"loss\": \"mse\", "
-    "\"activations\": [\"gelu\"]}",
+    _doc(weights=None, biases=None),
+    _doc(cost="HingeCost"),
+    _doc(cost=["x"]),
+    _doc(weights=[[[1, 2, 3]]]),
+    _doc(weights=[[[1], [2]]]),
+    _doc(biases=[[[0, 1]]]),
+    _doc(weights=[[[1, float("nan")]]]),
+    _doc(weights=[[[1, "a"]]]),
+    _doc(weights=[], biases=[]),
+    _doc(sizes=[2, 0], weights=[[]], biases=[[]]),
+    _doc(cost=None, loss="mse", dtype="int8"),
+    _doc(cost=None, loss="mse", activations=["gelu"]),
 ], ids=["not_json", "no_weights", "unknown_cost", "cost_list", "weights_wide", "weights_tall",
         "biases_long", "nan", "string_weight", "no_layers", "zero_size", "dtype", "activation"])
 def test_bad_json_is_refused(text):
