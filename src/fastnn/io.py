@@ -220,7 +220,7 @@ def to_json(net, path: str | None = None) -> str:
 
 
 def from_json(source: str | os.PathLike, backend: str = "compiled"):
-    """Read a network from a JSON file path (str or path-like) or JSON text in the tutorials' format.
+    """Read a network from a JSON file (str or path-like) or JSON text, in the tutorials' format.
 
     Files written by the tutorials' ``network.py`` (all-sigmoid layers, a
     ``cost`` name, no ``activations``) are read too.
