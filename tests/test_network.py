@@ -3,7 +3,10 @@ the tutorials' examples, and what happens when training diverges."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -197,6 +200,36 @@ def test_resuming_fit_is_bit_identical(make_opt, blobs, backend, dtype):
     for wa, wb in zip(weights_of(a), weights_of(b)):
         np.testing.assert_array_equal(wa, wb)
     assert ha.loss + ha2.loss == hb.loss
+
+
+def test_pickle_and_deepcopy_keep_everything(blobs, backend):
+    # Weights, optimizer state and random generator travel along (joblib, dask, clone):
+    # the copies resume training exactly as the original does.
+    X, y = blobs
+    net = Network.mlp([4, 6, 3], loss="softmax_cross_entropy", seed=8, backend=backend)
+    net.fit(X, y, epochs=2, batch_size=8, optimizer=Adam(lr=0.01))
+    copies = [pickle.loads(pickle.dumps(net)), copy.deepcopy(net)]
+    for other in copies:
+        np.testing.assert_array_equal(other.predict_proba(X), net.predict_proba(X))
+    for model in [net] + copies:
+        model.fit(X, y, epochs=2, batch_size=8)
+    for other in copies:
+        for wa, wb in zip(weights_of(net), weights_of(other)):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_concurrent_predictions_agree(blobs, backend):
+    # The compiled core releases the GIL: threads predicting at once must not interfere.
+    X, y = blobs
+    X = np.repeat(X, 50, axis=0)  # several inference chunks
+    net = Network.mlp([4, 16, 3], loss="softmax_cross_entropy", seed=0, backend=backend)
+    net.fit(X[:60], y, epochs=1)
+    expected = net.predict_proba(X)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: net.predict_proba(X), range(8)))
+    for got in results:
+        # (not bit-equality: BLAS may split a product differently when threads compete)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_same_seed_same_network(blobs, backend):
