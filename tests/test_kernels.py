@@ -161,7 +161,9 @@ def test_dense_backward_matches(name, n, n_in, n_out, need_dX, kind, dtype, rng)
         assert_close(g, w, dtype)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples on every run, so CI results are reproducible.
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 40), n_in=st.integers(1, 12), n_out=st.integers(1, 12),
        name=st.sampled_from(sorted(ACTIVATIONS)), dt=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**32 - 1))
