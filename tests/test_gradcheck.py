@@ -13,7 +13,8 @@ import pytest
 from fastnn import Dense, Network
 
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
-LOSSES = ["mse", "binary_cross_entropy", "softmax_labels", "softmax_onehot"]
+# softmax_soft: non-negative target rows that are not one-hot and do not sum to 1.
+LOSSES = ["mse", "binary_cross_entropy", "softmax_labels", "softmax_onehot", "softmax_soft"]
 EPS = 1e-6
 N_SAMPLES = 5
 
@@ -37,6 +38,8 @@ def _make_problem(seed: int, activation: str, case: str, depth: int, backend: st
     if case == "mse":
         y = rng.standard_normal((N_SAMPLES, sizes[-1]))
     elif case == "binary_cross_entropy":
+        y = rng.uniform(0, 1, (N_SAMPLES, sizes[-1]))
+    elif case == "softmax_soft":
         y = rng.uniform(0, 1, (N_SAMPLES, sizes[-1]))
     else:
         labels = rng.integers(0, sizes[-1], N_SAMPLES)
