@@ -407,6 +407,19 @@ def test_forward_chunks_non_contiguous_input(kind, dtype, rng):
     assert_close(got, want, dtype)
 
 
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64, np.uint8, np.int64, np.float16])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_forward_chunks_input_of_another_dtype(x_dtype, scale, dtype, rng):
+    # X is converted to the network's dtype (and scaled) as it is read.
+    W, b, acts = _random_net(rng, [3, 4, 2], dtype)
+    X = rng.integers(0, 100, (9, 3)).astype(x_dtype)
+    want = P.forward_chunks(X.astype(dtype), W, b, acts, scale, "raw", 4)
+    for ops in (C, P):
+        got = ops.forward_chunks(X, W, b, acts, scale, "raw", 4)
+        assert got.dtype == dtype
+        assert_close(got, want, dtype)
+
+
 # ---------------------------------------------------------------- train_epoch
 
 LOSS_CASES = {
