@@ -14,6 +14,8 @@ from fastnn.layers import Dense
 from fastnn.ops import LOSSES, TrainingPlan, get_ops
 from fastnn.optim import SGD, Optimizer
 
+MAX_LAYERS = 64  # the compiled core keeps per-layer pointers in fixed tables (_train.pyx)
+
 
 @dataclass
 class History:
@@ -81,6 +83,8 @@ class Network:
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
+        if len(layers) > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {len(layers)}")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Dense):
                 raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {type(layer).__name__}")
@@ -180,15 +184,17 @@ class Network:
                 return X.reshape(1, n_in), True
             if X.ndim == 2 and X.shape[1] == n_in and X.shape[0] > 0:
                 return X, False
-        single = np.ndim(X) == 1
+        X = v.as_numeric_array(X, "X")
+        single = X.ndim == 1
         if single:
-            X = np.asarray(X).reshape(1, -1)
+            X = X.reshape(1, -1)
         return v.check_input(X, self.n_inputs, self.dtype, keep_uint8=keep_uint8,
                              finite=finite), single
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
-        if self.loss == "softmax_cross_entropy" and np.ndim(y) == 1:
-            return v.check_labels(y, n, self.n_outputs)
+        if self.loss == "softmax_cross_entropy" and (
+                np.ndim(y) == 1 or (np.ndim(y) == 2 and np.shape(y)[1] == 1 and self.n_outputs > 1)):
+            return v.check_labels(y, n, self.n_outputs)  # labels, possibly as a column
         y = v.check_targets(y, n, self.n_outputs, self.dtype)
         if self.loss == "binary_cross_entropy" and ((y < 0) | (y > 1)).any():
             raise ValueError("y for binary cross-entropy must lie in [0, 1]")
@@ -272,15 +278,20 @@ class Network:
         for epoch in range(epochs):
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             order = order.astype(np.intp, copy=False)
+            saved = self._snapshot()
             t0 = time.perf_counter()
             total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale,
                                                      sample_weight)
             elapsed = time.perf_counter() - t0
-            if bad >= 0:
+            if bad >= 0 or not self._finite():
+                # Rare: find the last finite step by replaying the epoch batch by batch.
+                self._restore(saved)
+                bad = self._replay_to_last_finite_step(X, y, order, plan, input_scale,
+                                                       sample_weight)
                 raise FloatingPointError(
-                    f"the loss became NaN or infinite in epoch {epoch + 1} at the batch starting "
-                    f"at sample {bad} of the epoch; training stopped and the weights are those "
-                    "of the last finite step (try a smaller learning rate)")
+                    f"the loss or the weights became NaN or infinite in epoch {epoch + 1} at "
+                    f"the batch starting at sample {bad} of the epoch; training stopped and the "
+                    "weights are those of the last finite step (try a smaller learning rate)")
             history.loss.append(total / done)
             history.epoch_time.append(elapsed)
             if validation_data is not None:
@@ -291,6 +302,38 @@ class Network:
             if verbose:
                 self._report(epoch, epochs, history, n, elapsed)
         return history
+
+    # The state one epoch changes, so that a diverging epoch can be undone.
+    def _snapshot(self) -> list[np.ndarray | int]:
+        opt = self.optimizer
+        arrays = self._W + self._b + opt.state1_W + opt.state1_b + opt.state2_W + opt.state2_b
+        return [a.copy() for a in arrays] + [getattr(opt, "step_count", 0)]
+
+    def _restore(self, saved: list) -> None:
+        opt = self.optimizer
+        arrays = self._W + self._b + opt.state1_W + opt.state1_b + opt.state2_W + opt.state2_b
+        for a, copy in zip(arrays, saved):
+            a[...] = copy  # in place: the training plan holds these very arrays
+        if hasattr(opt, "step_count"):
+            opt.step_count = saved[-1]
+
+    def _finite(self) -> bool:
+        return all(np.isfinite(a).all() for a in self._W + self._b)
+
+    def _replay_to_last_finite_step(self, X, y, order, plan, input_scale, sample_weight) -> int:
+        """Redo an epoch one batch at a time; stop before the first non-finite step.
+
+        Returns the epoch position of the batch that failed.
+        """
+        bs = plan.batch_size
+        for start in range(0, len(order), bs):
+            saved = self._snapshot()
+            _, _, bad = self._ops.train_epoch(X, y, order[start:start + bs], plan,
+                                              input_scale, sample_weight)
+            if bad >= 0 or not self._finite():
+                self._restore(saved)
+                return start
+        return len(order)  # pragma: no cover - the full epoch failed, so some batch does
 
     def _report(self, epoch: int, epochs: int, history: History, n: int, elapsed: float) -> None:
         line = (f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from fastnn._core import _threads
@@ -21,8 +22,9 @@ def set_num_threads(n: int) -> None:
     global _num_threads
     from threadpoolctl import threadpool_limits
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = int(n)
     threadpool_limits(limits=n, user_api="blas")
     _threads.omp_set_num_threads(n)
     _num_threads = n

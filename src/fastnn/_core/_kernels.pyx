@@ -46,7 +46,7 @@ cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil:
     # selects: a data-dependent branch mispredicts on about half the elements.
     if act == RELU:
         for i in range(n):
-            z[i] = z[i] if z[i] > 0 else 0
+            z[i] = 0 if z[i] < 0 else z[i]    # NaN stays NaN, as in NumPy
     elif act == SIGMOID:
         for i in range(n):
             z[i] = _sigmoid(z[i])
@@ -88,7 +88,7 @@ cdef void dense_forward_ptr(const floating* X, const floating* W, const floating
         row = Y + <Py_ssize_t>i * n_out
         if act == RELU:
             for j in range(n_out):
-                row[j] = row[j] + b[j] if row[j] + b[j] > 0 else 0
+                row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
         else:
             for j in range(n_out):
                 row[j] += b[j]

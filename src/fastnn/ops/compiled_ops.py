@@ -13,6 +13,7 @@ from fastnn._core import _kernels, _train
 from fastnn.ops.numpy_ops import ACTIVATIONS, OUTPUTS, PREDICT_CHUNK, NumpyOps
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INPUTS = _FLOATS + (np.dtype(np.uint8),)  # what the compiled loops read directly
 
 
 def _float_dtype(*arrays) -> np.dtype:
@@ -173,6 +174,10 @@ class CompiledOps(NumpyOps):
 
     def forward_chunks(self, X, W, b, activations, x_scale=1.0, output="raw",
                        chunk=PREDICT_CHUNK, check_finite=False):
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
+        if X.dtype not in _INPUTS or not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype in _INPUTS else W[0].dtype)
         out = np.empty((X.shape[0], W[-1].shape[1]), W[0].dtype)
         _train.forward_chunks(X, out, list(W), list(b), [_act(a) for a in activations],
                               x_scale, chunk, OUTPUTS[output], check_finite)

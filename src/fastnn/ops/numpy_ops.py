@@ -193,6 +193,8 @@ class NumpyOps:
         X may be uint8 (then converted and multiplied by ``x_scale``). With
         ``check_finite``, NaN or infinity in X raises ValueError.
         """
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
         if check_finite and X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError("X contains NaN or infinity")
         dt = W[0].dtype
