@@ -332,6 +332,24 @@ def test_assigning_weights(dtype):
     np.testing.assert_allclose(net.predict(np.ones((4, 2))), 0.25)
 
 
+def test_weights_assigned_before_the_network_exists(dtype):
+    layer = Dense(2, 1, "sigmoid")
+    layer.W = [[0.5], [-0.25]]  # b left unset
+    net = Network([layer], dtype=dtype, seed=0)
+    assert layer.W.dtype == dtype and layer.b.dtype == dtype
+    np.testing.assert_array_equal(layer.W, np.array([[0.5], [-0.25]], dtype=dtype))
+    np.testing.assert_array_equal(layer.b, [0])
+    np.testing.assert_allclose(net.predict(np.array([2.0, 2.0])), [1 / (1 + np.exp(-0.5))],
+                               rtol=1e-6)
+    big = Dense(2, 1)
+    big.W = [[1e300], [0.0]]  # fine in float64, not in float32
+    if dtype == np.float32:
+        with pytest.raises(ValueError, match=r"W holds values beyond the range of float32"):
+            Network([big], dtype=dtype)
+    else:
+        assert Network([big], dtype=dtype).layers[0].W[0, 0] == 1e300
+
+
 def test_network_mlp():
     net = Network.mlp([5, 7, 6, 2], activation="tanh", loss="softmax_cross_entropy",
                       output_activation="softmax", dtype="float64", seed=4)
