@@ -12,6 +12,18 @@ from fastnn.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
+# fastnn.datasets, fastnn.plot and fastnn.sklearn load on first use, so that
+# `import fastnn` pulls in neither matplotlib nor scikit-learn.
+_LAZY_SUBMODULES = ("datasets", "plot", "sklearn")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"fastnn.{name}")
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
 __all__ = [
     "Adam",
     "Dense",
