@@ -526,7 +526,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dtype : {"float32", "float64"}, default "float32"
         Precision of the parameters and of the computation.
     n_threads : int or None, default None
-        Threads of the compiled core (BLAS and OpenMP) while this estimator fits;
+        Threads of the compiled core (BLAS and OpenMP) while this estimator fits
+        or predicts;
         -1 means all CPUs. None: 1 when the fit runs on a thread other than the
         main one (joblib's threading backend, Dask workers: several models train at
         once, one per core), else the process's setting (``fastnn.set_num_threads``).
@@ -678,7 +679,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples, n_classes)
         """
         X = self._forward(X)
-        p = self._network.predict_proba(X).astype(np.float64)
+        with _thread_limits(_resolve_n_threads(self.n_threads)):
+            p = self._network.predict_proba(X).astype(np.float64)
         if p.shape[1] == 1:
             p = np.hstack([1 - p, p])
         return p
@@ -771,7 +773,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             1-D for a single output (as scikit-learn's ``MLPRegressor``).
         """
         X = self._forward(X)
-        out = self._network.predict(X).astype(np.float64)
+        with _thread_limits(_resolve_n_threads(self.n_threads)):
+            out = self._network.predict(X).astype(np.float64)
         return out[:, 0] if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):
