@@ -18,7 +18,9 @@ It checks that every configuration finds the same validation scores, and reports
 time (median and minimum), the speed-up over the baseline (ratio of the medians, and the
 median of the per-round ratios, which a drifting background load disturbs less), and
 CPU time / wall time (how many cores this process kept busy; on an idle 2-core machine
-near 2 for the parallel runs, lower when other processes take CPU).
+near 2 for the parallel runs, lower when other processes take CPU). Each round also
+measures the machine's ceiling at that moment: two threads of GIL-free NumPy GEMMs
+against one (2.0 on two idle cores).
 
 Run from the project root, with fastnn installed::
 
@@ -39,6 +41,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -55,7 +58,7 @@ except ImportError:  # a source checkout whose compiled core was built in place
 import joblib  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, ShuffleSplit  # noqa: E402
-from threadpoolctl import threadpool_info  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 from fastnn.sklearn import MLPClassifier  # noqa: E402
 
@@ -87,6 +90,36 @@ def load_data(n_samples: int, synthetic: bool) -> tuple[np.ndarray, np.ndarray, 
     y = rng.integers(0, 10, n_samples)
     X = np.clip(centers[y] + 0.3 * rng.standard_normal((n_samples, 784), dtype=np.float32), 0, 1)
     return X.astype(np.float32), y, f"synthetic, {n_samples} samples of 784 features"
+
+
+def gemm_ceiling(seconds: float = 0.3) -> float:
+    """Two threads' throughput over one thread's for GIL-free NumPy GEMMs (BLAS on 1 thread).
+
+    The parallel speed-up this machine offers right now: 2.0 on two idle cores, less
+    when other processes take CPU. The search's speed-up is read against it.
+    """
+    A = np.random.default_rng(0).random((256, 256), dtype=np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds / 3:
+            A @ A
+            k += 1
+
+        def work():
+            for _ in range(3 * k):
+                A @ A
+
+        t0 = time.perf_counter()
+        work()
+        one = time.perf_counter() - t0
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        two = time.perf_counter() - t0
+    return 2 * one / two
 
 
 def run_search(X, y, n_jobs: int, backend: str, n_threads, epochs: int):
@@ -123,8 +156,9 @@ def main(argv=None) -> int:
     walls: dict[str, list[float]] = {name: [] for name in CONFIGS}
     cpus: dict[str, list[float]] = {name: [] for name in CONFIGS}
     scores: dict[str, np.ndarray] = {}
-    loads = []
+    loads, ceilings = [], []
     for _ in range(args.repeats):
+        ceilings.append(gemm_ceiling())
         for name, (n_jobs, backend, n_threads) in CONFIGS.items():
             loads.append(os.getloadavg()[0])
             wall, cpu, score = run_search(X, y, n_jobs, backend, n_threads, args.epochs)
@@ -153,6 +187,8 @@ def main(argv=None) -> int:
         print(f"{name:15} {med:9.2f} {min(walls[name]):7.2f} {base / med:9.2f} {paired:7.2f}"
               f" {busy:9.2f}  {same}")
 
+    print(f"\nthe machine's 2-thread ceiling (NumPy GEMM on 2 threads vs 1), per round: "
+          f"{', '.join(f'{c:.2f}' for c in ceilings)}; median {statistics.median(ceilings):.2f}")
     result = {
         "benchmark": "parallel_grid",
         "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -164,6 +200,7 @@ def main(argv=None) -> int:
                     "blas": [(m["internal_api"], m.get("version")) for m in threadpool_info()
                              if m["user_api"] == "blas"],
                     "load_average_during_runs": [min(loads), max(loads)]},
+        "gemm_2thread_ceiling_per_round": ceilings,
         "results": rows,
     }
     out = Path(args.out)
