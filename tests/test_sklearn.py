@@ -352,6 +352,19 @@ def test_early_stopping_restores_best_weights(binary):
     assert clf.score(seen[best][2], seen[best][3]) == pytest.approx(seen[best][0])
 
 
+def test_warm_start_with_early_stopping_continues(binary):
+    X, y = binary
+    clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, early_stopping=True,
+                        n_iter_no_change=2, max_iter=100, warm_start=True, random_state=0)
+    clf.fit(X, y)
+    first = list(clf.validation_scores_)
+    clf.fit(X, y)
+    # The record goes on, and the second fit gets its own n_iter_no_change epochs.
+    assert clf.validation_scores_[:len(first)] == first
+    assert clf.n_iter_ >= 3 and len(clf.validation_scores_) == len(first) + clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
 # ---------------------------------------------------------------- weights
 
 

@@ -274,6 +274,11 @@ class _BaseMLP(BaseEstimator):
             self.t_ = 0
         elif self._network.dtype != np.dtype(self.dtype):
             raise ValueError("dtype changed since the previous fit; refit without warm_start")
+        if not incremental:
+            # Each fit (a warm start too) gets n_iter_no_change epochs to improve;
+            # scikit-learn carries the count over, so a warm start after a stop
+            # would stop again after one epoch.
+            self._no_improvement_count = 0
 
         early_stopping = self.early_stopping and not incremental
         if self.early_stopping and incremental:
