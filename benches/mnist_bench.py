@@ -145,12 +145,12 @@ def measure_gemm_epoch(sizes: list[int], n: int, batch_size: int, repeats: int) 
     dW = [np.empty_like(w) for w in W]
 
     def step(A, D):
-        for l, w in enumerate(W):
-            np.matmul(A[l], w, out=A[l + 1])
-        for l in range(len(W) - 1, -1, -1):
-            np.matmul(A[l].T, D[l + 1], out=dW[l])
-            if l:
-                np.matmul(D[l + 1], W[l].T, out=D[l])
+        for k, w in enumerate(W):
+            np.matmul(A[k], w, out=A[k + 1])
+        for k in range(len(W) - 1, -1, -1):
+            np.matmul(A[k].T, D[k + 1], out=dW[k])
+            if k:
+                np.matmul(D[k + 1], W[k].T, out=D[k])
 
     def epoch():
         for _ in range(n // batch_size):
@@ -276,7 +276,8 @@ def available(contender: str) -> str | None:
     try:
         __import__(mod)
     except ImportError:
-        return f"{mod} is not installed (pip install {'torch' if mod == 'torch' else 'scikit-learn'})"
+        package = "torch" if mod == "torch" else "scikit-learn"
+        return f"{mod} is not installed (pip install {package})"
     return None
 
 
@@ -321,9 +322,10 @@ def measure_inference(models: dict, data, sizes, seed, calls, repeats, threads) 
             net = fastnn.Network.mlp(sizes, activation="relu", loss="softmax_cross_entropy",
                                      seed=seed, backend=backend)
         if backend == "compiled":
-            out["latency"][backend] = median_latency_us(lambda: net.predict(x), calls, calls // 10)
+            out["latency"][backend] = median_latency_us(lambda net=net: net.predict(x),
+                                                        calls, calls // 10)
         out["throughput"][backend] = throughput(
-            lambda: net.predict(Xt, input_scale=SCALE), Xt.shape[0], repeats)
+            lambda net=net: net.predict(Xt, input_scale=SCALE), Xt.shape[0], repeats)
     model = models.get("torch")
     if model is not None:
         import torch
@@ -464,6 +466,7 @@ def plot(report: dict, path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     rows = [r for r in report["results"] if not r.get("skipped")]
@@ -475,11 +478,17 @@ def plot(report: dict, path: Path) -> bool:
     for i, c in enumerate(contenders):
         vals = [next((r["epoch_s"] for r in rows if r["contender"] == c
                       and r["batch_size"] == bs), np.nan) for bs in batch_sizes]
-        ax.bar(xs + (i - (len(contenders) - 1) / 2) * width, vals, width, label=LABELS[c])
+        bars = ax.bar(xs + (i - (len(contenders) - 1) / 2) * width, vals, width,
+                      label=LABELS[c])
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6, padding=1)
     ax.axhline(report["floor_s"], color="k", linestyle="--", linewidth=1,
                label=f"floor {report['floor_s']:.3f} s (GEMM FLOPs / "
                      f"{report['gemm']['rate'] / 1e9:.0f} GFLOP/s)")
     ax.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xticks(xs, [f"batch {bs}" for bs in batch_sizes])
     ax.set_ylabel("seconds per epoch (median, log scale)")
     sizes = "-".join(map(str, report["config"]["sizes"]))
