@@ -569,6 +569,32 @@ def test_thread_limits_are_shared_by_concurrent_fits():
         assert seen["omp_inside"] == [1]
 
 
+def test_fit_and_predict_run_under_n_threads(multiclass, monkeypatch):
+    from fastnn.network import Network
+
+    X, y = multiclass
+    seen = []
+    for method in ("fit", "predict_proba"):
+        real = getattr(Network, method)
+
+        def spy(self, *args, _real=real, **kwargs):
+            seen.append((_blas_threads(), _threads.omp_get_max_threads()))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Network, method, spy)
+    before = _blas_threads()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, n_threads=1)
+    with _quiet(clf):
+        clf.fit(X, y)
+    clf.predict(X)
+    assert len(seen) == 3  # two epochs, one prediction
+    for blas, omp in seen:
+        assert set(blas) == {1}
+        if _threads.has_openmp():
+            assert omp == 1
+    assert _blas_threads() == before
+
+
 def test_default_n_threads_is_one_off_the_main_thread():
     """None: no limit on the main thread; 1 on the threads parallel back ends run fits on."""
     assert _resolve_n_threads(None) is None
