@@ -50,8 +50,9 @@ import contextlib
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from numbers import Integral, Real
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
