@@ -26,6 +26,14 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     n = int(n)
     threadpool_limits(limits=n, user_api="blas")
+    # Called outside a `with`, threadpoolctl would keep this thread as the only
+    # one allowed to change OpenBLAS's threads, and silently ignore the limits
+    # that other threads (parallel fits) set later: give that control back.
+    try:
+        from threadpoolctl import OpenBLASController
+        OpenBLASController.clear_controlling_thread(force=True)
+    except (ImportError, AttributeError):  # threadpoolctl before 3.6 has no such control
+        pass
     _threads.omp_set_num_threads(n)
     _num_threads = n
 
@@ -50,10 +58,18 @@ def training_threads(batch_size: int, layer_sizes: list[int]) -> int:
     (64 x 784 x 128) OpenBLAS's own two threads reach about half the
     single-thread rate each, while two column blocks keep nearly all of it.
     """
+    import threading
+
     from fastnn._core import _train
 
     n = get_num_threads()
     if n <= 1 or not has_openmp():
+        return 1
+    if threading.current_thread() is not threading.main_thread():
+        # Another thread may own the process-wide BLAS limit (threadpoolctl lets
+        # one thread at a time set it), so the single-threaded BLAS this path
+        # needs cannot be guaranteed: models trained in parallel threads run
+        # serially, one thread each.
         return 1
     macs = max(batch_size * a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
     return n if macs >= _train.PARALLEL_MIN_MACS_ else 1

@@ -77,8 +77,8 @@ cdef inline void _require(bint ok, str message) except *:
 
 
 cdef void* _data(object a, int ndim, Py_ssize_t rows, Py_ssize_t cols, str name,
-                 floating dummy) except NULL:
-    """The data pointer of a writeable C-contiguous array of this float type and shape.
+                 floating dummy, bint writeable=True) except NULL:
+    """The data pointer of a C-contiguous array of this float type and shape.
 
     Read through NumPy's C API rather than a typed memoryview: acquiring a
     memoryview parses the buffer format, which made up a good part of the
@@ -91,8 +91,10 @@ cdef void* _data(object a, int ndim, Py_ssize_t rows, Py_ssize_t cols, str name,
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name} has dtype {arr.dtype}, expected "
                         f"{'float32' if floating is float else 'float64'}")
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISWRITEABLE(arr)):
-        raise ValueError(f"{name} must be a writeable C-contiguous array")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be a C-contiguous array")
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
     if ndim == 2:
         if not (arr.ndim == 2 and arr.shape[0] == rows and arr.shape[1] == cols):
             raise ValueError(f"{name} has shape {a.shape}, expected ({rows}, {cols})")
@@ -104,15 +106,19 @@ cdef void* _data(object a, int ndim, Py_ssize_t rows, Py_ssize_t cols, str name,
     return cnp.PyArray_DATA(arr)
 
 
-cdef inline void* _ptr2(object a, int rows, int cols, str name, floating dummy) except NULL:
-    return _data[floating](a, 2, rows, cols, name, dummy)
+cdef inline void* _ptr2(object a, int rows, int cols, str name, floating dummy,
+                        bint writeable=True) except NULL:
+    return _data[floating](a, 2, rows, cols, name, dummy, writeable)
 
 
-cdef inline void* _ptr1(object a, int size, str name, floating dummy) except NULL:
-    return _data[floating](a, 1, size, 0, name, dummy)
+cdef inline void* _ptr1(object a, int size, str name, floating dummy,
+                        bint writeable=True) except NULL:
+    return _data[floating](a, 1, size, 0, name, dummy, writeable)
 
 
-cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy) except -1:
+cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy,
+                      bint writeable=True) except -1:
+    """Point net at the layers' parameters (read-only ones are fine for inference)."""
     cdef int l, L = len(Ws)
     if not (1 <= L <= MAX_LAYERS):
         raise ValueError(f"between 1 and {MAX_LAYERS} layers are supported")
@@ -131,8 +137,8 @@ cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy) exc
         net.acts[l] = acts[l]
         _require(0 <= net.acts[l] <= 3, "unknown activation code")
     for l in range(L):
-        net.W[l] = _ptr2[floating](Ws[l], net.sizes[l], net.sizes[l + 1], "W", dummy)
-        net.b[l] = _ptr1[floating](bs[l], net.sizes[l + 1], "b", dummy)
+        net.W[l] = _ptr2[floating](Ws[l], net.sizes[l], net.sizes[l + 1], "W", dummy, writeable)
+        net.b[l] = _ptr1[floating](bs[l], net.sizes[l + 1], "b", dummy, writeable)
     return 0
 
 
@@ -543,7 +549,7 @@ cdef object _forward_chunks(object X_obj, object out_obj, list Ws, list bs, list
     cdef bint finite = True
     cdef bint direct
 
-    _fill_params[floating](&net, Ws, bs, acts, dummy)
+    _fill_params[floating](&net, Ws, bs, acts, dummy, False)
     L = net.n_layers
     c = net.sizes[L]
     _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
