@@ -328,24 +328,35 @@ def available(contender: str) -> str | None:
 # ---------------------------------------------------------------- inference
 
 
-def median_latency_us(fn, calls: int, warmup: int, blocks: int = 5) -> dict:
-    """Single-call times in microseconds: the median over all calls, its 10th and 90th
-    percentiles, and the lowest median of ``blocks`` consecutive blocks of calls (what
-    the call costs when no other process interferes; a shared machine rarely gives that
-    for a whole run).
+def latencies_us(fns: dict, calls: int, blocks: int = 10) -> dict:
+    """Single-call times in microseconds of each function in ``fns``.
+
+    The calls run in ``blocks`` blocks, the functions taking turns block by block, so
+    that a slow phase of the (shared, virtual) machine hits each of them alike.
+    Reported per function: the median over all calls, its 10th and 90th percentiles,
+    and the lowest block median (the cost when nothing interferes).
     """
-    for _ in range(warmup):
-        fn()
-    ts = np.empty(calls)
+    per_block = max(calls // blocks, 1)
+    times = {name: [] for name in fns}
     clock = time.perf_counter_ns
-    for i in range(calls):
-        t0 = clock()
-        fn()
-        ts[i] = clock() - t0
-    ts /= 1000.0
-    return {"median_us": float(np.median(ts)), "p10_us": float(np.percentile(ts, 10)),
-            "p90_us": float(np.percentile(ts, 90)), "calls": calls,
-            "best_block_median_us": float(min(np.median(b) for b in np.array_split(ts, blocks)))}
+    for fn in fns.values():  # warm-up
+        for _ in range(per_block):
+            fn()
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            ts = np.empty(per_block)
+            for i in range(per_block):
+                t0 = clock()
+                fn()
+                ts[i] = clock() - t0
+            times[name].append(ts / 1000.0)
+    out = {}
+    for name, parts in times.items():
+        ts = np.concatenate(parts)
+        out[name] = {"median_us": float(np.median(ts)), "p10_us": float(np.percentile(ts, 10)),
+                     "p90_us": float(np.percentile(ts, 90)), "calls": int(ts.size),
+                     "best_block_median_us": float(min(np.median(p) for p in parts))}
+    return out
 
 
 def throughput(fn, n: int, repeats: int) -> dict:
@@ -360,9 +371,11 @@ def throughput(fn, n: int, repeats: int) -> dict:
 
 
 def measure_inference(models: dict, data, sizes, seed, calls, repeats, threads) -> dict:
+    """predict(x) latency for one sample (fastnn compiled, PyTorch) and 10,000-image
+    throughput (fastnn compiled and twin, PyTorch)."""
     (_, _), (Xt, _) = data
     x = (Xt[0] * np.float32(SCALE)).astype(np.float32)  # one 784-vector, in [0, 1]
-    out: dict = {"latency": {}, "throughput": {}}
+    single, batch = {}, {}
     for backend in ("compiled", "numpy"):
         net = models.get(backend)
         if net is None:
@@ -371,14 +384,13 @@ def measure_inference(models: dict, data, sizes, seed, calls, repeats, threads) 
             net = fastnn.Network.mlp(sizes, activation="relu", loss="softmax_cross_entropy",
                                      seed=seed, backend=backend)
         if backend == "compiled":
-            out["latency"][backend] = median_latency_us(lambda net=net: net.predict(x),
-                                                        calls, calls // 10)
-        out["throughput"][backend] = throughput(
-            lambda net=net: net.predict(Xt, input_scale=SCALE), Xt.shape[0], repeats)
+            single[backend] = lambda net=net: net.predict(x)
+        batch[backend] = lambda net=net: net.predict(Xt, input_scale=SCALE)
     model = models.get("torch")
     if model is not None:
         import torch
 
+        torch.set_num_threads(threads)
         xt = torch.from_numpy(x)
         Xtt = torch.from_numpy((Xt * np.float32(SCALE)).astype(np.float32))
 
@@ -390,10 +402,10 @@ def measure_inference(models: dict, data, sizes, seed, calls, repeats, threads) 
             with torch.no_grad():
                 return model(Xtt).argmax(1)
 
-        torch.set_num_threads(threads)
-        out["latency"]["torch"] = median_latency_us(one, calls, calls // 10)
-        out["throughput"]["torch"] = throughput(many, Xt.shape[0], repeats)
-    return out
+        single["torch"], batch["torch"] = one, many
+    return {"latency": latencies_us(single, calls),
+            "throughput": {name: throughput(fn, Xt.shape[0], repeats)
+                           for name, fn in batch.items()}}
 
 
 def measure_allocation(data, sizes, seed) -> dict:
