@@ -145,6 +145,13 @@ def test_huge_announced_size_does_not_allocate_it(tmp_path):
         read_idx(_write_raw(tmp_path / "f", raw))
 
 
+def test_announced_size_that_wraps_around_64_bits(tmp_path):
+    # 2**31 * 2**31 * 4 bytes is 2**64: computed in uint64 it would be 0 bytes.
+    raw = b"\x00\x00\x08\x03" + struct.pack(">3I", 2**31, 2**31, 4)
+    with pytest.raises(ValueError, match="truncated IDX file"):
+        read_idx(_write_raw(tmp_path / "f", raw))
+
+
 def test_truncated_gzip_stream(tmp_path):
     write_idx(tmp_path / "a.gz", np.arange(5000, dtype=np.int32))
     blob = (tmp_path / "a.gz").read_bytes()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import struct
@@ -121,7 +122,7 @@ def _read_idx(path: PathLike, digest: bool = False) -> tuple[np.ndarray, str | N
                                  f"({4 * ndim} bytes) announced, {len(dims_raw)} bytes present")
             shape = struct.unpack(f">{ndim}I", dims_raw)
             dtype = _IDX_TYPES[code]
-            nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+            nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
             data = _read_exact(f, nbytes)
             if len(data) < nbytes:
                 raise ValueError(f"{name}: truncated IDX file: the header announces shape "
