@@ -17,7 +17,6 @@ cdef enum Loss:
 cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil
 cdef void backprop_activation(int act, const floating* y, floating* dz, Py_ssize_t n) noexcept nogil
 
-cdef void bias_activate(int act, floating* row, const floating* b, int n) noexcept nogil
 cdef void dense_forward_ptr(const floating* X, const floating* W, const floating* b,
                             floating* Y, int n, int n_in, int n_out, int act) noexcept nogil
 cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,

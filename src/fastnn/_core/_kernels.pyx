@@ -83,20 +83,16 @@ cdef void dense_forward_ptr(const floating* X, const floating* W, const floating
         vecmat(n_in, n_out, X, W, n_out, Y)
     else:
         gemm(False, False, n, n_out, n_in, <floating>1, X, n_in, W, n_out, <floating>0, Y, n_out)
+    # Bias and activation in one pass, a row at a time while it is in cache.
     for i in range(n):
-        bias_activate(act, Y + <Py_ssize_t>i * n_out, b, n_out)
-
-
-cdef void bias_activate(int act, floating* row, const floating* b, int n) noexcept nogil:
-    """row = act(row + b): bias and activation in one pass while the row is in cache."""
-    cdef int j
-    if act == RELU:
-        for j in range(n):
-            row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
-    else:
-        for j in range(n):
-            row[j] += b[j]
-        activate(act, row, n)
+        row = Y + <Py_ssize_t>i * n_out
+        if act == RELU:
+            for j in range(n_out):
+                row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
+        else:
+            for j in range(n_out):
+                row[j] += b[j]
+            activate(act, row, n_out)
 
 
 cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,

@@ -15,12 +15,11 @@ cimport numpy as cnp
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite
-from cython.parallel cimport prange
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
     IDENTITY, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
-    activate, backprop_activation, bias_activate, dense_forward_ptr, softmax_rows,
+    activate, backprop_activation, dense_forward_ptr, softmax_rows,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
     sgd_step, adam_step,
 )
@@ -38,12 +37,6 @@ cdef enum:
 
 cdef enum:
     MAX_LAYERS = 64
-    # Below these sizes a layer's product (or a batch's gather) is not worth
-    # sharing between threads: the fork and join cost more than they save.
-    PARALLEL_MIN_MACS = 1 << 18
-    PARALLEL_MIN_GATHER = 1 << 14
-
-PARALLEL_MIN_MACS_ = PARALLEL_MIN_MACS  # for the Python side's decision
 
 
 cdef struct Net:
@@ -162,49 +155,12 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
                 dst[j] = <floating>src[j] * scale
 
 
-# Every layer operation below works on a block of columns [c0, c1): the serial
-# path passes the whole width, the threaded path gives each thread its block.
-# Blocks never share a cache line of output, and each thread calls BLAS
-# single-threaded on its own block (BLAS is limited to one thread meanwhile).
-
-cdef inline int _edge(int width, int t, int nt) noexcept nogil:
-    """The first column of block t of nt, at a multiple of 16 columns (64 bytes)."""
-    if t >= nt:
-        return width
-    return min(width, ((<long>width * t // nt) + 15) // 16 * 16)
-
-
-cdef inline bint _split(int n, int n_in, int n_out, int width, int nt) noexcept nogil:
-    """Whether a layer's product is worth sharing between nt threads."""
-    return nt > 1 and width >= 32 and <long>n * n_in * n_out >= PARALLEL_MIN_MACS
-
-
-cdef void _forward_block(Net* net, int l, const floating* inp, int n, int c0, int c1) noexcept nogil:
-    """A[l][:, c0:c1] = act(inp @ W[:, c0:c1] + b[c0:c1])."""
-    cdef int n_in = net.sizes[l], n_out = net.sizes[l + 1], i
-    cdef floating* Y = <floating*>net.A[l]
-    cdef const floating* b = <floating*>net.b[l]
-    if c0 == 0 and c1 == n_out:
-        dense_forward_ptr(inp, <floating*>net.W[l], b, Y, n, n_in, n_out, net.acts[l])
-        return
-    if c1 <= c0:
-        return
-    gemm(False, False, n, c1 - c0, n_in, <floating>1, inp, n_in, <floating*>net.W[l] + c0,
-         n_out, <floating>0, Y + c0, n_out)
-    for i in range(n):
-        bias_activate(net.acts[l], Y + <Py_ssize_t>i * n_out + c0, b + c0, c1 - c0)
-
-
-cdef void _forward(Net* net, const floating* X, int n, int nt) noexcept nogil:
-    cdef int l, t
+cdef void _forward(Net* net, const floating* X, int n) noexcept nogil:
+    cdef int l
     cdef const floating* inp = X
     for l in range(net.n_layers):
-        if _split(n, net.sizes[l], net.sizes[l + 1], net.sizes[l + 1], nt):
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _forward_block(net, l, inp, n, _edge(net.sizes[l + 1], t, nt),
-                               _edge(net.sizes[l + 1], t + 1, nt))
-        else:
-            _forward_block(net, l, inp, n, 0, net.sizes[l + 1])
+        dense_forward_ptr(inp, <floating*>net.W[l], <floating*>net.b[l], <floating*>net.A[l],
+                          n, net.sizes[l], net.sizes[l + 1], net.acts[l])
         inp = <floating*>net.A[l]
 
 
@@ -220,90 +176,64 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
     return mse_loss(out, targets, weights, grad, n, c)
 
 
-cdef void _output_grad_block(Net* net, int l, int n, int c0, int c1,
-                             floating dummy) noexcept nogil:
-    """dZ[:, c0:c1] = dY * act'(Y), and db[c0:c1] its column sums."""
-    cdef int n_out = net.sizes[l + 1], i, j
-    cdef floating* dZ = <floating*>net.D[l]
-    cdef const floating* Y = <floating*>net.A[l]
-    cdef floating* db = <floating*>net.db[l]
-    cdef floating* row
-    if c0 == 0 and c1 == n_out:
-        backprop_activation(net.acts[l], Y, dZ, <Py_ssize_t>n * n_out)
-    else:
-        for i in range(n):
-            backprop_activation(net.acts[l], Y + <Py_ssize_t>i * n_out + c0,
-                                dZ + <Py_ssize_t>i * n_out + c0, c1 - c0)
-    for j in range(c0, c1):
-        db[j] = 0
-    for i in range(n):
-        row = dZ + <Py_ssize_t>i * n_out
-        for j in range(c0, c1):
-            db[j] += row[j]
+cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n) noexcept nogil:
+    """Backpropagate from D[L-1] (the loss gradient) and update every layer.
 
-
-cdef void _input_grad_block(Net* net, int l, int n, int r0, int r1,
-                            floating dummy) noexcept nogil:
-    """D[l-1][:, r0:r1] = dZ @ W[r0:r1, :]^T: the gradient w.r.t. this layer's input."""
-    cdef int n_in = net.sizes[l], n_out = net.sizes[l + 1]
-    if r1 <= r0:
-        return
-    gemm(False, True, n, r1 - r0, n_out, <floating>1, <floating*>net.D[l], n_out,
-         <floating*>net.W[l] + <Py_ssize_t>r0 * n_out, n_out,
-         <floating>0, <floating*>net.D[l - 1] + r0, n_in)
-
-
-cdef void _update_block(Net* net, Optim* opt, int l, const floating* inp, int n,
-                        int c0, int c1) noexcept nogil:
-    """Update W[:, c0:c1] and b[c0:c1] from inp^T dZ[:, c0:c1] and db.
-
-    With plain or heavy-ball SGD the weight gradient is never stored: the GEMM
-    that forms inp^T dZ adds it straight into the weights (alpha = -lr,
-    beta = 1) or into the velocity (beta = momentum), which saves a write and a
-    read of dW.
+    A layer's input gradient is computed before its weights change. With plain
+    or heavy-ball SGD the weight gradient is never stored: the GEMM that forms
+    X^T dZ adds it straight into the weights (alpha = -lr, beta = 1) or into the
+    velocity (beta = momentum), which saves a write and a read of dW per layer.
     """
-    cdef int n_in = net.sizes[l], n_out = net.sizes[l + 1], w = c1 - c0, r, j
-    cdef floating* W = <floating*>net.W[l] + c0
-    cdef const floating* dZ = <floating*>net.D[l] + c0
-    cdef floating* v
-    cdef floating* g
+    cdef int l, n_in, n_out, i, j
+    cdef Py_ssize_t nw
+    cdef const floating* inp
+    cdef floating* W
+    cdef floating* dZ
+    cdef floating* db
+    cdef floating* row
     cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
-    if w <= 0:
-        return
-    if opt.kind == SGD and not opt.nesterov and mu == 0:
-        if wd != 0:
-            for r in range(n_in):      # p -= lr * wd * p, then p -= lr * g
-                for j in range(w):
-                    W[<Py_ssize_t>r * n_out + j] *= 1 - lr * wd
-        gemm(True, False, n_in, w, n, -lr, inp, n_in, dZ, n_out, <floating>1, W, n_out)
-        sgd_step(<floating*>net.b[l] + c0, <floating*>net.db[l] + c0, NULL, w,
-                 opt.lr, 0.0, False, 0.0)
-        return
-    if opt.kind == SGD and not opt.nesterov:
-        # v = mu v + g (+ wd p); p -= lr v
-        v = <floating*>net.sW1[l] + c0
-        gemm(True, False, n_in, w, n, <floating>1, inp, n_in, dZ, n_out, mu, v, n_out)
-        for r in range(n_in):
-            _decay_and_step(W + <Py_ssize_t>r * n_out, v + <Py_ssize_t>r * n_out, w, lr, wd)
-        sgd_step(<floating*>net.b[l] + c0, <floating*>net.db[l] + c0,
-                 <floating*>net.sb1[l] + c0, w, opt.lr, opt.momentum, False, 0.0)
-        return
-    # Adam and Nesterov: store the gradient, then step row by row.
-    g = <floating*>net.dW[l] + c0
-    gemm(True, False, n_in, w, n, <floating>1, inp, n_in, dZ, n_out, <floating>0, g, n_out)
-    for r in range(n_in):
-        _step_run(opt, W + <Py_ssize_t>r * n_out, g + <Py_ssize_t>r * n_out,
-                  <floating*>net.sW1[l] + c0 + <Py_ssize_t>r * n_out,
-                  NULL if opt.kind == SGD else <floating*>net.sW2[l] + c0 + <Py_ssize_t>r * n_out,
-                  w, opt.weight_decay)
-    _step_run(opt, <floating*>net.b[l] + c0, <floating*>net.db[l] + c0,
-              <floating*>net.sb1[l] + c0,
-              NULL if opt.kind == SGD else <floating*>net.sb2[l] + c0, w, 0.0)
+    cdef bint fold = opt.kind == SGD and not opt.nesterov
+    if opt.kind == ADAM:
+        opt.step += 1
+    for l in range(net.n_layers - 1, -1, -1):
+        n_in, n_out = net.sizes[l], net.sizes[l + 1]
+        nw = <Py_ssize_t>n_in * n_out
+        inp = X if l == 0 else <floating*>net.A[l - 1]
+        W, dZ, db = <floating*>net.W[l], <floating*>net.D[l], <floating*>net.db[l]
+
+        backprop_activation(net.acts[l], <floating*>net.A[l], dZ, <Py_ssize_t>n * n_out)
+        for j in range(n_out):
+            db[j] = 0
+        for i in range(n):
+            row = dZ + <Py_ssize_t>i * n_out
+            for j in range(n_out):
+                db[j] += row[j]
+        if l > 0:
+            gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
+                 <floating>0, <floating*>net.D[l - 1], n_in)
+
+        if fold and mu == 0:
+            if wd != 0:
+                for i in range(nw):
+                    W[i] *= 1 - lr * wd      # p -= lr * wd * p, then p -= lr * g
+            gemm(True, False, n_in, n_out, n, -lr, inp, n_in, dZ, n_out, <floating>1, W, n_out)
+            sgd_step(<floating*>net.b[l], db, db, n_out, opt.lr, 0.0, False, 0.0)
+        elif fold:
+            # v = mu v + g (+ wd p); p -= lr v
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, mu,
+                 <floating*>net.sW1[l], n_out)
+            _add_decay_and_step(W, <floating*>net.sW1[l], nw, lr, wd)
+            sgd_step(<floating*>net.b[l], db, <floating*>net.sb1[l], n_out,
+                     opt.lr, opt.momentum, False, 0.0)
+        else:
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, <floating>0,
+                 <floating*>net.dW[l], n_out)
+            _step(net, opt, l, nw, n_out, <floating>0)
 
 
-cdef inline void _decay_and_step(floating* W, floating* v, int n, floating lr,
-                                 floating wd) noexcept nogil:
-    cdef int i
+cdef void _add_decay_and_step(floating* W, floating* v, Py_ssize_t n, floating lr,
+                              floating wd) noexcept nogil:
+    cdef Py_ssize_t i
     if wd != 0:
         for i in range(n):
             v[i] += wd * W[i]
@@ -311,53 +241,20 @@ cdef inline void _decay_and_step(floating* W, floating* v, int n, floating lr,
         W[i] -= lr * v[i]
 
 
-cdef inline void _step_run(Optim* opt, floating* p, const floating* g, floating* s1,
-                           floating* s2, int n, double wd) noexcept nogil:
-    """The general update of n contiguous parameters (Adam, Nesterov SGD)."""
+cdef void _step(Net* net, Optim* opt, int l, Py_ssize_t nw, int nb, floating dummy) noexcept nogil:
+    """The general update of layer l from its stored gradients (Adam, Nesterov)."""
     if opt.kind == SGD:
-        sgd_step(p, g, s1, n, opt.lr, opt.momentum, opt.nesterov, wd)
+        sgd_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l], nw,
+                 opt.lr, opt.momentum, opt.nesterov, opt.weight_decay)
+        sgd_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l], nb,
+                 opt.lr, opt.momentum, opt.nesterov, 0.0)
     else:
-        adam_step(p, g, s1, s2, n, opt.lr, opt.beta1, opt.beta2, opt.eps, wd, opt.step)
-
-
-cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n,
-                               int nt) noexcept nogil:
-    """Backpropagate from D[L-1] (the loss gradient) and update every layer.
-
-    A layer's input gradient is computed from its weights before they change.
-    The first layer needs no input gradient, so its output gradient, bias sum
-    and update run as one column-blocked step.
-    """
-    cdef int l, t, n_in, n_out
-    cdef const floating* inp
-    cdef bint cols
-    if opt.kind == ADAM:
-        opt.step += 1
-    for l in range(net.n_layers - 1, -1, -1):
-        n_in, n_out = net.sizes[l], net.sizes[l + 1]
-        inp = X if l == 0 else <floating*>net.A[l - 1]
-        cols = _split(n, n_in, n_out, n_out, nt)
-        if cols and l == 0:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _output_grad_block(net, l, n, _edge(n_out, t, nt), _edge(n_out, t + 1, nt), <floating>0)
-                _update_block(net, opt, l, inp, n, _edge(n_out, t, nt), _edge(n_out, t + 1, nt))
-            continue
-        if cols:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _output_grad_block(net, l, n, _edge(n_out, t, nt), _edge(n_out, t + 1, nt), <floating>0)
-        else:
-            _output_grad_block(net, l, n, 0, n_out, <floating>0)
-        if l > 0:
-            if _split(n, n_in, n_out, n_in, nt):
-                for t in prange(nt, schedule="static", num_threads=nt):
-                    _input_grad_block(net, l, n, _edge(n_in, t, nt), _edge(n_in, t + 1, nt), <floating>0)
-            else:
-                _input_grad_block(net, l, n, 0, n_in, <floating>0)
-        if cols:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _update_block(net, opt, l, inp, n, _edge(n_out, t, nt), _edge(n_out, t + 1, nt))
-        else:
-            _update_block(net, opt, l, inp, n, 0, n_out)
+        adam_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l],
+                  <floating*>net.sW2[l], nw, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                  opt.weight_decay, opt.step)
+        adam_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l],
+                  <floating*>net.sb2[l], nb, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                  0.0, opt.step)
 
 
 # ---------------------------------------------------------------- entry points
@@ -366,7 +263,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                 const Py_ssize_t[::1] labels, Py_ssize_t[::1] labels_b,
                 const floating[:, ::1] targets, floating[:, ::1] targets_b,
                 const floating[::1] weights, floating[::1] weights_b,
-                const Py_ssize_t[::1] order, object plan, double x_scale, int n_threads=1):
+                const Py_ssize_t[::1] order, object plan, double x_scale):
     """Train one epoch over ``X[order]`` in mini-batches of ``Xb.shape[0]`` rows.
 
     Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
@@ -374,10 +271,6 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
     the batch whose loss was not finite (-1 when every loss was finite; that
     batch is not applied, so the weights are those of the last finite step).
     ``weights`` (None for none) holds one weight per row of X.
-
-    With ``n_threads`` > 1 (and OpenMP) the large layer products are split by
-    columns between that many threads, each calling BLAS on its own block: the
-    caller must limit BLAS itself to one thread for the call.
     """
     cdef Net net
     cdef Optim opt
@@ -390,7 +283,6 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
     cdef Py_ssize_t bad = -1, done = 0
     cdef floating scale = x_scale
     cdef bint use_weights = weights is not None
-    cdef int t, nt = n_threads if n_threads > 1 else 1
     cdef floating* wb = NULL
 
     _fill_params[floating](&net, plan.W, plan.b, plan.acts, dummy)
@@ -451,13 +343,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
         start = 0
         while start < n:
             nb = <int>(bs if n - start > bs else n - start)
-            if nt > 1 and <long>nb * d >= PARALLEL_MIN_GATHER:
-                for t in prange(nt, schedule="static", num_threads=nt):
-                    _gather(&X[0, 0], d, &order[start + nb * t // nt],
-                            nb * (t + 1) // nt - nb * t // nt,
-                            &Xb[nb * t // nt, 0], scale)
-            else:
-                _gather(&X[0, 0], d, &order[start], nb, &Xb[0, 0], scale)
+            _gather(&X[0, 0], d, &order[start], nb, &Xb[0, 0], scale)
             if use_labels:
                 for i in range(nb):
                     labels_b[i] = labels[order[start + i]]
@@ -465,7 +351,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                 _gather(&targets[0, 0], c, &order[start], nb, &targets_b[0, 0], <floating>1)
             if use_weights:
                 _gather(&weights[0], 1, &order[start], nb, wb, <floating>1)
-            _forward(&net, &Xb[0, 0], nb, nt)
+            _forward(&net, &Xb[0, 0], nb)
             batch_loss = _loss_and_grad(loss, use_labels, <floating*>net.A[L - 1],
                                         <floating*>net.D[L - 1], &labels_b[0],
                                         &targets_b[0, 0], wb, nb, c)
@@ -473,7 +359,7 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
                 bad = start
                 break
             total += batch_loss * nb
-            _backward_and_update(&net, &opt, &Xb[0, 0], nb, nt)
+            _backward_and_update(&net, &opt, &Xb[0, 0], nb)
             done += nb
             start += nb
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import threads
 from fastnn._core import _kernels, _train
 from fastnn.ops.numpy_ops import ACTIVATIONS, OUTPUTS, PREDICT_CHUNK, NumpyOps
 
@@ -190,15 +189,8 @@ class CompiledOps(NumpyOps):
             labels, targets = y, plan.targets_b
         else:
             labels, targets = plan.labels_b, y
-        args = (X, plan.Xb, labels, plan.labels_b, targets, plan.targets_b,
-                sample_weight, plan.weights_b, order, plan, x_scale)
-        sizes = [plan.W[0].shape[0]] + [w.shape[1] for w in plan.W]
-        n_threads = threads.training_threads(plan.batch_size, sizes)
-        if n_threads == 1:
-            return _train.train_epoch(*args)
-        # The loop's own threads share the work; BLAS must not add its own beside them.
-        with threads.single_threaded_blas():
-            return _train.train_epoch(*args, n_threads)
+        return _train.train_epoch(X, plan.Xb, labels, plan.labels_b, targets, plan.targets_b,
+                                  sample_weight, plan.weights_b, order, plan, x_scale)
 
 
 def _check_inplace(a, name, like=None):
