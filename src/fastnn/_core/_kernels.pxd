@@ -19,6 +19,8 @@ cdef void backprop_activation(int act, const floating* y, floating* dz, Py_ssize
 
 cdef void dense_forward_ptr(const floating* X, const floating* W, const floating* b,
                             floating* Y, int n, int n_in, int n_out, int act) noexcept nogil
+cdef void output_grad(int act, const floating* Y, floating* dZ, floating* db,
+                      int n, int n_out) noexcept nogil
 cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,
                              floating* dZ, floating* dW, floating* db, floating* dX,
                              int n, int n_in, int n_out, int act) noexcept nogil

@@ -95,13 +95,9 @@ cdef void dense_forward_ptr(const floating* X, const floating* W, const floating
             activate(act, row, n_out)
 
 
-cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,
-                             floating* dZ, floating* dW, floating* db, floating* dX,
-                             int n, int n_in, int n_out, int act) noexcept nogil:
-    """From dZ = dL/dY (overwritten with dL/dZ): dW = X^T dZ, db = sum(dZ), dX = dZ W^T.
-
-    dX may be NULL (the first layer needs no input gradient).
-    """
+cdef void output_grad(int act, const floating* Y, floating* dZ, floating* db,
+                      int n, int n_out) noexcept nogil:
+    """dZ = dL/dY (overwritten with dL/dZ = dZ * act'(Y)) and db = its column sums."""
     cdef int i, j
     cdef floating* row
     backprop_activation(act, Y, dZ, <Py_ssize_t>n * n_out)
@@ -111,6 +107,16 @@ cdef void dense_backward_ptr(const floating* X, const floating* W, const floatin
         row = dZ + <Py_ssize_t>i * n_out
         for j in range(n_out):
             db[j] += row[j]
+
+
+cdef void dense_backward_ptr(const floating* X, const floating* W, const floating* Y,
+                             floating* dZ, floating* dW, floating* db, floating* dX,
+                             int n, int n_in, int n_out, int act) noexcept nogil:
+    """From dZ = dL/dY (overwritten with dL/dZ): dW = X^T dZ, db = sum(dZ), dX = dZ W^T.
+
+    dX may be NULL (the first layer needs no input gradient).
+    """
+    output_grad(act, Y, dZ, db, n, n_out)
     gemm(True, False, n_in, n_out, n, <floating>1, X, n_in, dZ, n_out, <floating>0, dW, n_out)
     if dX != NULL:
         gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out, <floating>0, dX, n_in)

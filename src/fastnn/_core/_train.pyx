@@ -19,7 +19,7 @@ from libc.math cimport isfinite
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
     IDENTITY, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
-    activate, backprop_activation, dense_forward_ptr, softmax_rows,
+    activate, output_grad, dense_forward_ptr, softmax_rows,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
     sgd_step, adam_step,
 )
@@ -184,13 +184,12 @@ cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n) n
     X^T dZ adds it straight into the weights (alpha = -lr, beta = 1) or into the
     velocity (beta = momentum), which saves a write and a read of dW per layer.
     """
-    cdef int l, n_in, n_out, i, j
-    cdef Py_ssize_t nw
+    cdef int l, n_in, n_out
+    cdef Py_ssize_t nw, i
     cdef const floating* inp
     cdef floating* W
     cdef floating* dZ
     cdef floating* db
-    cdef floating* row
     cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
     cdef bint fold = opt.kind == SGD and not opt.nesterov
     if opt.kind == ADAM:
@@ -201,13 +200,7 @@ cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n) n
         inp = X if l == 0 else <floating*>net.A[l - 1]
         W, dZ, db = <floating*>net.W[l], <floating*>net.D[l], <floating*>net.db[l]
 
-        backprop_activation(net.acts[l], <floating*>net.A[l], dZ, <Py_ssize_t>n * n_out)
-        for j in range(n_out):
-            db[j] = 0
-        for i in range(n):
-            row = dZ + <Py_ssize_t>i * n_out
-            for j in range(n_out):
-                db[j] += row[j]
+        output_grad(net.acts[l], <floating*>net.A[l], dZ, db, n, n_out)
         if l > 0:
             gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
                  <floating>0, <floating*>net.D[l - 1], n_in)
