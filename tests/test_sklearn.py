@@ -636,3 +636,16 @@ def test_grid_search_threads_equal_sequential(multiclass):
     np.testing.assert_allclose(results[0]["mean_test_score"], results[1]["mean_test_score"],
                                rtol=1e-12)
     assert list(results[0]["params"]) == list(results[1]["params"])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_read_only_parameters_predict_like_writeable_ones():
+    # A model loaded by joblib with mmap_mode="r" has read-only coefs_.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
+    want = clf.predict_proba(X)
+    for a in clf.coefs_ + clf.intercepts_:
+        a.setflags(write=False)
+    np.testing.assert_array_equal(clf.predict_proba(X), want)

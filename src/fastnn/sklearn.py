@@ -316,7 +316,7 @@ class _BaseMLP(BaseEstimator):
 
         self.n_iter_ = 0
         max_iter = 1 if incremental else self.max_iter
-        with _thread_limits(_resolve_n_threads(self.n_threads)):
+        with self._thread_limits():
             for _ in range(max_iter):
                 history = self._network.fit(X, y_net, epochs=1, batch_size=batch_size,
                                             optimizer=optimizer, shuffle=self.shuffle, **fit_kw)
@@ -461,14 +461,13 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         """Validate X for prediction (after checking that the model is fitted)."""
         check_is_fitted(self, "coefs_")
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
-        if not all(a.flags.writeable for a in self.coefs_ + self.intercepts_):
-            # Read-only parameters (e.g. a model loaded by joblib with mmap_mode="r"):
-            # the compiled forward pass needs writable buffers, so take private copies.
-            for layer in self._network.layers:
-                layer.W, layer.b = layer.W, layer.b  # the setters copy
-            self._publish_params()
-        return X
+        # Read-only parameters (a model loaded by joblib with mmap_mode="r") are
+        # fine: the compiled forward pass only reads them.
+        return validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
+
+    def _thread_limits(self):
+        """The thread limits of this estimator's fits and predictions (``n_threads``)."""
+        return _thread_limits(_resolve_n_threads(self.n_threads))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -685,7 +684,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples, n_classes)
         """
         X = self._forward(X)
-        with _thread_limits(_resolve_n_threads(self.n_threads)):
+        with self._thread_limits():
             p = self._network.predict_proba(X).astype(np.float64)
         if p.shape[1] == 1:
             p = np.hstack([1 - p, p])
@@ -779,7 +778,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             1-D for a single output (as scikit-learn's ``MLPRegressor``).
         """
         X = self._forward(X)
-        with _thread_limits(_resolve_n_threads(self.n_threads)):
+        with self._thread_limits():
             out = self._network.predict(X).astype(np.float64)
         return out[:, 0] if out.shape[1] == 1 else out
 
