@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from fastnn import _fit_guard
 from fastnn._validation import check_finite, check_positive_int
 from fastnn.ops.numpy_ops import ACTIVATIONS
 
@@ -68,6 +69,11 @@ class Dense:
         self._b = self._checked(value, (self.n_out,), "b")
 
     def _checked(self, value: Any, shape: tuple, name: str) -> np.ndarray:
+        if _fit_guard.is_claimed(self):
+            # The running fit writes into the current arrays: a new one would
+            # silently drop that training (or, freed, be written after its end).
+            raise RuntimeError(f"cannot assign {name} while a fit of this layer is running; "
+                               "assign it before or after fit")
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
@@ -92,6 +98,14 @@ class Dense:
             W = rng.uniform(-limit, limit, (self.n_in, self.n_out))
         self.W = W
         self.b = np.zeros(self.n_out)
+
+    def _make_writeable(self) -> None:
+        """Copy read-only parameters (memory-mapped by ``joblib.load(..., mmap_mode="r")``,
+        say) so that training can update them in place; predicting needs no copy."""
+        for name in ("_W", "_b"):
+            arr = getattr(self, name)
+            if arr is not None and not arr.flags.writeable:
+                setattr(self, name, np.array(arr, order="C"))
 
     def set_dtype(self, dtype: np.dtype) -> None:
         """Convert the parameters to ``dtype`` (kept when they exist already)."""

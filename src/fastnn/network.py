@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fastnn import _fit_guard
 from fastnn import _validation as v
 from fastnn.layers import Dense
 from fastnn.ops import LOSSES, TrainingPlan, get_ops
@@ -258,6 +260,9 @@ class Network:
         n = X.shape[0]
         y = self._check_y(y, n)
         sample_weight = v.check_sample_weight(sample_weight, n, self.dtype)
+        if sample_weight is not None and not sample_weight.sum(dtype=np.float64) > 0:
+            raise ValueError("sample_weight sums to zero: every sample would be ignored, "
+                             "so there is nothing to train on")
         if validation_data is not None:
             try:
                 X_val, y_val = validation_data
@@ -269,50 +274,75 @@ class Network:
             optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.1)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn SGD or Adam, got {optimizer!r}")
-        self.optimizer = optimizer
-        optimizer.prepare(self._W, self._b)
-        bs = n if batch_size is None else min(batch_size, n)
-        plan = TrainingPlan(self._W, self._b, self._compute_activations, self.loss, optimizer,
-                            bs, use_labels=(y.ndim == 1))
-        history = History()
-        for epoch in range(epochs):
-            order = self._rng.permutation(n) if shuffle else np.arange(n)
-            order = order.astype(np.intp, copy=False)
-            saved = self._snapshot()
-            t0 = time.perf_counter()
-            total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale,
-                                                     sample_weight)
-            elapsed = time.perf_counter() - t0
-            if bad >= 0 or not self._finite():
-                # Rare: find the last finite step by replaying the epoch batch by batch.
-                self._restore(saved)
-                bad = self._replay_to_last_finite_step(X, y, order, plan, input_scale,
-                                                       sample_weight)
-                raise FloatingPointError(
-                    f"the loss or the weights became NaN or infinite in epoch {epoch + 1} at "
-                    f"the batch starting at sample {bad} of the epoch; training stopped and the "
-                    "weights are those of the last finite step (try a smaller learning rate)")
-            history.loss.append(total / done)
-            history.epoch_time.append(elapsed)
-            if validation_data is not None:
-                scores = self._evaluate_checked(X_val, y_val, input_scale)
-                history.val_loss.append(scores["loss"])
-                if "accuracy" in scores:
-                    history.val_accuracy.append(scores["accuracy"])
-            if verbose:
-                self._report(epoch, epochs, history, n, elapsed)
+        # Everything the epoch writes is claimed first, then checked: the checks
+        # cannot be invalidated by another thread while this fit runs.
+        with _fit_guard.claim([(self, "this network"), (optimizer, "the optimizer")]
+                              + [(layer, f"layers[{i}]") for i, layer in enumerate(self.layers)]):
+            optimizer.check()
+            self._check_param_dtypes()
+            for layer in self.layers:
+                layer._make_writeable()
+            self.optimizer = optimizer
+            optimizer.prepare(self._W, self._b)
+            bs = n if batch_size is None else min(batch_size, n)
+            plan = TrainingPlan(self._W, self._b, self._compute_activations, self.loss,
+                                optimizer, bs, use_labels=(y.ndim == 1))
+            history = History()
+            previous = None  # (weights before it, order) of the last epoch, for recovery
+            for epoch in range(epochs):
+                order = self._rng.permutation(n) if shuffle else np.arange(n)
+                order = order.astype(np.intp, copy=False)
+                saved = self._snapshot()
+                t0 = time.perf_counter()
+                total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale,
+                                                         sample_weight)
+                elapsed = time.perf_counter() - t0
+                if bad >= 0 or not self._finite():
+                    self._restore(saved)
+                    bad = self._recover(X, y, order, previous, plan, input_scale,
+                                        sample_weight)
+                    raise FloatingPointError(
+                        f"the loss or the weights became NaN or infinite in epoch {epoch + 1} "
+                        f"at the batch starting at sample {bad} of the epoch; training stopped "
+                        "and the weights are the last ones whose training loss was finite "
+                        "(try a smaller learning rate)")
+                previous = (saved, order)
+                history.loss.append(total / done)
+                history.epoch_time.append(elapsed)
+                if validation_data is not None:
+                    scores = self._evaluate_checked(X_val, y_val, input_scale)
+                    history.val_loss.append(scores["loss"])
+                    if "accuracy" in scores:
+                        history.val_accuracy.append(scores["accuracy"])
+                if verbose:
+                    self._report(epoch, epochs, history, n, elapsed)
         return history
 
-    # The state one epoch changes, so that a diverging epoch can be undone.
-    def _snapshot(self) -> list[np.ndarray | int]:
+    def _check_param_dtypes(self) -> None:
+        for i, layer in enumerate(self.layers):
+            for name in ("W", "b"):
+                arr = getattr(layer, name)
+                if arr.dtype != self.dtype:
+                    raise TypeError(
+                        f"layers[{i}].{name} is {arr.dtype} but this network is {self.dtype}: "
+                        "the layer is shared with a network of another dtype, which converted "
+                        "it; give each network its own layers (copy.deepcopy)")
+
+    # The state one step changes, so that a diverging epoch can be undone.
+    # (A custom optimizer's own state, beyond the base class's lists, is not covered.)
+    def _state_arrays(self) -> list[np.ndarray]:
         opt = self.optimizer
-        arrays = self._W + self._b + opt.state1_W + opt.state1_b + opt.state2_W + opt.state2_b
-        return [a.copy() for a in arrays] + [getattr(opt, "step_count", 0)]
+        arrays = self._W + self._b
+        for name in ("state1_W", "state1_b", "state2_W", "state2_b"):
+            arrays += getattr(opt, name, [])
+        return arrays
+
+    def _snapshot(self) -> list[np.ndarray | int]:
+        return [a.copy() for a in self._state_arrays()] + [getattr(self.optimizer, "step_count", 0)]
 
     def _restore(self, saved: list) -> None:
         opt = self.optimizer
-        arrays = self._W + self._b + opt.state1_W + opt.state1_b + opt.state2_W + opt.state2_b
-        for a, copy in zip(arrays, saved):
+        for a, copy in zip(self._state_arrays(), saved):
             a[...] = copy  # in place: the training plan holds these very arrays
         if hasattr(opt, "step_count"):
             opt.step_count = saved[-1]
@@ -320,19 +350,39 @@ class Network:
     def _finite(self) -> bool:
         return all(np.isfinite(a).all() for a in self._W + self._b)
 
-    def _replay_to_last_finite_step(self, X, y, order, plan, input_scale, sample_weight) -> int:
-        """Redo an epoch one batch at a time; stop before the first non-finite step.
+    def _recover(self, X, y, order, previous, plan, input_scale, sample_weight) -> int:
+        """After a failed epoch, restored to its start: go back to the last finite loss.
+
+        Replays the epoch one batch at a time. When a batch's loss is not finite,
+        the step before it made the weights that gave it, so that step is undone
+        too and the weights are the last ones whose batch loss was finite. When
+        that step belonged to the previous epoch (``previous``: the state before
+        it and its order), that epoch is replayed up to its last batch. When an
+        update itself made the weights non-finite, only that update is undone.
 
         Returns the epoch position of the batch that failed.
         """
         bs = plan.batch_size
+        before_last = None  # the state before the last step that was applied
         for start in range(0, len(order), bs):
             saved = self._snapshot()
             _, _, bad = self._ops.train_epoch(X, y, order[start:start + bs], plan,
                                               input_scale, sample_weight)
-            if bad >= 0 or not self._finite():
-                self._restore(saved)
-                return start
+            if bad < 0 and self._finite():
+                before_last = saved
+                continue
+            if bad < 0 or (before_last is None and previous is None):
+                self._restore(saved)   # the update failed, or there is no earlier step here
+            elif before_last is not None:
+                self._restore(before_last)
+            else:
+                prev_saved, prev_order = previous
+                self._restore(prev_saved)
+                last = (len(prev_order) - 1) // bs * bs
+                if last:
+                    self._ops.train_epoch(X, y, prev_order[:last], plan, input_scale,
+                                          sample_weight)
+            return start
         return len(order)  # pragma: no cover - the full epoch failed, so some batch does
 
     def _report(self, epoch: int, epochs: int, history: History, n: int, elapsed: float) -> None:
@@ -348,6 +398,8 @@ class Network:
 
     def _output(self, X: np.ndarray, kind: str, input_scale: float) -> np.ndarray:
         # X was checked for everything but finiteness, which the ops check.
+        if not (type(input_scale) is float and 0.0 < input_scale < math.inf):  # the usual case, fast
+            input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
         return self._ops.forward_chunks(X, self._W, self._b, self._compute_activations,
                                         input_scale, kind, check_finite=True)
 
@@ -371,6 +423,9 @@ class Network:
         for MSE. A single 1-D sample gives the result for that sample alone.
         """
         X, single = self._check_X(X, keep_uint8=True, finite=False)
+        if self.loss == "binary_cross_entropy" and not (
+                type(threshold) is float and math.isfinite(threshold)):
+            threshold = _checked_threshold(threshold)
         if self.loss == "softmax_cross_entropy":
             out = self._output(X, "raw", input_scale).argmax(axis=1)
         elif self.loss == "binary_cross_entropy":
@@ -396,7 +451,7 @@ class Network:
         X, _ = self._check_X(X, keep_uint8=True, finite=False)
         y = self._check_y(y, X.shape[0])
         sample_weight = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        if sample_weight is not None and not sample_weight.sum() > 0:
+        if sample_weight is not None and not sample_weight.sum(dtype=np.float64) > 0:
             raise ValueError("sample_weight sums to zero")
         return self._evaluate_checked(X, y, input_scale, sample_weight)
 
@@ -461,6 +516,14 @@ class Network:
         """Read a network from a JSON file path or JSON text (see ``to_json``)."""
         from fastnn.io import from_json
         return from_json(source, backend=backend)
+
+
+def _checked_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"threshold must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -15,7 +15,11 @@ from fastnn._validation import check_nonnegative_float
 
 
 class Optimizer(abc.ABC):
-    """Base class: state handling shared by SGD and Adam."""
+    """Base class: state handling shared by SGD and Adam.
+
+    A subclass of your own implements ``update``; the NumPy backend, and the
+    compiled backend through its per-op kernels, call it after every batch.
+    """
 
     kind = ""
     n_state = 0  # state arrays per parameter
@@ -27,7 +31,14 @@ class Optimizer(abc.ABC):
         self.state2_b: list[np.ndarray] = []
 
     def prepare(self, W: list[np.ndarray], b: list[np.ndarray]) -> None:
-        """Create zero state for these parameters, unless state of their shapes exists."""
+        """Create zero state for these parameters, unless state of their shapes exists.
+
+        Read-only state (memory-mapped by ``joblib.load``, say) is copied, since
+        training updates it in place.
+        """
+        for name in ("state1_W", "state1_b", "state2_W", "state2_b"):
+            setattr(self, name, [a if a.flags.writeable else np.array(a, order="C")
+                                 for a in getattr(self, name)])
         def fits(state, params):
             return len(state) == len(params) and all(
                 s.shape == p.shape and s.dtype == p.dtype for s, p in zip(state, params))
@@ -43,6 +54,22 @@ class Optimizer(abc.ABC):
 
     def _reset(self) -> None:
         pass
+
+    def check(self) -> None:
+        """Validate the hyper-parameters as they are now (they may have been reassigned).
+
+        ``fit`` calls it before training, so that a value assigned after
+        construction is checked like one given to the constructor.
+        """
+
+    @property
+    def fused(self) -> bool:
+        """True when the compiled training loop may run this optimizer's rule itself.
+
+        That is SGD's or Adam's rule, not overridden by a subclass; any other
+        ``update`` runs in Python after each batch.
+        """
+        return type(self).update in (SGD.update, Adam.update)
 
     @abc.abstractmethod
     def update(self, ops, W, b, dW, db) -> None:
@@ -72,15 +99,28 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0) -> None:
         super().__init__()
-        self.lr = check_nonnegative_float(lr, "lr", positive=True)
-        self.momentum = check_nonnegative_float(momentum, "momentum")
+        self.lr = lr
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.check()
+
+    @property
+    def n_state(self) -> int:  # type: ignore[override]
+        """One velocity per parameter with momentum, none without."""
+        return 1 if self.momentum else 0
+
+    def check(self) -> None:
+        self.lr = check_nonnegative_float(self.lr, "lr", positive=True)
+        self.momentum = check_nonnegative_float(self.momentum, "momentum")
         if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if nesterov and self.momentum == 0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {self.nesterov!r}")
+        self.nesterov = bool(self.nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
-        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
-        self.n_state = 1 if self.momentum else 0
+        self.weight_decay = check_nonnegative_float(self.weight_decay, "weight_decay")
 
     def __repr__(self) -> str:
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -116,17 +156,31 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__()
-        self.lr = check_nonnegative_float(lr, "lr", positive=True)
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.step_count = 0
+        self.check()
+
+    def check(self) -> None:
+        self.lr = check_nonnegative_float(self.lr, "lr", positive=True)
+        betas = self.betas
         try:
             b1, b2 = (float(x) for x in betas)
+            if any(isinstance(x, (bool, str, bytes)) for x in betas):
+                raise TypeError
         except (TypeError, ValueError):
             raise TypeError(f"betas must be two numbers, got {betas!r}") from None
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):  # also refuses NaN
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
         self.betas = (b1, b2)
-        self.eps = check_nonnegative_float(eps, "eps", positive=True)
-        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
-        self.step_count = 0
+        self.eps = check_nonnegative_float(self.eps, "eps", positive=True)
+        self.weight_decay = check_nonnegative_float(self.weight_decay, "weight_decay")
+        step = self.step_count
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"step_count must be a non-negative integer, got {step!r}")
+        self.step_count = int(step)
 
     def __repr__(self) -> str:
         return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "

@@ -135,6 +135,16 @@ cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy,
     return 0
 
 
+cdef list _layer_list(object items, int L, str name):
+    """``items`` as a new list, refused unless it has one entry per layer."""
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"{name} must be a list of arrays, got {type(items).__name__}")
+    cdef list out = list(items)
+    if len(out) != L:
+        raise ValueError(f"{name} has {len(out)} entries for {L} layers")
+    return out
+
+
 # ---------------------------------------------------------------- one batch
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
@@ -300,11 +310,15 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
         _require(weights.shape[0] == X.shape[0], "sample_weight has the wrong size")
         _require(weights_b is not None and weights_b.shape[0] >= bs, "weight buffer too small")
         wb = &weights_b[0]
+    # Every list is read into a local of exactly L entries first: indexing runs
+    # without bounds checks, and a list the caller sized wrongly must not be read past.
+    cdef list A = _layer_list(plan.A, L, "A"), D = _layer_list(plan.D, L, "D")
+    cdef list dWs = _layer_list(plan.dW, L, "dW"), dbs = _layer_list(plan.db, L, "db")
     for l in range(L):
-        net.A[l] = _ptr2[floating](plan.A[l], bs, net.sizes[l + 1], "A", dummy)
-        net.D[l] = _ptr2[floating](plan.D[l], bs, net.sizes[l + 1], "D", dummy)
-        net.dW[l] = _ptr2[floating](plan.dW[l], net.sizes[l], net.sizes[l + 1], "dW", dummy)
-        net.db[l] = _ptr1[floating](plan.db[l], net.sizes[l + 1], "db", dummy)
+        net.A[l] = _ptr2[floating](A[l], bs, net.sizes[l + 1], "A", dummy)
+        net.D[l] = _ptr2[floating](D[l], bs, net.sizes[l + 1], "D", dummy)
+        net.dW[l] = _ptr2[floating](dWs[l], net.sizes[l], net.sizes[l + 1], "dW", dummy)
+        net.db[l] = _ptr1[floating](dbs[l], net.sizes[l + 1], "db", dummy)
 
     optimizer = plan.optimizer
     opt.kind = ADAM if optimizer.kind == "adam" else SGD
@@ -320,17 +334,24 @@ def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
         opt.beta1, opt.beta2 = optimizer.betas
         opt.eps = optimizer.eps
         opt.step = optimizer.step_count
+    cdef list s1W, s1b, s2W, s2b
+    if opt.kind == ADAM or opt.momentum != 0:
+        s1W = _layer_list(plan.state1_W, L, "optimizer state")
+        s1b = _layer_list(plan.state1_b, L, "optimizer state")
+    if opt.kind == ADAM:
+        s2W = _layer_list(plan.state2_W, L, "optimizer state")
+        s2b = _layer_list(plan.state2_b, L, "optimizer state")
     for l in range(L):
         if opt.kind == SGD and opt.momentum == 0:
             # Plain SGD keeps no state; sgd_step never reads it.
             net.sW1[l] = net.dW[l]
             net.sb1[l] = net.db[l]
             continue
-        net.sW1[l] = _ptr2[floating](plan.state1_W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
-        net.sb1[l] = _ptr1[floating](plan.state1_b[l], net.sizes[l + 1], "state", dummy)
+        net.sW1[l] = _ptr2[floating](s1W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
+        net.sb1[l] = _ptr1[floating](s1b[l], net.sizes[l + 1], "state", dummy)
         if opt.kind == ADAM:
-            net.sW2[l] = _ptr2[floating](plan.state2_W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
-            net.sb2[l] = _ptr1[floating](plan.state2_b[l], net.sizes[l + 1], "state", dummy)
+            net.sW2[l] = _ptr2[floating](s2W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
+            net.sb2[l] = _ptr1[floating](s2b[l], net.sizes[l + 1], "state", dummy)
 
     with nogil:
         start = 0

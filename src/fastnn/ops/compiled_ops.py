@@ -184,6 +184,10 @@ class CompiledOps(NumpyOps):
         return out
 
     def train_epoch(self, X, y, order, plan, x_scale=1.0, sample_weight=None):
+        if not plan.optimizer.fused:
+            # A custom optimizer's update is Python: run the batches op by op (each
+            # op compiled) and call it after each, as the NumPy backend does.
+            return NumpyOps.train_epoch(self, X, y, order, plan, x_scale, sample_weight)
         plan.allocate(X.shape[1])
         if plan.use_labels:
             labels, targets = y, plan.targets_b
