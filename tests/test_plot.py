@@ -296,12 +296,52 @@ def test_confusion_matrix_normalized_with_names_and_unused_classes():
 
 @pytest.mark.parametrize("t, p, kwargs, match", [
     ([0, 1], [0], {}, "y_true has 2"),
-    ([0, 5], [0, 1], {"n_classes": 3}, "outside"),
-    ([0, -1], [0, 1], {}, "negative"),
+    ([0, 5], [0, 1], {"n_classes": 3}, r"y_true contains label 5, outside \[0, 3\)"),
+    ([0, -1], [0, 1], {}, r"y_true contains label -1, outside"),
+    ([0, 1], [-3, -1], {}, r"y_pred contains label -3, outside"),
     ([0.5, 1], [0, 1], {}, "integer"),
+    ([0, np.inf], [0, 1], {}, "y_true contains NaN or infinity"),
+    ([0, 1], [np.nan, 1], {}, "y_pred contains NaN or infinity"),
+    ([[0, 1], [1, 0]], [[0, 1], [1, 0]], {}, "1-D"),
     ([], [], {}, "empty"),
     ([0, 1], [0, 1], {"class_names": ["x"]}, "class_names"),
+    ([0, 1], [0, 1], {"n_classes": 0}, "n_classes must be at least 1"),
 ])
 def test_confusion_matrix_bad_input(t, p, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fastnn.plot.confusion_matrix(t, p, **kwargs)
+
+
+@pytest.mark.parametrize("t, p, kwargs, match", [
+    (["a", "b"], [0, 1], {}, "y_true must hold numbers"),
+    ([0, 1], [0, 1], {"n_classes": 2.0}, "n_classes must be a positive integer"),
+])
+def test_confusion_matrix_wrong_types(t, p, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        fastnn.plot.confusion_matrix(t, p, **kwargs)
+
+
+@pytest.mark.parametrize("n_classes", [None, 3])
+def test_confusion_matrix_uint64_label_is_not_wrapped_to_a_class(n_classes):
+    """2**64-1 cast to intp is -1, which indexing would count in a real class."""
+    t = np.array([0, 2**64 - 1, 1], dtype=np.uint64)
+    with pytest.raises(ValueError, match="18446744073709551615"):
+        fastnn.plot.confusion_matrix(t, [0, 1, 1], n_classes=n_classes)
+
+
+def test_confusion_matrix_stray_label_is_not_a_huge_matrix():
+    # One stray label must not size the matrix unasked. (5000, not 10**6: were the check
+    # to regress, this test must fail by drawing, not by exhausting the machine's memory.)
+    t = [0, 1, 2, 1]
+    with pytest.raises(ValueError, match=r"y_pred holds label 5000.*5001 classes.*pass n_classes"):
+        fastnn.plot.confusion_matrix(t, [0, 1, 5000, 1])
+    limit = fastnn.plot.MAX_INFERRED_CLASSES
+    with pytest.raises(ValueError, match="pass n_classes"):
+        fastnn.plot.confusion_matrix(t, [0, 1, limit, 1])
+    ax = fastnn.plot.confusion_matrix(t, [0, 1, limit - 1, 1])  # the largest inferred
+    assert ax.images[0].get_array().shape == (limit, limit)
+
+
+def test_confusion_matrix_bool_and_whole_float_labels():
+    ax = fastnn.plot.confusion_matrix(np.array([True, False, True]), np.array([1.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[1, 0], [1, 1]])

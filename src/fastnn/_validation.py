@@ -7,6 +7,7 @@ shapes that agree. Errors name the argument, what was expected and what came.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,43 @@ def check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+def refuse_sparse_or_masked(value: Any, name: str) -> Any:
+    """Return ``value``, or its data when it is a masked array with nothing masked.
+
+    Raises
+    ------
+    TypeError
+        For a scipy.sparse matrix or array (NumPy would see one object, not
+        numbers), and for a masked array with masked elements (NumPy would use
+        the values under the mask as if they were data).
+    """
+    # A sparse matrix or a masked array can only exist once its module has been
+    # imported: looking in sys.modules costs neither module's import time.
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(value):
+        raise TypeError(f"{name} is a scipy.sparse matrix; fastnn needs a dense array: "
+                        f"use {name}.toarray()")
+    ma = sys.modules.get("numpy.ma")
+    if ma is not None and isinstance(value, ma.MaskedArray):
+        n_masked = int(ma.count_masked(value))
+        if n_masked:
+            raise TypeError(f"{name} is a masked array with {n_masked} masked values; fill "
+                            f"them ({name}.filled(...)) or drop those rows first")
+        return value.data
+    return value
+
+
 def as_numeric_array(value: Any, name: str) -> np.ndarray:
+    """Return ``value`` as a NumPy array of numbers (bool, integer or float).
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is sparse, masked (with masked elements), ragged, or
+        holds anything but numbers.
+    """
+    if type(value) is not np.ndarray:  # a plain array is neither sparse nor masked
+        value = refuse_sparse_or_masked(value, name)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
@@ -87,23 +124,40 @@ def check_input(X: Any, n_features: int, dtype: np.dtype, name: str = "X",
     return arr
 
 
-def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Return integer class labels as a contiguous intp array, each in [0, n_classes)."""
+def class_labels(y: Any, name: str = "y") -> np.ndarray:
+    """Return class labels as a 1-D array of whole numbers, in their own dtype.
+
+    A column ``(n, 1)`` is taken as ``(n,)``. The values are not range-checked
+    (see ``labels_in_range``), so that a label too large for ``intp`` is still
+    seen as it is rather than wrapped around.
+    """
     arr = as_numeric_array(y, name)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D labels, got shape {arr.shape}")
-    if arr.shape[0] != n_samples:
-        raise ValueError(f"{name} has {arr.shape[0]} samples, X has {n_samples}")
     if arr.dtype.kind == "f":
         check_finite(arr, name)
         if not np.array_equal(arr, np.round(arr)):
             raise ValueError(f"{name} holds non-integer class labels")
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+    return arr
+
+
+def labels_in_range(labels: np.ndarray, n_classes: int, name: str = "y") -> np.ndarray:
+    """Return ``class_labels`` output as a contiguous intp array, each in [0, n_classes)."""
+    # Compared in their own dtype: cast first, a uint64 label of 2**64-1 would become -1.
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels[(labels < 0) | (labels >= n_classes)][0]
         raise ValueError(f"{name} contains label {bad}, outside [0, {n_classes})")
-    return np.ascontiguousarray(arr, dtype=np.intp)
+    return np.ascontiguousarray(labels, dtype=np.intp)
+
+
+def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Return integer class labels as a contiguous intp array, each in [0, n_classes)."""
+    arr = class_labels(y, name)
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} samples, X has {n_samples}")
+    return labels_in_range(arr, n_classes, name)
 
 
 def check_targets(y: Any, n_samples: int, n_outputs: int, dtype: np.dtype,

@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from fastnn import _validation as v
+
 __all__ = ["confusion_matrix", "decision_boundary", "digits", "loss_curve"]
 
 
@@ -300,6 +302,12 @@ def digits(images: Any, labels: Any, predictions: Any = None, *, ncols: int = 10
     return fig
 
 
+# The most classes confusion_matrix infers from the labels alone. Beyond it a stray
+# label (a 10**6 among digits) would silently allocate a huge matrix: the caller
+# must then say how many classes there are.
+MAX_INFERRED_CLASSES = 1000
+
+
 def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int | None = None, ax: Any = None, *,
                      normalize: bool = False, class_names: Sequence[str] | None = None) -> Any:
     """Draw the confusion matrix: rows are true classes, columns predicted classes.
@@ -307,9 +315,10 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int | None = None, ax:
     Parameters
     ----------
     y_true, y_pred : array-like of int, shape (n,)
-        Class labels in ``[0, n_classes)``.
+        Class labels in ``[0, n_classes)``: integers, or floats with whole values.
     n_classes : int, optional
-        Number of classes; by default one more than the largest label.
+        Number of classes. By default one more than the largest label, which
+        must then be below ``MAX_INFERRED_CLASSES`` (1000).
     ax : matplotlib Axes, optional
         Where to draw; a new figure's Axes by default.
     normalize : bool, default False
@@ -321,24 +330,40 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int | None = None, ax:
     -------
     matplotlib.axes.Axes
         The counts are in ``ax.images[0].get_array()``.
+
+    Raises
+    ------
+    TypeError
+        When the labels are not numbers, or ``n_classes`` is not an integer.
+    ValueError
+        When a label is negative, not a whole number, or not below
+        ``n_classes``; when ``n_classes`` is not given and the largest label is
+        ``MAX_INFERRED_CLASSES`` or more; when the two label arrays differ in
+        length or are empty, or ``class_names`` has the wrong length.
     """
-    t = np.asarray(y_true).reshape(-1)
-    p = np.asarray(y_pred).reshape(-1)
+    t = v.class_labels(y_true, "y_true")
+    p = v.class_labels(y_pred, "y_pred")
     if t.shape != p.shape:
         raise ValueError(f"y_true has {t.size} labels, y_pred has {p.size}")
     if t.size == 0:
         raise ValueError("y_true is empty")
-    for name, arr in (("y_true", t), ("y_pred", p)):
-        if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f"
-                                                and np.array_equal(arr, np.round(arr))):
-            raise ValueError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
-        if arr.min() < 0:
-            raise ValueError(f"{name} contains the negative label {arr.min()}")
-    t, p = t.astype(np.intp), p.astype(np.intp)
     if n_classes is None:
-        n_classes = int(max(t.max(), p.max())) + 1
-    elif max(t.max(), p.max()) >= n_classes:
-        raise ValueError(f"a label is {max(t.max(), p.max())}, outside [0, {n_classes})")
+        # Python ints: exact for any dtype, where NumPy would compare uint64 with
+        # int64 as floats.
+        largest, name = max((int(t.max()), "y_true"), (int(p.max()), "y_pred"))
+        if largest >= MAX_INFERRED_CLASSES:
+            raise ValueError(
+                f"{name} holds label {largest}: inferred from it, the matrix would have "
+                f"{largest + 1} classes; pass n_classes to draw more than "
+                f"{MAX_INFERRED_CLASSES} classes")
+        n_classes = max(largest + 1, 1)  # negative labels are reported just below
+    else:
+        n_classes = v.check_positive_int(n_classes, "n_classes")
+    t = v.labels_in_range(t, n_classes, "y_true")
+    p = v.labels_in_range(p, n_classes, "y_pred")
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    if len(names) != n_classes:
+        raise ValueError(f"class_names has {len(names)} names for {n_classes} classes")
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (t, p), 1)
     shown = counts.astype(float)
@@ -348,9 +373,6 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int | None = None, ax:
     ax = _new_axes(ax, (6, 5))
     im = ax.imshow(shown, cmap="Blues")
     ax.figure.colorbar(im, ax=ax, label="fraction of true class" if normalize else "count")
-    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
-    if len(names) != n_classes:
-        raise ValueError(f"class_names has {len(names)} names for {n_classes} classes")
     ax.set_xticks(range(n_classes), names)
     ax.set_yticks(range(n_classes), names)
     ax.set_xlabel("predicted label")

@@ -71,9 +71,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 import threadpoolctl
 
+from fastnn._validation import refuse_sparse_or_masked
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam, Optimizer
-from fastnn.threads import _threads
+from fastnn.threads import _threads, check_num_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -109,13 +110,12 @@ def _resolve_n_threads(n_threads: int | None) -> int | None:
     than the main one: that is how joblib's threading backend and Dask workers run
     fits, usually several at once, and each model's BLAS pool at full width would
     then compete for the same cores. On the main thread it sets no limit. ``-1``
-    means all CPUs.
+    means all CPUs. Anything else is checked here, before any limit changes.
     """
     if n_threads is None:
         return None if threading.current_thread() is threading.main_thread() else 1
-    if n_threads == -1:
-        return os.cpu_count() or 1
-    return n_threads
+    n = check_num_threads(n_threads, "n_threads", allow_all=True)
+    return (os.cpu_count() or 1) if n == -1 else n
 
 
 @contextlib.contextmanager
@@ -127,6 +127,9 @@ def _thread_limits(n_threads: int | None) -> Iterator[None]:
     leave restores the previous setting (reference counted), rather than each fit
     restoring it under the feet of the others. OpenMP's thread count is a
     per-thread setting, so each fit sets its own and restores it on exit.
+
+    Whatever fails once this fit is counted in, the count is given back: a count
+    left behind would make every later fit skip setting its own limit.
     """
     global _limit_users, _limit_controller
     if n_threads is None:
@@ -138,12 +141,14 @@ def _thread_limits(n_threads: int | None) -> Iterator[None]:
             _limit_controller = threadpoolctl.threadpool_limits(limits=n_threads,
                                                                 user_api="blas")
         _limit_users += 1
-    omp_before = _threads.omp_get_max_threads()
-    _threads.omp_set_num_threads(n_threads)
     try:
-        yield
+        omp_before = _threads.omp_get_max_threads()
+        try:
+            _threads.omp_set_num_threads(n_threads)
+            yield
+        finally:
+            _threads.omp_set_num_threads(omp_before)
     finally:
-        _threads.omp_set_num_threads(omp_before)
         with _limit_lock:
             _limit_users -= 1
             if _limit_users == 0:
@@ -222,8 +227,8 @@ class _BaseMLP(BaseEstimator):
         _check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_int(self.batch_size, "batch_size", low=1)
-        if self.n_threads is not None and self.n_threads != -1:
-            _check_int(self.n_threads, "n_threads", low=1)
+        if self.n_threads is not None:
+            check_num_threads(self.n_threads, "n_threads", allow_all=True)
         if str(np.dtype(self.dtype)) not in ("float32", "float64"):
             raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         return sizes
@@ -254,6 +259,10 @@ class _BaseMLP(BaseEstimator):
         first_call = not hasattr(self, "_network")
         keep = (incremental or self.warm_start) and not first_call
         regression = isinstance(self, RegressorMixin)
+        # scikit-learn refuses sparse X itself, but would read a masked X or y as
+        # if nothing were masked.
+        X, y = refuse_sparse_or_masked(X, "X"), refuse_sparse_or_masked(y, "y")
+        sample_weight = refuse_sparse_or_masked(sample_weight, "sample_weight")
         X, y = validate_data(self, X, y, reset=not keep, dtype=np.dtype(self.dtype),
                              multi_output=regression, y_numeric=regression)
         y_net = self._encode_y(y, keep, classes, incremental)
@@ -267,6 +276,7 @@ class _BaseMLP(BaseEstimator):
                 output_activation="identity", dtype=self.dtype, seed=seed)
             self._optimizer = None
             self.loss_curve_ = []
+            self.n_iter_ = 0
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
@@ -314,13 +324,13 @@ class _BaseMLP(BaseEstimator):
         optimizer = self._make_optimizer(batch_size, mean_w, incremental)
         fit_kw = {} if sw is None else {"sample_weight": _normalised(sw)}
 
-        self.n_iter_ = 0
         max_iter = 1 if incremental else self.max_iter
         with self._thread_limits():
-            for _ in range(max_iter):
+            for n_iter in range(1, max_iter + 1):
                 history = self._network.fit(X, y_net, epochs=1, batch_size=batch_size,
                                             optimizer=optimizer, shuffle=self.shuffle, **fit_kw)
-                self.n_iter_ += 1
+                # Only once an epoch has run: a fit that fails keeps the previous count.
+                self.n_iter_ = n_iter
                 self.t_ += n
                 self.loss_ = self._sklearn_loss(history.loss[-1], batch_size, mean_w)
                 self.loss_curve_.append(self.loss_)
@@ -463,6 +473,7 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "coefs_")
         # Read-only parameters (a model loaded by joblib with mmap_mode="r") are
         # fine: the compiled forward pass only reads them.
+        X = refuse_sparse_or_masked(X, "X")
         return validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
 
     def _thread_limits(self):
@@ -532,7 +543,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Precision of the parameters and of the computation.
     n_threads : int or None, default None
         Threads of the compiled core (BLAS and OpenMP) while this estimator fits
-        or predicts;
+        or predicts, at most ``fastnn.threads.MAX_THREADS`` (4096);
         -1 means all CPUs. None: 1 when the fit runs on a thread other than the
         main one (joblib's threading backend, Dask workers: several models train at
         once, one per core), else the process's setting (``fastnn.set_num_threads``).
