@@ -1,10 +1,12 @@
 """Microchip quality tests (ex2data2.txt): a 2-10-1 sigmoid network and its decision boundary.
 
-Z-scores the two test scores, trains with binary cross-entropy and full-batch gradient
-descent, saves the model to JSON and to .npz, loads both back and checks they predict the
-same, prints the accuracy, and saves the loss curve and the decision boundary.
+Uses the microchip set that ships with fastnn (fastnn.datasets.microchips), or a CSV file
+of the same form (test1,test2,accepted) given as an argument. Z-scores the two test
+scores, trains with binary cross-entropy and full-batch gradient descent, saves the model
+to JSON and to .npz, loads both back and checks they predict the same, prints the
+accuracy, and saves the loss curve and the decision boundary.
 
-Run:  python examples/chips.py [PATH/TO/ex2data2.txt] [--out FOLDER]
+Run:  python examples/chips.py [PATH/TO/FILE.csv] [--out FOLDER]
 """
 
 import argparse
@@ -19,27 +21,26 @@ import numpy as np  # noqa: E402
 
 import fastnn  # noqa: E402
 import fastnn.plot  # noqa: E402
-from fastnn.datasets import load_csv, standardize  # noqa: E402
-
-# The shared data folder sits beside the repository: <repo>/../shared/data.
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ex2data2.txt"
+from fastnn.datasets import load_csv, microchips, standardize  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA),
-                        help="path of ex2data2.txt (default: ../shared/data/ex2data2.txt "
-                             "beside the repository)")
+    parser.add_argument("data", nargs="?", default=None,
+                        help="CSV file of test1,test2,accepted rows (default: the microchip "
+                             "set that ships with fastnn)")
     parser.add_argument("--out", default="fastnn-examples-out",
                         help="folder for the figures and the saved model")
     parser.add_argument("--quick", action="store_true", help="train for fewer epochs")
     args = parser.parse_args(argv)
-    if not Path(args.data).is_file():
-        sys.exit(f"error: {args.data} not found; pass the path of ex2data2.txt")
+    if args.data is not None and not Path(args.data).is_file():
+        sys.exit(f"error: {args.data} not found; pass the path of a CSV file of "
+                 "test1,test2,accepted rows, or nothing for the packaged microchip set")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    X, y = load_csv(args.data)          # two test scores per chip, 1 = accepted
+    # Two test scores per chip, 1 = accepted.
+    X, y = microchips() if args.data is None else load_csv(args.data)
     Z, mean, std = standardize(X)       # keep mean/std to transform new chips alike
     net = fastnn.Network([fastnn.Dense(2, 10, "sigmoid"), fastnn.Dense(10, 1, "sigmoid")],
                          loss="binary_cross_entropy", seed=0)

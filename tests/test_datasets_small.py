@@ -1,12 +1,17 @@
-"""fastnn.datasets' small sets: gender, xor, load_csv, standardize, one_hot."""
+"""fastnn.datasets' small sets: gender, xor, microchips, load_csv, standardize, one_hot."""
 
 from __future__ import annotations
+
+import hashlib
+from importlib import resources
 
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
+
 import fastnn
-from fastnn.datasets import gender, load_csv, one_hot, standardize, xor
+from fastnn.datasets import gender, load_csv, microchips, one_hot, standardize, xor
 from fastnn.datasets.small import GENDER_OFFSET
 
 
@@ -34,6 +39,47 @@ def test_xor_truth_table():
     X, y = xor()
     np.testing.assert_array_equal(X, [[0, 0], [0, 1], [1, 0], [1, 1]])
     np.testing.assert_array_equal(y, np.logical_xor(X[:, 0], X[:, 1]))
+
+
+# ------------------------------------------------------------------ microchips
+
+# SHA-256 of ex2data2.txt as the tutorial distributes it (118 rows, no header).
+EX2DATA2_SHA256 = "5d1fb3eca1b6328375375f5da8980f3458f1c727da4c1ca6e9163fc23b6ddcbc"
+
+
+def test_microchips_is_the_tutorials_118_chips():
+    X, y = microchips()
+    assert X.shape == (118, 2) and y.shape == (118,)
+    assert X.dtype == y.dtype == np.float64
+    assert X.flags.c_contiguous and y.flags.c_contiguous
+    # The file's first, 59th and last rows.
+    np.testing.assert_array_equal(X[[0, 58, 117]],
+                                  [[0.051267, 0.69956], [0.18376, 0.93348], [0.63265, -0.030612]])
+    np.testing.assert_array_equal(y[[0, 57, 58, 117]], [1, 1, 0, 0])
+    assert set(np.unique(y)) == {0.0, 1.0} and y.sum() == 58  # 58 accepted, 60 rejected
+    data = resources.files("fastnn.datasets").joinpath("ex2data2.txt").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == EX2DATA2_SHA256
+
+
+def test_microchips_returns_fresh_arrays():
+    X, y = microchips()
+    X[0, 0], y[0] = 99, 5
+    X2, y2 = microchips()
+    assert X2[0, 0] == 0.051267 and y2[0] == 1
+
+
+def test_microchips_file_is_in_the_package_data():
+    # An installed wheel holds only the data files pyproject.toml lists; an editable
+    # install reads src/ and would not notice a missing entry.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    src = REPO_ROOT / "src"
+    shipped = set()
+    for package, patterns in config["tool"]["setuptools"]["package-data"].items():
+        folder = src.joinpath(*package.split("."))
+        for pattern in patterns:
+            shipped.update(folder.glob(pattern))
+    assert src / "fastnn" / "datasets" / "ex2data2.txt" in shipped
 
 
 def test_small_sets_train_a_network():
@@ -73,6 +119,28 @@ def test_load_csv_real_valued_target_header_and_delimiter(tmp_path):
     assert y0.dtype == np.int64  # whole numbers are labels
     everything = load_csv(path, target=None, delimiter=";", skip_header=1)
     assert everything.shape == (2, 3)
+
+
+def test_load_csv_huge_whole_numbers_stay_a_float_target(tmp_path):
+    # int64 would wrap 1e19 around to a negative number; float64 keeps it.
+    _, y = load_csv(write(tmp_path, "1,2,1e19\n3,4,-1e19\n5,6,1\n"))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [1e19, -1e19, 1])
+    _, y32 = load_csv(write(tmp_path, "1,2,1e19\n"), dtype=np.float32)
+    assert y32.dtype == np.float32 and y32[0] == np.float32(1e19)
+    # Up to 2**53 float64 holds every integer: those are still labels.
+    _, labels = load_csv(write(tmp_path, f"1,2,{2**53}\n3,4,-{2**53}\n"))
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, [2**53, -2**53])
+    _, beyond = load_csv(write(tmp_path, f"1,2,{2**54}\n"))
+    assert beyond.dtype == np.float64 and beyond[0] == 2.0**54
+
+
+def test_load_csv_refuses_values_beyond_the_dtype(tmp_path):
+    path = write(tmp_path, "1,1e300,0\n")
+    with pytest.raises(ValueError, match="data.txt.*beyond the range of float32"):
+        load_csv(path, dtype=np.float32)
+    assert load_csv(path)[0][0, 1] == 1e300  # fine in float64
 
 
 def test_load_csv_errors(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 
 import fastnn
 import fastnn.datasets
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, needs_mnist
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -122,12 +122,11 @@ def check_chips_output(stdout: str, out: Path, X: np.ndarray, y: np.ndarray) -> 
     return accuracy
 
 
-def test_chips_default_data_path(tmp_path):
-    data = SHARED_DATA / "ex2data2.txt"
-    assert data.is_file(), f"the shared data set {data} is missing"
+def test_chips_uses_the_packaged_microchips_without_arguments(tmp_path):
+    # Run from an empty folder: nothing but the installed package provides the data.
     stdout = run_example("chips.py", tmp_path, "--out", "o").stdout
     assert stdout.startswith("118 chips")
-    X, y = fastnn.datasets.load_csv(data)
+    X, y = fastnn.datasets.microchips()
     # The tutorial's network fits this non-linear set far better than the 58% majority class.
     assert check_chips_output(stdout, tmp_path / "o", X, y) >= 0.75
 
@@ -156,8 +155,7 @@ def test_chips_missing_data_is_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------ mnist.py
 
-@pytest.mark.skipif(not os.environ.get("FASTNN_DATA_DIR"),
-                    reason="FASTNN_DATA_DIR is not set (CI sets it to the MNIST folder)")
+@needs_mnist
 def test_mnist_quick(tmp_path):
     stdout = run_example("mnist.py", tmp_path, "--out", "o").stdout
     assert stdout.startswith("5000 training and 1000 test images")

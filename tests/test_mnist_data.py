@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import needs_mnist
+
 from fastnn.datasets import load_mnist, mnist, read_idx, write_idx
 
 NAMES = list(mnist.FILES)
@@ -311,8 +313,7 @@ def test_download_refuses_wrong_content(fake_env, monkeypatch):
 # ---------------------------------------------------------------- the real data
 
 
-@pytest.mark.skipif(not os.environ.get("FASTNN_DATA_DIR"),
-                    reason="set FASTNN_DATA_DIR to the folder of the MNIST files")
+@needs_mnist
 def test_real_mnist():
     (X_train, y_train), (X_test, y_test) = load_mnist(download=False)
     assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)

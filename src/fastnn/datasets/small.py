@@ -1,19 +1,22 @@
 """The tutorials' small data sets and the helpers to prepare them.
 
 ``gender`` and ``xor`` return the four-row toy sets the tutorials build by
-hand; ``load_csv`` reads files like ``ex2data2.txt``; ``standardize`` and
-``one_hot`` are the two transformations those tutorials apply.
+hand; ``microchips`` returns the 118-row microchip set that ships with the
+package; ``load_csv`` reads files like it (``ex2data2.txt``); ``standardize``
+and ``one_hot`` are the two transformations those tutorials apply.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from importlib import resources
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GENDER_OFFSET", "gender", "load_csv", "one_hot", "standardize", "xor"]
+__all__ = ["GENDER_OFFSET", "gender", "load_csv", "microchips", "one_hot", "standardize",
+           "xor"]
 
 #: What the tutorial subtracts from (weight in lb, height in in) before training.
 GENDER_OFFSET = np.array([135.0, 66.0])
@@ -67,6 +70,39 @@ def xor() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def microchips() -> tuple[np.ndarray, np.ndarray]:
+    """The microchip quality-assurance set: two test scores per chip, 1 for accepted.
+
+    This is ``ex2data2.txt``, the data of the regularised logistic regression
+    exercise in Andrew Ng's Machine Learning course (programming exercise 2):
+    the results of two quality-assurance tests for 118 microchips from a
+    fabrication plant, and whether each chip was accepted. The two classes are
+    not linearly separable; the tutorial that trains a 2-10-1 sigmoid network
+    on them draws the curved decision boundary they need (see
+    ``examples/chips.py``). The file ships inside the package, so no download
+    or data folder is needed.
+
+    Returns
+    -------
+    X : ndarray of shape (118, 2), float64
+        The scores of microchip test 1 and test 2, in file order (about -0.8
+        to 1.1; z-score them with ``standardize`` before training).
+    y : ndarray of shape (118,), float64
+        1.0 for accepted (58 chips), 0.0 for rejected (60 chips).
+
+    Examples
+    --------
+    >>> X, y = microchips()
+    >>> X.shape, X[0], y[:3]
+    ((118, 2), array([0.051267, 0.69956 ]), array([1., 1., 1.]))
+    """
+    # Read through importlib.resources, so it works from a wheel or a zip too.
+    source = resources.files("fastnn.datasets").joinpath("ex2data2.txt")
+    with source.open("r", encoding="ascii") as f:
+        data = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+    return np.ascontiguousarray(data[:, :2]), np.ascontiguousarray(data[:, 2])
+
+
 def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = ",",
              skip_header: int = 0, dtype: Any = np.float64) -> Any:
     """Read a numeric CSV file such as ``ex2data2.txt`` into features and target.
@@ -90,8 +126,9 @@ def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = 
     X : ndarray of shape (n_samples, n_columns - 1)
         The other columns, in file order.
     y : ndarray of shape (n_samples,)
-        The target column: int64 when every value is a whole number (class
-        labels), else ``dtype``. Only returned when ``target`` is not None.
+        The target column: int64 when every value is a whole number of
+        magnitude at most 2**53 (class labels), else ``dtype``. Only returned
+        when ``target`` is not None.
 
     Raises
     ------
@@ -99,7 +136,8 @@ def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = 
         When ``path`` does not exist.
     ValueError
         When the file is empty, a value is not a number, rows have different
-        lengths, or ``target`` is not a column.
+        lengths, a value is beyond the range of ``dtype``, or ``target`` is not
+        a column.
 
     Examples
     --------
@@ -121,7 +159,11 @@ def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = 
         raise ValueError(f"{where}: the file holds no data rows")
     if not np.isfinite(data).all():
         raise ValueError(f"{where}: the file contains NaN or infinity")
-    X = data.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # e.g. 1e300 as float32: infinity, refused below
+        X = data.astype(dtype, copy=False)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{where}: the file holds values beyond the range of "
+                         f"{np.dtype(dtype).name}")
     if target is None:
         return X
     n_cols = data.shape[1]
@@ -132,7 +174,13 @@ def load_csv(path: str | os.PathLike, target: int | None = -1, delimiter: str = 
         raise ValueError(f"{where}: one column cannot hold both features and a target")
     col = int(target) % n_cols
     y = data[:, col]
-    y = y.astype(np.int64) if np.array_equal(y, np.round(y)) else y.astype(dtype)
+    # Whole numbers are class labels. Beyond 2**53 float64 (what the file was read
+    # as) no longer holds every integer, and beyond 2**63 the cast to int64 would
+    # wrap around to a negative number: such a column stays a float target.
+    if np.array_equal(y, np.round(y)) and np.abs(y).max() <= 2.0 ** 53:
+        y = y.astype(np.int64)
+    else:
+        y = y.astype(dtype)
     return np.ascontiguousarray(np.delete(X, col, axis=1)), y
 
 
