@@ -3,8 +3,11 @@ tutorials' JSON format."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import socket
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -126,6 +129,163 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     net.to_json(tmp_path / "model.json")
     for name in ("model.npz", "model.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------- saving over what is there
+
+# Both writers replace files the same way; each is read back by its reader.
+WRITERS = {"save": (lambda net, path: net.save(path), fastnn.load),
+           "to_json": (lambda net, path: net.to_json(path), Network.from_json)}
+
+
+def _no_temporary_files(*folders) -> None:
+    for folder in folders:
+        leftovers = [name for name in os.listdir(folder) if name.endswith(".tmp")]
+        assert not leftovers, f"temporary files left behind in {folder}: {leftovers}"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_save_writes_through_a_symlink(writer, tmp_path):
+    write, read = WRITERS[writer]
+    first, _ = _trained("mse", np.float64, seed=1)
+    second, _ = _trained("mse", np.float64, seed=2)
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "model"
+    link = tmp_path / "current"
+    write(first, target)
+    link.symlink_to(target)
+    write(second, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)  # still the same link
+    _assert_same_network(second, read(target))  # and its target got the model
+    # A dangling link: its target is created, as open() would.
+    dangling = tmp_path / "next"
+    dangling.symlink_to(tmp_path / "models" / "next-model")
+    write(first, dangling)
+    assert dangling.is_symlink()
+    _assert_same_network(first, read(tmp_path / "models" / "next-model"))
+    _no_temporary_files(tmp_path, tmp_path / "models")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664, 0o444], ids=oct)
+def test_save_keeps_the_permission_bits_of_the_file_it_replaces(writer, mode, tmp_path):
+    write, read = WRITERS[writer]
+    net, _ = _trained("mse", np.float32)
+    path = tmp_path / "model"
+    write(net, path)
+    os.chmod(path, mode)
+    umask = os.umask(0o022)  # would clear the group write bit of 0664
+    try:
+        write(net, path)
+        # Through a symlink, the target's bits are kept (the link's own do not matter).
+        (tmp_path / "link").symlink_to(path)
+        write(net, tmp_path / "link")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o7777 == mode
+    _assert_same_network(net, read(path))
+
+
+def _not_regular(kind: str, path) -> None:
+    """Make ``path`` a ``kind`` of file that is not a regular file."""
+    if kind == "directory":
+        path.mkdir()
+        (path / "inside").write_text("kept")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to(os.devnull)  # a character device, reached through a link
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs, devices and sockets are POSIX")
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device", "socket"])
+def test_save_refuses_what_is_not_a_regular_file(writer, kind, tmp_path):
+    write, _ = WRITERS[writer]
+    net, _ = _trained("mse", np.float32)
+    path = tmp_path / "model"
+    _not_regular(kind, path)
+    before = os.lstat(path)
+    # A reader holds the FIFO open, so that a save that wrongly opened it for
+    # writing would not hang the test but leave its bytes in the pipe.
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if kind == "fifo" else None
+    try:
+        with pytest.raises(ValueError, match="not a regular file"):
+            write(net, path)
+        if reader is not None:
+            assert os.read(reader, 1) == b""  # nothing was written into the pipe
+    finally:
+        if reader is not None:
+            os.close(reader)
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)  # left alone
+    if kind == "directory":
+        assert os.listdir(path) == ["inside"]
+    _no_temporary_files(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="needs hard links")
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_save_refuses_a_file_with_other_hard_links(writer, tmp_path):
+    # The atomic rename would give `path` a new file and leave the other link
+    # with the old model: refused, so that the two names cannot silently disagree.
+    write, read = WRITERS[writer]
+    first, _ = _trained("mse", np.float64, seed=1)
+    second, _ = _trained("mse", np.float64, seed=2)
+    path, other = tmp_path / "model", tmp_path / "backup"
+    write(first, path)
+    os.link(path, other)
+    with pytest.raises(ValueError, match="2 hard links"):
+        write(second, path)
+    assert os.path.samefile(path, other)
+    _assert_same_network(first, read(path))
+    _no_temporary_files(tmp_path)
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_failed_save_removes_its_temporary_file(writer, failing, tmp_path, monkeypatch):
+    # Fails while writing (fsync) or in the final rename, in an existing folder;
+    # through a symlink, so the temporary file is beside the target, not the link.
+    write, read = WRITERS[writer]
+    first, _ = _trained("mse", np.float64, seed=1)
+    second, _ = _trained("mse", np.float64, seed=2)
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "model"
+    write(first, target)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+
+    def fail(*args):
+        raise OSError(f"{failing} failed")
+
+    monkeypatch.setattr(os, failing, fail)
+    with pytest.raises(OSError, match=f"{failing} failed"):
+        write(second, link)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path / "models")) == ["model"]
+    _no_temporary_files(tmp_path)
+    _assert_same_network(first, read(target))
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_save_refuses_a_layer_shared_with_a_network_of_another_dtype(writer, tmp_path):
+    # The float64 network converted the shared layer: written as is, its float64
+    # arrays would contradict the float32 header, and load would refuse the file.
+    write, _ = WRITERS[writer]
+    shared = Dense(3, 2, "tanh")
+    net32 = Network([shared], dtype="float32", seed=0)
+    Network([shared], dtype="float64", seed=0)
+    path = tmp_path / "model"
+    with pytest.raises(TypeError, match=r"layers\[0\]\.W is float64 .* shared"):
+        write(net32, path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_file_is_file_not_found(tmp_path):
@@ -303,6 +463,106 @@ def test_other_files_are_refused(content, tmp_path):
         fastnn.load(path)
 
 
+def test_compressed_and_fortran_ordered_files_load(tmp_path):
+    # What np.savez_compressed writes (deflated members), and arrays in Fortran order.
+    header, arrays = _good_parts()
+    path = tmp_path / "m.npz"
+    with open(path, "wb") as f:
+        np.savez_compressed(f, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                            **{k: np.asfortranarray(v) for k, v in arrays.items()})
+    net = fastnn.load(path)
+    for i, layer in enumerate(net.layers):
+        np.testing.assert_array_equal(layer.W, arrays[f"W{i}"])
+        np.testing.assert_array_equal(layer.b, arrays[f"b{i}"])
+
+
+def _npy(shape, dtype=np.float64) -> bytes:
+    """An .npy header announcing ``shape`` and ``dtype``, without the data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(
+        np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _hostile_model(path, sizes, W0_chunks, W0_zip_size=None) -> None:
+    """A deflated model archive of ``sizes`` whose W0 member is ``W0_chunks``, and whose
+    zip directory says W0 holds ``W0_zip_size`` bytes (default: the truth)."""
+    header = {"format": "fastnn", "version": 1, "sizes": sizes,
+              "activations": ["tanh"] * (len(sizes) - 1), "loss": "mse", "dtype": "float64"}
+    members = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    for i in range(len(sizes) - 1):
+        members[f"b{i}"] = np.zeros(sizes[i + 1])
+        if i > 0:
+            members[f"W{i}"] = np.zeros((sizes[i], sizes[i + 1]))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, arr in members.items():
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            z.writestr(f"{name}.npy", buf.getvalue())
+        with z.open("W0.npy", "w") as member:  # streamed: the test never holds it whole
+            for chunk in W0_chunks:
+                member.write(chunk)
+    if W0_zip_size is not None:  # patch W0's uncompressed size in the central directory
+        data = bytearray(path.read_bytes())
+        # A central directory entry: signature, ..., uncompressed size at 24, name at 46.
+        entry = data.find(b"PK\x01\x02")
+        while data[entry + 46:entry + 52] != b"W0.npy":
+            entry = data.find(b"PK\x01\x02", entry + 1)
+        data[entry + 24:entry + 28] = W0_zip_size.to_bytes(4, "little")
+        path.write_bytes(bytes(data))
+
+
+BIG = 64 * 2**20  # decompressed bytes of the hostile members (about 64 KB compressed)
+
+
+def _zeros(n_bytes: int):
+    chunk = bytes(2**20)
+    for _ in range(n_bytes // len(chunk)):
+        yield chunk
+
+
+HOSTILE = {
+    # W0 announces its 3 x 4 shape, then holds 64 MB.
+    "member_too_long": lambda path: _hostile_model(path, [3, 4, 2],
+                                                   [_npy((3, 4)), *_zeros(BIG)]),
+    # The zip directory hides the 64 MB behind W0's true size.
+    "zip_size_too_small": lambda path: _hostile_model(path, [3, 4, 2],
+                                                      [_npy((3, 4)), *_zeros(BIG)],
+                                                      W0_zip_size=len(_npy((3, 4))) + 96),
+    # The header and the zip directory claim a 160 MB layer that a few bytes hold.
+    "claimed_layer_missing": lambda path: _hostile_model(
+        path, [10**7, 2], [_npy((10**7, 2))], W0_zip_size=len(_npy((10**7, 2))) + 16 * 10**7),
+    # W0's .npy header claims a 10**6 x 10**6 array.
+    "npy_shape_huge": lambda path: _hostile_model(path, [3, 4, 2], [_npy((10**6, 10**6))]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused_before_its_data_is_read(case, tmp_path):
+    path = tmp_path / "hostile.npz"
+    HOSTILE[case](path)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError):
+            fastnn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"refusing a {path.stat().st_size}-byte file cost {peak} bytes"
+
+
+@pytest.mark.parametrize("form", ["json", "bom", "spaces", "list"])
+def test_load_points_a_json_file_to_from_json(form, tmp_path):
+    net, _ = _trained("mse", np.float64)
+    text = {"json": net.to_json(), "bom": "\ufeff" + net.to_json(),
+            "spaces": "\n  " + net.to_json(), "list": "[1, 2]"}[form]
+    path = tmp_path / "model.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ModelFileError, match=r"JSON.*fastnn\.Network\.from_json"):
+        fastnn.load(path)
+
+
 # ---------------------------------------------------------------- JSON
 
 
@@ -384,8 +644,22 @@ def _doc(**fields) -> str:
     _doc(sizes=[2, 0], weights=[[]], biases=[[]]),
     _doc(cost=None, loss="mse", dtype="int8"),
     _doc(cost=None, loss="mse", activations=["gelu"]),
+    _doc(weights=[[[1, "2"]]]),
+    _doc(biases=[[["0"]]]),
+    _doc(weights=[[[1, True]]]),
+    _doc(weights=[[[True, False]]]),
+    _doc(biases=[[[False]]]),
+    _doc(weights=[[[1, None]]]),
+    _doc(weights=[[[1, [2]]]]),
+    _doc(weights=[[[1, {"a": 2}]]]),
+    _doc(weights=[[[1, 10**400]]]),
+    '{"sizes": [2, 1], "weights": [[[1, 1%s]]]}' % ("0" * 5000),
+    '{"sizes": [2, 1], "weights": %s}' % ("[" * 100_000 + "]" * 100_000),
 ], ids=["not_json", "no_weights", "unknown_cost", "cost_list", "weights_wide", "weights_tall",
-        "biases_long", "nan", "string_weight", "no_layers", "zero_size", "dtype", "activation"])
+        "biases_long", "nan", "string_weight", "no_layers", "zero_size", "dtype", "activation",
+        "numeric_string_weight", "numeric_string_bias", "bool_among_numbers", "bool_weights",
+        "bool_bias", "null_weight", "list_weight", "object_weight", "int_over_1e308",
+        "int_of_5000_digits", "nested_100000_deep"])
 def test_bad_json_is_refused(text):
     with pytest.raises(ModelFileError):
         Network.from_json(text)
@@ -394,8 +668,50 @@ def test_bad_json_is_refused(text):
 def test_json_top_level_must_be_an_object(tmp_path):
     path = tmp_path / "list.json"
     path.write_text("[1, 2]")
-    with pytest.raises(ModelFileError):
-        Network.from_json(path)
+    for source in (path, "[1, 2]", " [1, 2]", b"[1, 2]"):  # a file, and JSON text
+        with pytest.raises(ModelFileError, match="top level is not a JSON object"):
+            Network.from_json(source)
+
+
+@pytest.mark.parametrize("form", ["bytes", "bytearray", "bom_bytes", "bom_str", "spaces"])
+def test_json_text_in_any_form_is_read_as_text(form, tmp_path, monkeypatch):
+    net, X = _trained("softmax", np.float32)
+    text = net.to_json()
+    source = {"bytes": text.encode(), "bytearray": bytearray(text.encode()),
+              "bom_bytes": text.encode("utf-8-sig"), "bom_str": "\ufeff" + text,
+              "spaces": "\n\t " + text}[form]
+    monkeypatch.chdir(tmp_path)  # where a file name would be looked up
+    _assert_same_network(net, Network.from_json(source))
+
+
+def test_json_file_with_a_bom_is_read(tmp_path):
+    net, _ = _trained("mse", np.float64)
+    path = tmp_path / "model.json"
+    path.write_text(net.to_json(), encoding="utf-8-sig")
+    _assert_same_network(net, Network.from_json(path))
+
+
+def test_from_json_points_an_npz_file_to_load(tmp_path):
+    net, _ = _trained("mse", np.float64)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    for source in (path, str(path), path.read_bytes()):
+        with pytest.raises(ModelFileError, match=r"\.npz model file.*fastnn\.load"):
+            Network.from_json(source)
+
+
+def test_json_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_bytes(b'{"sizes": "\xff"}')
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ModelFileError, match="UTF-8"):
+            Network.from_json(source)
+
+
+@pytest.mark.parametrize("source", [None, 3, ["{}"]], ids=["none", "int", "list"])
+def test_from_json_source_of_another_type_is_a_type_error(source):
+    with pytest.raises(TypeError, match="source must be JSON text"):
+        Network.from_json(source)
 
 
 def test_unknown_backend_is_an_argument_error_not_a_file_error(tmp_path):
