@@ -19,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import weights_of
+from conftest import assert_close, weights_of
 
 import fastnn
 from fastnn import SGD, Adam, Dense, Network
@@ -166,9 +166,8 @@ def test_a_custom_optimizer_runs_its_own_update_on_both_backends(dtype, rng):
     steps = np.abs(nets["compiled"].layers[0].W.astype(np.float64) - W0) / 0.01
     assert np.allclose(steps, np.round(steps), atol=1e-3)
     assert not np.allclose(nets["compiled"].layers[0].W, plain.layers[0].W)
-    tol = 1e-4 if dtype == np.float32 else 1e-10
     for wc, wn in zip(weights_of(nets["compiled"]), weights_of(nets["numpy"])):
-        np.testing.assert_allclose(wc, wn, rtol=tol, atol=tol)
+        assert_close(wc, wn, dtype)
 
 
 def test_a_custom_optimizer_with_momentum_does_not_crash_in_a_child_process():
