@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -315,20 +316,45 @@ _CASES_FLAG = "--run-compiled-op-cases"
 
 def _compiled_op_cases():
     """Calls of the compiled ops (and kernels) with shapes that do not fit."""
-    from fastnn._core import _kernels
-    from fastnn.ops import CompiledOps, TrainingPlan
+    from fastnn._core import _kernels, _train
+    from fastnn.ops import CompiledOps
 
     C = CompiledOps()
     f = np.float32
     z = np.zeros
 
-    def plan(W, b, acts, loss, bs, labels, opt=None):
-        opt = opt or SGD(lr=0.1, momentum=0.9)
-        opt.prepare(W, b)
-        return TrainingPlan(W, b, acts, loss, opt, bs, use_labels=labels)
+    P2 = [z((4, 3)), z(3), z((3, 2)), z(2)]  # a 4-3-2 network's parameters, flat
 
-    W2 = [z((4, 3)), z((3, 2))]
-    b2 = [z(3), z(2)]
+    def fwd(X, out=None, kinds=(0, 0), acts=(3, 0), geometry=((4, 3), (3, 2)), params=None,
+            chunk=1024, output=0):
+        out = z((X.shape[0], 2)) if out is None else out
+        return _train.forward_chunks(X, out, list(kinds), list(acts),
+                                     [list(g) for g in geometry],
+                                     list(P2 if params is None else params), 1.0, chunk, output)
+
+    def layers2():
+        layers = [Dense(4, 3, "relu"), Dense(3, 2)]
+        for layer, shape in zip(layers, [(4,), (3,)]):
+            layer.initialize(np.random.default_rng(0), np.float64)
+            layer.build(shape)
+        return layers
+
+    def workspace(state=None, **fields):
+        # A plan as the network would make it, with one field replaced.
+        optimizer = fields.pop("optimizer", SGD(lr=0.1, momentum=0.9))
+        optimizer.prepare(P2)
+        if state is not None:
+            optimizer.state = state
+        plan = dict(dtype="float64", kinds=[0, 0], acts=[3, 0], geometry=[[4, 3], [3, 2]],
+                    params=list(P2), grads=[z((4, 3)), z(3), z((3, 2)), z(2)],
+                    A=[z((2, 3)), z((2, 2))], D=[z((2, 3)), z((2, 2))], optimizer=optimizer,
+                    batch_size=2, loss_code=2, X=z((5, 4)), Xb=z((2, 4)), x_scale=1.0,
+                    use_labels=True, y=np.zeros(5, np.intp), labels_b=np.zeros(2, np.intp),
+                    targets_b=z((2, 2)), sample_weight=None, weights_b=z(2))
+        plan.update(fields)
+        plan["use_labels"] = plan["y"].ndim == 1
+        return _train.Workspace(types.SimpleNamespace(**plan))
+
     order5 = np.arange(5, dtype=np.intp)
     return {
         "dense_forward_W_rows": lambda: C.dense_forward(z((3, 4)), z((5, 2)), z(2), "relu"),
@@ -362,51 +388,54 @@ def _compiled_op_cases():
         "adam_m_shape": lambda: C.adam_update(z(5), z(5), z(4), z(5), 1, 0.1),
         "adam_v_dtype": lambda: C.adam_update(z(5), z(5), z(5), z(5, f), 1, 0.1),
         "adam_step_0": lambda: C.adam_update(z(5), z(5), z(5), z(5), 0, 0.1),
-        "forward_features": lambda: C.forward_chunks(z((6, 5)), W2, b2, ["relu", "identity"]),
-        "forward_chain": lambda: C.forward_chunks(z((6, 4)), [z((4, 3)), z((2, 2))], b2,
-                                                  ["relu", "identity"]),
-        "forward_b_size": lambda: C.forward_chunks(z((6, 4)), W2, [z(3), z(5)],
-                                                   ["relu", "identity"]),
-        "forward_mixed_dtypes": lambda: C.forward_chunks(z((6, 4)), [z((4, 3), f), z((3, 2))],
-                                                         [z(3, f), z(2)], ["relu", "identity"]),
-        "forward_acts_length": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu"]),
-        "forward_lists_length": lambda: C.forward_chunks(z((6, 4)), W2, b2[:1],
-                                                         ["relu", "identity"]),
-        "forward_chunk_0": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu", "identity"],
-                                                    1.0, "raw", 0),
-        "forward_output": lambda: C.forward_chunks(z((6, 4)), W2, b2, ["relu", "identity"],
-                                                   1.0, "logsoftmax"),
-        "forward_no_layers": lambda: C.forward_chunks(z((6, 4)), [], [], []),
-        "train_features": lambda: C.train_epoch(
-            z((5, 3)), np.zeros(5, np.intp), order5,
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                 "softmax_cross_entropy", 2, True)),
-        "train_order_high": lambda: C.train_epoch(
-            z((5, 4)), np.zeros(5, np.intp), np.array([0, 1, 5], np.intp),
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                 "softmax_cross_entropy", 2, True)),
-        "train_order_negative": lambda: C.train_epoch(
-            z((5, 4)), np.zeros(5, np.intp), np.array([0, -1], np.intp),
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                 "softmax_cross_entropy", 2, True)),
-        "train_label_high": lambda: C.train_epoch(
-            z((5, 4)), np.array([0, 1, 2, 0, 1], np.intp), order5,
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                 "softmax_cross_entropy", 2, True)),
-        "train_labels_length": lambda: C.train_epoch(
-            z((5, 4)), np.zeros(3, np.intp), order5,
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                 "softmax_cross_entropy", 2, True)),
-        "train_targets_shape": lambda: C.train_epoch(
-            z((5, 4)), z((5, 3)), order5,
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"], "mse", 2, False)),
-        "train_targets_rows": lambda: C.train_epoch(
-            z((5, 4)), z((4, 2)), order5,
-            plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"], "mse", 2, False)),
-        "train_state_shape": lambda: C.train_epoch(
-            z((5, 4)), z((5, 2)), order5,
-            _with_bad_state(plan([z((4, 3)), z((3, 2))], [z(3), z(2)], ["relu", "identity"],
-                                 "mse", 2, False, Adam()))),
+        # The engine's own entry points, given lists that contradict each other.
+        "forward_features": lambda: fwd(z((6, 5))),
+        "forward_chain": lambda: fwd(z((6, 4)), geometry=[[4, 3], [2, 2]],
+                                     params=[z((4, 3)), z(3), z((2, 2)), z(2)]),
+        "forward_b_size": lambda: fwd(z((6, 4)), params=[z((4, 3)), z(5), z((3, 2)), z(2)]),
+        "forward_W_size": lambda: fwd(z((6, 4)), params=[z((4, 2)), z(3), z((3, 2)), z(2)]),
+        "forward_mixed_dtypes": lambda: fwd(z((6, 4)), params=[z((4, 3), f), z(3), z((3, 2)),
+                                                               z(2)]),
+        "forward_acts_length": lambda: fwd(z((6, 4)), acts=[3]),
+        "forward_too_few_params": lambda: fwd(z((6, 4)), params=P2[:3]),
+        "forward_too_many_params": lambda: fwd(z((6, 4)), params=P2 + [z(2)]),
+        "forward_geometry_short": lambda: fwd(z((6, 4)), geometry=[[4], [3, 2]]),
+        "forward_geometry_zero": lambda: fwd(z((6, 4)), geometry=[[4, 0], [0, 2]]),
+        "forward_geometry_long": lambda: fwd(z((6, 4)), geometry=[[4, 3] + [1] * 20, [3, 2]]),
+        "forward_kind_unknown": lambda: fwd(z((6, 4)), kinds=[0, 99]),
+        "forward_act_unknown": lambda: fwd(z((6, 4)), acts=[3, 17]),
+        "forward_param_not_array": lambda: fwd(z((6, 4)), params=[[0.0] * 12, z(3), z((3, 2)),
+                                                                  z(2)]),
+        "forward_out_shape": lambda: fwd(z((6, 4)), out=z((6, 3))),
+        "forward_chunk_0": lambda: fwd(z((6, 4)), chunk=0),
+        "forward_output": lambda: fwd(z((6, 4)), output=7),
+        "forward_no_layers": lambda: fwd(z((6, 4)), kinds=[], acts=[], geometry=[], params=[]),
+        "ops_forward_output": lambda: C.forward_chunks(z((6, 4)), layers2(), ["relu", "identity"],
+                                                       1.0, "logsoftmax"),
+        "train_features": lambda: workspace(X=z((5, 3))),
+        "train_order_high": lambda: workspace().train(np.array([0, 1, 5], np.intp), 0, 3),
+        "train_order_negative": lambda: workspace().train(np.array([0, -1], np.intp), 0, 2),
+        "train_stop_past_order": lambda: workspace().train(order5, 0, 9),
+        "train_start_negative": lambda: workspace().train(order5, -2, 3),
+        "train_label_high": lambda: workspace(y=np.array([0, 1, 2, 0, 1], np.intp)),
+        "train_labels_length": lambda: workspace(y=np.zeros(3, np.intp)),
+        "train_labels_dtype": lambda: workspace(y=np.zeros(5, np.int32)),
+        "train_label_buffer": lambda: workspace(labels_b=np.zeros(1, np.intp)),
+        "train_targets_shape": lambda: workspace(loss_code=0, y=z((5, 3))),
+        "train_targets_rows": lambda: workspace(loss_code=0, y=z((4, 2))),
+        "train_X_buffer": lambda: workspace(Xb=z((1, 4))),
+        "train_A_missing": lambda: workspace(A=[z((2, 3))]),
+        "train_D_shape": lambda: workspace(D=[z((2, 3)), z((1, 2))]),
+        "train_grads_length": lambda: workspace(grads=[z((4, 3)), z(3)]),
+        "train_state_missing": lambda: workspace(optimizer=SGD(lr=0.1, momentum=0.9),
+                                                 state=[[] for _ in range(4)]),
+        "train_state_shape": lambda: workspace(optimizer=Adam(),
+                                               state=[[z((4, 3)), z((4, 3))], [z(3), z(3)],
+                                                      [z((3, 2)), z((2, 2))], [z(2), z(2)]]),
+        "train_state_length": lambda: workspace(optimizer=SGD(lr=0.1, momentum=0.9),
+                                                state=[[z((4, 3))]]),
+        "train_weights_length": lambda: workspace(sample_weight=z(3), weights_b=z(2)),
+        "train_batch_0": lambda: workspace(batch_size=0),
         "kernel_dense_forward_Y": lambda: _kernels.dense_forward(z((3, 4)), z((4, 2)), z(2),
                                                                  z((2, 2)), 0),
         "kernel_dense_backward_dW": lambda: _kernels.dense_backward(
@@ -418,11 +447,6 @@ def _compiled_op_cases():
         "kernel_mixed_dtypes": lambda: _kernels.dense_forward(z((3, 4), f), z((4, 2)), z(2),
                                                               z((3, 2)), 0),
     }
-
-
-def _with_bad_state(plan):
-    plan.optimizer.state2_W[1] = np.zeros((2, 2))
-    return plan
 
 
 def _run_compiled_op_cases() -> None:
@@ -474,9 +498,11 @@ def test_forward_chunks_refuses_an_unknown_output(backend_ops):
     from fastnn.ops import get_ops
 
     ops = get_ops(backend_ops)
-    W, b = [np.zeros((4, 2))], [np.zeros(2)]
+    layer = Dense(4, 2)
+    layer.initialize(np.random.default_rng(0), np.float64)
+    layer.build((4,))
     with pytest.raises(ValueError, match="output"):
-        ops.forward_chunks(np.zeros((3, 4)), W, b, ["identity"], 1.0, "logsoftmax")
+        ops.forward_chunks(np.zeros((3, 4)), [layer], ["identity"], 1.0, "logsoftmax")
 
 
 if __name__ == "__main__" and _CASES_FLAG in sys.argv:

@@ -1,14 +1,20 @@
-"""Saving and loading: the .npz model file (bit-exact, atomic, validated) and the
-tutorials' JSON format."""
+"""Saving and loading: the .npz model file (format 2, and format 1 still read;
+bit-exact, atomic, validated), the tutorials' JSON format, and the io module's own
+API of headers and layers."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +23,9 @@ from conftest import weights_of
 
 import fastnn
 from fastnn import Dense, ModelFileError, Network
+from fastnn.io import (MAX_LAYERS, check_param_dtypes, model_from_json, model_to_json,
+                       read_model, write_json, write_model)
+from fastnn.layers import LAYER_CLASSES, Layer
 
 LOSS_NETS = {
     "mse": (["tanh", "identity"], "mse"),
@@ -29,15 +38,16 @@ LOSS_NETS = {
 
 
 def _trained(case: str, dtype, backend="compiled", seed=0) -> tuple[Network, np.ndarray]:
+    """A 3-5-2 network of ``case`` with arbitrary, non-round weights and biases (drawn,
+    not trained: saving and loading do not depend on training), and inputs for it."""
     acts, loss = LOSS_NETS[case]
     rng = np.random.default_rng(seed)
     net = Network([Dense(3, 5, acts[0]), Dense(5, 2, acts[1])], loss=loss, dtype=dtype,
                   seed=seed, backend=backend)
-    X = rng.standard_normal((20, 3))
-    y = (rng.integers(0, 2, 20) if loss == "softmax_cross_entropy"
-         else rng.uniform(0, 1, (20, 2)))
-    net.fit(X, y, epochs=2, batch_size=6)  # arbitrary, non-round weights and biases
-    return net, X
+    for layer in net.layers:
+        layer.W = rng.standard_normal(layer.W.shape) / 3
+        layer.b = rng.standard_normal(layer.b.shape) / 7
+    return net, rng.standard_normal((20, 3))
 
 
 def _assert_same_network(a: Network, b: Network) -> None:
@@ -72,18 +82,27 @@ def test_save_load_round_trip_is_bit_exact(case, dtype, tmp_path):
     _assert_same_network(net, on_numpy)
 
 
-def test_saved_file_is_a_plain_npz(tmp_path):
+def test_saved_file_is_a_plain_npz_of_format_2(tmp_path):
     net, _ = _trained("softmax", np.float32)
     path = tmp_path / "model.npz"
     net.save(path)
     assert zipfile.is_zipfile(path)
     with np.load(path, allow_pickle=False) as data:
-        assert set(data.files) == {"header", "W0", "b0", "W1", "b1"}
-        np.testing.assert_array_equal(data["W1"], net.layers[1].W)
+        assert set(data.files) == {"header", "layers.0.W", "layers.0.b",
+                                   "layers.1.W", "layers.1.b"}
+        for i, layer in enumerate(net.layers):
+            np.testing.assert_array_equal(data[f"layers.{i}.W"], layer.W)
+            np.testing.assert_array_equal(data[f"layers.{i}.b"], layer.b)
         header = json.loads(data["header"].tobytes())
-    assert header["sizes"] == [3, 5, 2]
-    assert header["activations"] == ["relu", "identity"]
-    assert header["loss"] == "softmax_cross_entropy" and header["dtype"] == "float32"
+    # Each layer's kind and config: what it takes to rebuild it.
+    assert header == {
+        "format": "fastnn", "version": 2, "loss": "softmax_cross_entropy",
+        "dtype": "float32", "input_shape": [3],
+        "layers": [{"kind": "dense", "config": {"n_in": 3, "n_out": 5, "activation": "relu"}},
+                   {"kind": "dense",
+                    "config": {"n_in": 5, "n_out": 2, "activation": "identity"}}]}
+    for layer, entry in zip(net.layers, header["layers"]):
+        assert entry == {"kind": layer.kind, "config": layer.config()}
 
 
 def test_paths_as_str_or_pathlib_and_any_suffix(tmp_path):
@@ -358,6 +377,7 @@ def _write_model(path, header, arrays):
 
 
 def _good_parts(dtype="float64"):
+    """A 3-4-2 model in format 1: its header and its arrays."""
     header = {"format": "fastnn", "version": 1, "sizes": [3, 4, 2],
               "activations": ["tanh", "identity"], "loss": "mse", "dtype": dtype}
     rng = np.random.default_rng(0)
@@ -371,6 +391,42 @@ def test_hand_made_good_file_loads(tmp_path):
     _write_model(tmp_path / "m.npz", header, arrays)
     net = fastnn.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(net.layers[1].W, arrays["W1"])
+
+
+def _write_format1(path, net) -> None:
+    """``net`` written as fastnn wrote model files before format 2: a header of
+    sizes and activations, and members W0, b0, W1, b1, ..."""
+    header = {"format": "fastnn", "version": 1,
+              "sizes": [net.layers[0].n_in] + [layer.n_out for layer in net.layers],
+              "activations": [layer.activation for layer in net.layers],
+              "loss": net.loss, "dtype": str(net.dtype)}
+    arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    for i, layer in enumerate(net.layers):
+        arrays[f"W{i}"] = layer.W
+        arrays[f"b{i}"] = layer.b
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_NETS))
+def test_format_1_file_still_loads_bit_exactly(case, dtype, backend, tmp_path):
+    net, X = _trained(case, dtype, backend)
+    path = tmp_path / "old.npz"
+    _write_format1(path, net)
+    loaded = fastnn.load(path, backend=backend)
+    assert loaded.backend == backend
+    _assert_same_network(net, loaded)
+    _assert_same_predictions(net, loaded, X)
+    # Read as format 2 would give it: the header and built Dense layers.
+    header, layers = fastnn.io.read_model(path)
+    assert header == {"loss": net.loss, "dtype": str(np.dtype(dtype)), "input_shape": [3]}
+    assert [(l.kind, l.config(), l.in_shape, l.out_shape) for l in layers] == \
+        [(l.kind, l.config(), (l.n_in,), (l.n_out,)) for l in net.layers]
+    # Saved again, it is written in format 2 with the same arrays.
+    loaded.save(path)
+    with np.load(path) as data:
+        assert json.loads(data["header"].tobytes())["version"] == 2
+        np.testing.assert_array_equal(data["layers.1.W"], net.layers[1].W)
 
 
 TAMPERED = {
@@ -397,7 +453,15 @@ TAMPERED = {
     "dtype_disagrees": lambda h, a: h.update(dtype="float32"),
     "format_other": lambda h, a: h.update(format="other"),
     "format_missing": lambda h, a: h.pop("format"),
-    "version_2": lambda h, a: h.update(version=2),
+    "version_2": lambda h, a: h.update(version=2),  # a format 1 header is not format 2
+    "version_3": lambda h, a: h.update(version=3),
+    "version_true": lambda h, a: h.update(version=True),
+    "version_float": lambda h, a: h.update(version=1.0),
+    "version_missing": lambda h, a: h.pop("version"),
+    "too_many_layers": lambda h, a: h.update(sizes=[1] * 10_002,
+                                             activations=["tanh"] * 10_001),
+    "arrays_named_as_format_2": lambda h, a: a.update(
+        {f"layers.{k[1]}.{k[0]}": a.pop(k) for k in list(a)}),
     "extra_array": lambda h, a: a.update(W2=np.zeros((2, 2))),
     "missing_array": lambda h, a: a.pop("b1"),
     "renamed_array": lambda h, a: a.update(bias1=a.pop("b1")),
@@ -484,29 +548,40 @@ def _npy(shape, dtype=np.float64) -> bytes:
     return buf.getvalue()
 
 
-def _hostile_model(path, sizes, W0_chunks, W0_zip_size=None) -> None:
-    """A deflated model archive of ``sizes`` whose W0 member is ``W0_chunks``, and whose
-    zip directory says W0 holds ``W0_zip_size`` bytes (default: the truth)."""
-    header = {"format": "fastnn", "version": 1, "sizes": sizes,
-              "activations": ["tanh"] * (len(sizes) - 1), "loss": "mse", "dtype": "float64"}
+def _hostile_model(path, version, sizes, W0_chunks, W0_zip_size=None) -> None:
+    """A deflated model archive of format ``version``, of dense layers of ``sizes``,
+    whose first weights member is ``W0_chunks``, and whose zip directory says that
+    member holds ``W0_zip_size`` bytes (default: the truth)."""
+    n_layers = len(sizes) - 1
+    if version == 1:
+        header = {"sizes": sizes, "activations": ["tanh"] * n_layers}
+        names = [(f"W{i}", f"b{i}") for i in range(n_layers)]
+    else:
+        header = {"input_shape": sizes[:1],
+                  "layers": [{"kind": "dense", "config": {"n_in": sizes[i], "n_out": sizes[i + 1],
+                                                          "activation": "tanh"}}
+                             for i in range(n_layers)]}
+        names = [(f"layers.{i}.W", f"layers.{i}.b") for i in range(n_layers)]
+    header.update(format="fastnn", version=version, loss="mse", dtype="float64")
     members = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
-    for i in range(len(sizes) - 1):
-        members[f"b{i}"] = np.zeros(sizes[i + 1])
+    for i, (W, b) in enumerate(names):
+        members[b] = np.zeros(sizes[i + 1])
         if i > 0:
-            members[f"W{i}"] = np.zeros((sizes[i], sizes[i + 1]))
+            members[W] = np.zeros((sizes[i], sizes[i + 1]))
+    W0 = f"{names[0][0]}.npy".encode()
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, arr in members.items():
             buf = io.BytesIO()
             np.save(buf, arr)
             z.writestr(f"{name}.npy", buf.getvalue())
-        with z.open("W0.npy", "w") as member:  # streamed: the test never holds it whole
+        with z.open(W0.decode(), "w") as member:  # streamed: the test never holds it whole
             for chunk in W0_chunks:
                 member.write(chunk)
     if W0_zip_size is not None:  # patch W0's uncompressed size in the central directory
         data = bytearray(path.read_bytes())
         # A central directory entry: signature, ..., uncompressed size at 24, name at 46.
         entry = data.find(b"PK\x01\x02")
-        while data[entry + 46:entry + 52] != b"W0.npy":
+        while data[entry + 46:entry + 46 + len(W0)] != W0:
             entry = data.find(b"PK\x01\x02", entry + 1)
         data[entry + 24:entry + 28] = W0_zip_size.to_bytes(4, "little")
         path.write_bytes(bytes(data))
@@ -523,24 +598,30 @@ def _zeros(n_bytes: int):
 
 HOSTILE = {
     # W0 announces its 3 x 4 shape, then holds 64 MB.
-    "member_too_long": lambda path: _hostile_model(path, [3, 4, 2],
-                                                   [_npy((3, 4)), *_zeros(BIG)]),
+    "member_too_long": lambda path, v: _hostile_model(path, v, [3, 4, 2],
+                                                      [_npy((3, 4)), *_zeros(BIG)]),
     # The zip directory hides the 64 MB behind W0's true size.
-    "zip_size_too_small": lambda path: _hostile_model(path, [3, 4, 2],
-                                                      [_npy((3, 4)), *_zeros(BIG)],
-                                                      W0_zip_size=len(_npy((3, 4))) + 96),
+    "zip_size_too_small": lambda path, v: _hostile_model(path, v, [3, 4, 2],
+                                                         [_npy((3, 4)), *_zeros(BIG)],
+                                                         W0_zip_size=len(_npy((3, 4))) + 96),
     # The header and the zip directory claim a 160 MB layer that a few bytes hold.
-    "claimed_layer_missing": lambda path: _hostile_model(
-        path, [10**7, 2], [_npy((10**7, 2))], W0_zip_size=len(_npy((10**7, 2))) + 16 * 10**7),
+    "claimed_layer_missing": lambda path, v: _hostile_model(
+        path, v, [10**7, 2], [_npy((10**7, 2))],
+        W0_zip_size=len(_npy((10**7, 2))) + 16 * 10**7),
     # W0's .npy header claims a 10**6 x 10**6 array.
-    "npy_shape_huge": lambda path: _hostile_model(path, [3, 4, 2], [_npy((10**6, 10**6))]),
+    "npy_shape_huge": lambda path, v: _hostile_model(path, v, [3, 4, 2],
+                                                     [_npy((10**6, 10**6))]),
+    # The header claims 10**6 x 10**6 weights: refused from the header alone.
+    "header_shape_huge": lambda path, v: _hostile_model(path, v, [10**6, 10**6, 2],
+                                                        [_npy((10**6, 10**6))]),
 }
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archive_is_refused_before_its_data_is_read(case, tmp_path):
+def test_hostile_archive_is_refused_before_its_data_is_read(case, version, tmp_path):
     path = tmp_path / "hostile.npz"
-    HOSTILE[case](path)
+    HOSTILE[case](path, version)
     assert path.stat().st_size < 2**20
     tracemalloc.start()
     try:
@@ -550,6 +631,348 @@ def test_hostile_archive_is_refused_before_its_data_is_read(case, tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"refusing a {path.stat().st_size}-byte file cost {peak} bytes"
+
+
+# ---------------------------------------------------------------- format 2 headers
+
+
+def _good_parts_v2(dtype="float64"):
+    """A 3-4-2 model in format 2: its header and its arrays."""
+    header = {"format": "fastnn", "version": 2, "loss": "mse", "dtype": dtype,
+              "input_shape": [3],
+              "layers": [{"kind": "dense",
+                          "config": {"n_in": 3, "n_out": 4, "activation": "tanh"}},
+                         {"kind": "dense",
+                          "config": {"n_in": 4, "n_out": 2, "activation": "identity"}}]}
+    rng = np.random.default_rng(0)
+    arrays = {"layers.0.W": rng.standard_normal((3, 4)), "layers.0.b": np.zeros(4),
+              "layers.1.W": rng.standard_normal((4, 2)), "layers.1.b": np.zeros(2)}
+    return header, {k: v.astype(dtype) for k, v in arrays.items()}
+
+
+def test_hand_made_format_2_file_loads(tmp_path):
+    header, arrays = _good_parts_v2()
+    _write_model(tmp_path / "m.npz", header, arrays)
+    info, layers = read_model(tmp_path / "m.npz")
+    assert info == {"loss": "mse", "dtype": "float64", "input_shape": [3]}
+    for i, layer in enumerate(layers):
+        assert layer.config() == header["layers"][i]["config"]
+        np.testing.assert_array_equal(layer.W, arrays[f"layers.{i}.W"])
+        np.testing.assert_array_equal(layer.b, arrays[f"layers.{i}.b"])
+    net = fastnn.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(net.layers[1].W, arrays["layers.1.W"])
+
+
+def _layer(i, **changes):
+    """A mutation of the header's layers[i] entry; a dict ``config`` is merged into it."""
+    def mutate(h, a):
+        entry = h["layers"][i]
+        for key, value in changes.items():
+            entry[key] = ({**entry[key], **value} if key == "config" and isinstance(value, dict)
+                          else value)
+    return mutate
+
+
+def _drop_config_key(i, key):
+    return lambda h, a: h["layers"][i]["config"].pop(key)
+
+
+# case: (mutation of header and arrays, what the message says)
+TAMPERED_V2 = {
+    "kind_unknown": (_layer(0, kind="conv3d"), r"layers\[0\]: unknown layer kind 'conv3d'"),
+    "kind_missing": (lambda h, a: h["layers"][1].pop("kind"), r"layers\[1\] must be an object"),
+    "kind_not_str": (_layer(0, kind=["dense"]), "unknown layer kind"),
+    "config_missing": (lambda h, a: h["layers"][0].pop("config"), r"layers\[0\] must be"),
+    "config_list": (_layer(0, config=[3, 4]), r"layers\[0\] \(dense\): the config must be"),
+    "config_null": (_layer(0, config=None), "the config must be a JSON object"),
+    "config_missing_arg": (_drop_config_key(0, "n_out"), r"layers\[0\] \(dense\): bad config"),
+    "config_extra_arg": (_layer(1, config={"bias": False}), r"layers\[1\] \(dense\): bad config"),
+    "config_negative": (_layer(0, config={"n_out": -4}), "bad config"),
+    "config_bool": (_layer(0, config={"n_out": True}), "bad config"),
+    "config_float": (_layer(0, config={"n_out": 4.0}), "bad config"),
+    "config_activation": (_layer(0, config={"activation": "gelu"}), "bad config"),
+    "not_chaining": (lambda h, a: (_layer(1, config={"n_in": 5})(h, a),
+                                   a.update({"layers.1.W": np.zeros((5, 2))})),
+                     r"layers\[1\] \(dense\) does not fit the shape \(4,\)"),
+    "input_shape_wrong": (lambda h, a: h.update(input_shape=[4]),
+                          r"layers\[0\] \(dense\) does not fit"),
+    "input_shape_missing": (lambda h, a: h.pop("input_shape"), "'input_shape' must be"),
+    "input_shape_empty": (lambda h, a: h.update(input_shape=[]), "'input_shape' must be"),
+    "input_shape_4d": (lambda h, a: h.update(input_shape=[1, 1, 1, 3]), "'input_shape' must be"),
+    "input_shape_zero": (lambda h, a: h.update(input_shape=[0]), "'input_shape' must be"),
+    "input_shape_bool": (lambda h, a: h.update(input_shape=[True]), "'input_shape' must be"),
+    "input_shape_float": (lambda h, a: h.update(input_shape=[3.0]), "'input_shape' must be"),
+    "input_shape_int": (lambda h, a: h.update(input_shape=3), "'input_shape' must be"),
+    "input_shape_huge": (lambda h, a: h.update(input_shape=[2**16, 2**16]),
+                         "'input_shape' must be"),
+    "layers_missing": (lambda h, a: h.pop("layers"), "'layers' must be a non-empty list"),
+    "layers_empty": (lambda h, a: h.update(layers=[]), "'layers' must be a non-empty list"),
+    "layers_object": (lambda h, a: h.update(layers={"0": h["layers"][0]}), "'layers' must be"),
+    "layer_string": (lambda h, a: h["layers"].__setitem__(0, "dense"), r"layers\[0\] must be"),
+    "too_many_layers": (lambda h, a: h.update(layers=[h["layers"][1]] * (MAX_LAYERS + 1)),
+                        f"{MAX_LAYERS + 1} layers; a model holds at most {MAX_LAYERS}"),
+    "loss_unknown": (lambda h, a: h.update(loss="hinge"), "'loss' must be"),
+    "dtype_float16": (lambda h, a: h.update(dtype="float16"), "'dtype' must be"),
+    "dtype_disagrees": (lambda h, a: h.update(dtype="float32"), "expected float32"),
+    "version_true": (lambda h, a: h.update(version=True), "format version True"),
+    "version_float": (lambda h, a: h.update(version=2.0), "format version 2.0"),
+    "arrays_named_as_format_1": (lambda h, a: a.update(
+        {f"{k[-1]}{k[7]}": a.pop(k) for k in list(a)}), "do not match the header"),
+    "extra_array": (lambda h, a: a.update({"layers.2.W": np.zeros((2, 2))}), "holds 6 arrays"),
+    "missing_array": (lambda h, a: a.pop("layers.1.b"), "holds 4 arrays"),
+    "renamed_array": (lambda h, a: a.update({"layers.1.bias": a.pop("layers.1.b")}),
+                      r"\['layers.1.bias.npy'\] found instead of \['layers.1.b.npy'\]"),
+    "array_shape": (lambda h, a: a.update({"layers.0.W": np.zeros((4, 3))}),
+                    r"layers.0.W holds float64 of shape \(4, 3\), expected"),
+    "array_nan": (lambda h, a: a["layers.1.W"].__setitem__((0, 0), np.nan),
+                  "layers.1.W: W contains NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_V2))
+def test_tampered_format_2_file_is_refused(case, tmp_path):
+    header, arrays = _good_parts_v2()
+    mutate, message = TAMPERED_V2[case]
+    mutate(header, arrays)
+    path = tmp_path / "tampered.npz"
+    _write_model(path, header, arrays)
+    with pytest.raises(ModelFileError, match=message):
+        read_model(path)
+    with pytest.raises(ModelFileError, match=message):
+        fastnn.load(path)
+
+
+# Headers that claim more than a machine holds, with arrays of a few bytes: each is
+# refused from its header, before any member is read.
+HUGE_HEADERS = {
+    "params": (lambda h: h.update(input_shape=[10**6], layers=[
+        {"kind": "dense", "config": {"n_in": 10**6, "n_out": 10**6, "activation": "tanh"}}]),
+               "parameters, more than a model file may hold"),
+    "output": (lambda h: h["layers"][0]["config"].update(n_out=10**12),
+               r"gives samples of shape \(1000000000000,\)"),
+    "int_of_400_digits": (lambda h: h["layers"][0]["config"].update(n_out=10**400),
+                          "gives samples of shape"),
+    "input": (lambda h: h.update(input_shape=[10**12]), "'input_shape' must be"),
+    "many_layers": (lambda h: h.update(layers=[{"kind": "dense", "config": {
+        "n_in": 2**15, "n_out": 2**15}}] * 3, input_shape=[2**15]),
+        "parameters, more than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_HEADERS))
+def test_huge_format_2_header_is_refused_without_allocating(case, tmp_path):
+    header, arrays = _good_parts_v2()
+    mutate, message = HUGE_HEADERS[case]
+    mutate(header)
+    path = tmp_path / "huge.npz"
+    _write_model(path, header, arrays)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=message):
+            read_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"refusing a {path.stat().st_size}-byte file cost {peak} bytes"
+
+
+# ---------------------------------------------------------------- the io module's own API
+
+
+class _Flatten(Layer):
+    """A parameterless layer of another kind, registered by the tests that use it."""
+
+    kind = "test_flatten"
+
+    def build(self, in_shape):
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (int(np.prod(in_shape)),)
+        return self.out_shape
+
+    def config(self):
+        return {}
+
+
+@pytest.fixture
+def flatten_kind(monkeypatch):
+    monkeypatch.setitem(LAYER_CLASSES, _Flatten.kind, _Flatten)
+
+
+def _flatten_model(dtype, seed=0):
+    """A header and layers: (2, 3, 4) samples, flattened, then Dense 24-5-2."""
+    rng = np.random.default_rng(seed)
+    layers = [_Flatten(), Dense(24, 5, "tanh"), Dense(5, 2)]
+    for layer in layers:
+        layer.dtype = np.dtype(dtype)
+        for name, shape in layer.param_shapes().items():
+            setattr(layer, name, rng.standard_normal(shape))
+    return {"loss": "mse", "dtype": str(np.dtype(dtype)), "input_shape": [2, 3, 4]}, layers
+
+
+def test_write_model_read_model_round_trip_with_any_layer_kind(flatten_kind, dtype, tmp_path):
+    header, layers = _flatten_model(dtype)
+    path = tmp_path / "model.npz"
+    write_model(path, header, layers)
+    with np.load(path) as data:  # a parameterless layer has no member
+        assert set(data.files) == {"header", "layers.1.W", "layers.1.b",
+                                   "layers.2.W", "layers.2.b"}
+        stored = json.loads(data["header"].tobytes())
+    assert stored["layers"][0] == {"kind": "test_flatten", "config": {}}
+    assert stored["input_shape"] == [2, 3, 4]
+    info, loaded = read_model(path)
+    assert info == header
+    assert [type(layer) for layer in loaded] == [_Flatten, Dense, Dense]
+    assert [(layer.in_shape, layer.out_shape) for layer in loaded] == \
+        [((2, 3, 4), (24,)), ((24,), (5,)), ((5,), (2,))]
+    for a, b in zip(layers, loaded):
+        assert b.config() == a.config() and b.dtype == np.dtype(dtype)
+        for pa, pb in zip(a.params(), b.params()):
+            assert pb.dtype == pa.dtype and pb.flags.c_contiguous
+            np.testing.assert_array_equal(pa, pb)
+
+
+class _Other(_Flatten):
+    kind = "not_registered"
+
+
+# case: (mutation of a good header and layers, the error, what its message says)
+UNWRITABLE = {
+    "kind_unknown": (lambda h, ls: ls.__setitem__(0, _Other()), ValueError,
+                     r"cannot write this model: layers\[0\]: unknown layer kind "
+                     r"'not_registered'"),
+    "not_a_layer": (lambda h, ls: ls.__setitem__(0, "flatten"), TypeError,
+                    r"layers\[0\] must be a fastnn layer"),
+    "not_chaining": (lambda h, ls: h.update(input_shape=[25]), ValueError,
+                     r"layers\[1\] \(dense\) does not fit the shape \(25,\)"),
+    "dtype_of_layers": (lambda h, ls: h.update(dtype="float64"), TypeError,
+                        r"layers\[1\]\.W is float32 but this network is float64: the layer "
+                        "is shared"),
+    "param_not_set": (lambda h, ls: setattr(ls[2], "_b", None), ValueError,
+                      r"layers\[2\]\.b is not set"),
+    "loss": (lambda h, ls: h.update(loss="hinge"), ValueError, "'loss' must be"),
+    "dtype": (lambda h, ls: h.update(dtype="int8"), ValueError, "'dtype' must be"),
+    "input_shape": (lambda h, ls: h.update(input_shape=None), ValueError,
+                    "'input_shape' must be"),
+    "header": (lambda h, ls: h.clear(), ValueError, "'loss' must be"),
+    "config_not_json": (lambda h, ls: setattr(ls[1], "n_out", np.int64(5)), TypeError,
+                        "the header is not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNWRITABLE))
+def test_write_model_refuses_before_writing(case, flatten_kind, tmp_path):
+    mutate, error, message = UNWRITABLE[case]
+    header, layers = _flatten_model("float32")
+    mutate(header, layers)
+    with pytest.raises(error, match=message):
+        write_model(tmp_path / "model.npz", header, layers)
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_param_dtypes():
+    header, layers = _flatten_model("float64")
+    check_param_dtypes(layers, "float64")
+    check_param_dtypes(layers, np.float64)
+    with pytest.raises(TypeError, match=r"layers\[1\]\.W is float64 but this network is "
+                                        r"float32: .* \(copy\.deepcopy\)"):
+        check_param_dtypes(layers, "float32")
+
+
+def test_json_refuses_a_layer_that_is_not_dense(flatten_kind, tmp_path):
+    header, layers = _flatten_model("float64")
+    message = (r"to_json writes the tutorials' dense-only format; layers\[0\] is a _Flatten: "
+               r"use save\(\) for this network")
+    with pytest.raises(ValueError, match=message):
+        model_to_json(header, layers)
+    with pytest.raises(ValueError, match=message):
+        write_json(tmp_path / "model.json", header, layers)
+    assert os.listdir(tmp_path) == []
+
+
+def test_json_text_is_the_tutorials_format_unchanged(dtype, tmp_path):
+    # Key for key and number for number what to_json wrote before format 2.
+    net, _ = _trained("softmax_fused", dtype)
+    expected = json.dumps({
+        "sizes": [3, 5, 2],
+        "weights": [layer.W.T.tolist() for layer in net.layers],
+        "biases": [layer.b[:, None].tolist() for layer in net.layers],
+        "cost": "SoftmaxCrossEntropyCost",
+        "activations": ["tanh", "softmax"],
+        "loss": "softmax_cross_entropy",
+        "dtype": str(np.dtype(dtype)),
+    })
+    header = {"loss": net.loss, "dtype": str(net.dtype), "input_shape": [3]}
+    assert model_to_json(header, net.layers) == expected
+    assert net.to_json() == expected
+    write_json(tmp_path / "model.json", header, net.layers)
+    assert (tmp_path / "model.json").read_text() == expected
+    info, layers = model_from_json(expected)
+    assert info == header
+    for a, b in zip(net.layers, layers):
+        assert (b.config(), b.in_shape, b.out_shape) == (a.config(), (a.n_in,), (a.n_out,))
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+        assert b.W.dtype == np.dtype(dtype)
+
+
+def _module_level_imports(tree):
+    """The modules imported by the statements of ``tree`` that run when it is imported:
+    at the top level and in the blocks under it (``if TYPE_CHECKING:``, ``try:``), not
+    inside functions or classes."""
+    names = []
+    for node in tree.body:
+        for sub in ast.walk(node) if not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ():
+            if isinstance(sub, ast.Import):
+                names += [alias.name for alias in sub.names]
+            elif isinstance(sub, ast.ImportFrom):
+                names += [f"{sub.module}.{alias.name}" for alias in sub.names]
+                names.append(sub.module or "")
+    return names
+
+
+def test_io_does_not_import_the_network_module():
+    source = (Path(fastnn.io.__file__)).read_text(encoding="utf-8")
+    imported = _module_level_imports(ast.parse(source))
+    assert "numpy" in imported and "fastnn.layers" in imported  # the walk sees imports
+    assert not [name for name in imported if "network" in name.split(".")], imported
+
+
+def test_io_works_with_the_network_module_blocked(tmp_path):
+    # fastnn/__init__.py imports the network module, so the package is stood in for
+    # by an empty one of the same path; importing fastnn.network then fails.
+    script = textwrap.dedent("""
+        import importlib.util, sys, types
+        spec = importlib.util.find_spec("fastnn")
+        package = types.ModuleType("fastnn")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["fastnn"] = package
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "fastnn.network":
+                    raise ImportError("fastnn.network is blocked")
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import fastnn.io as fio
+        from fastnn.layers import Dense
+
+        layer = Dense(3, 2, "tanh")
+        layer.W = np.arange(6.0).reshape(3, 2)
+        layer.b = np.ones(2)
+        header = {"loss": "mse", "dtype": "float64", "input_shape": [3]}
+        fio.write_model(sys.argv[1], header, [layer])
+        info, (loaded,) = fio.read_model(sys.argv[1])
+        assert info == header and (loaded.W == layer.W).all() and (loaded.b == 1).all()
+        assert fio.model_from_json(fio.model_to_json(header, [layer]))[0] == header
+        assert "fastnn.network" not in sys.modules
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.npz")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("form", ["json", "bom", "spaces", "list"])

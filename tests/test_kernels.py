@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import RTOL, assert_close
 
+from fastnn.layers import Dense
 from fastnn.ops import ACTIVATIONS, CompiledOps, NumpyOps, TrainingPlan
 from fastnn.optim import SGD, Adam
 
@@ -364,14 +365,26 @@ def _random_net(rng, sizes, dtype, acts=None):
     return W, b, acts
 
 
+def _layers(W, b, acts, dtype):
+    """Dense layers holding copies of W and b (the whole-network ops take built layers)."""
+    layers = []
+    for Wl, bl, act in zip(W, b, acts):
+        layer = Dense(*Wl.shape, act)
+        layer.dtype = np.dtype(dtype)
+        layer.W, layer.b = Wl, bl
+        layer.build((Wl.shape[0],))
+        layers.append(layer)
+    return layers
+
+
 @pytest.mark.parametrize("output", ["raw", "softmax", "sigmoid"])
 @pytest.mark.parametrize("sizes", [[3, 1], [1, 4, 2], [5, 7, 6, 3], [4, 1, 1, 2]])
 @pytest.mark.parametrize("n,chunk", [(1, 1024), (10, 4), (10, 10), (9, 1), (50, 1024)])
 def test_forward_chunks_matches(output, sizes, n, chunk, dtype, rng):
     W, b, acts = _random_net(rng, sizes, dtype)
     X = randn(rng, (n, sizes[0]), dtype)
-    got = C.forward_chunks(X, W, b, acts, 1.0, output, chunk)
-    want = P.forward_chunks(X, W, b, acts, 1.0, output, chunk)
+    got = C.forward_chunks(X, _layers(W, b, acts, dtype), acts, 1.0, output, chunk)
+    want = P.forward_chunks(X, _layers(W, b, acts, dtype), acts, 1.0, output, chunk)
     assert got.shape == (n, sizes[-1]) and got.dtype == dtype
     assert_close(got, want, dtype)
     # The same as one unchunked forward pass.
@@ -387,23 +400,24 @@ def test_forward_chunks_uint8_with_scale(output, dtype, rng):
     W, b, acts = _random_net(rng, [6, 5, 3], dtype)
     X8 = rng.integers(0, 256, (23, 6)).astype(np.uint8)
     scale = 1 / 255
-    got = C.forward_chunks(X8, W, b, acts, scale, output, 5)
-    want = P.forward_chunks(X8, W, b, acts, scale, output, 5)
+    got = C.forward_chunks(X8, _layers(W, b, acts, dtype), acts, scale, output, 5)
+    want = P.forward_chunks(X8, _layers(W, b, acts, dtype), acts, scale, output, 5)
     assert_close(got, want, dtype)
-    as_float = P.forward_chunks((X8 * dtype.type(scale)).astype(dtype), W, b, acts, 1.0,
-                                output, 5)
+    as_float = P.forward_chunks((X8 * dtype.type(scale)).astype(dtype),
+                                _layers(W, b, acts, dtype), acts, 1.0, output, 5)
     assert_close(got, as_float, dtype)
     # A scale on float input too.
     Xf = X8.astype(dtype)
-    assert_close(C.forward_chunks(Xf, W, b, acts, scale, output, 7), want, dtype)
+    assert_close(C.forward_chunks(Xf, _layers(W, b, acts, dtype), acts, scale, output, 7), want,
+                 dtype)
 
 
 @pytest.mark.parametrize("kind", ["fortran", "strided"])
 def test_forward_chunks_non_contiguous_input(kind, dtype, rng):
     W, b, acts = _random_net(rng, [4, 6, 2], dtype)
     X = randn(rng, (11, 4), dtype)
-    want = P.forward_chunks(X, W, b, acts, 1.0, "raw", 3)
-    got = C.forward_chunks(layout(X, kind), W, b, acts, 1.0, "raw", 3)
+    want = P.forward_chunks(X, _layers(W, b, acts, dtype), acts, 1.0, "raw", 3)
+    got = C.forward_chunks(layout(X, kind), _layers(W, b, acts, dtype), acts, 1.0, "raw", 3)
     assert_close(got, want, dtype)
 
 
@@ -413,14 +427,14 @@ def test_forward_chunks_input_of_another_dtype(x_dtype, scale, dtype, rng):
     # X is converted to the network's dtype (and scaled) as it is read.
     W, b, acts = _random_net(rng, [3, 4, 2], dtype)
     X = rng.integers(0, 100, (9, 3)).astype(x_dtype)
-    want = P.forward_chunks(X.astype(dtype), W, b, acts, scale, "raw", 4)
+    want = P.forward_chunks(X.astype(dtype), _layers(W, b, acts, dtype), acts, scale, "raw", 4)
     for ops in (C, P):
-        got = ops.forward_chunks(X, W, b, acts, scale, "raw", 4)
+        got = ops.forward_chunks(X, _layers(W, b, acts, dtype), acts, scale, "raw", 4)
         assert got.dtype == dtype
         assert_close(got, want, dtype)
 
 
-# ---------------------------------------------------------------- train_epoch
+# ---------------------------------------------------------------- train_batches
 
 LOSS_CASES = {
     "softmax_labels": ("softmax_cross_entropy", True),
@@ -453,7 +467,7 @@ def _targets(rng, case, n, c, dtype):
 @pytest.mark.parametrize("n,batch_size", [(23, 5), (7, 7), (5, 1), (30, 64)])
 @pytest.mark.parametrize("sizes", [[4, 6, 3], [1, 1, 2], [3, 2], [2, 5, 1, 3]],
                          ids=["4-6-3", "1-1-2", "3-2", "2-5-1-3"])
-def test_train_epoch_matches(case, opt, n, batch_size, sizes, dtype, rng):
+def test_train_batches_matches(case, opt, n, batch_size, sizes, dtype, rng):
     hidden = ["tanh", "relu", "sigmoid"][:len(sizes) - 2]
     W0, b0, acts = _random_net(rng, sizes, dtype, acts=hidden + ["identity"])
     X = randn(rng, (n, sizes[0]), dtype)
@@ -463,12 +477,12 @@ def test_train_epoch_matches(case, opt, n, batch_size, sizes, dtype, rng):
     bs = min(batch_size, n)
     results = {}
     for ops in (C, P):
-        W = [w.copy() for w in W0]
-        b = [x.copy() for x in b0]
+        layers = _layers(W0, b0, acts, dtype)
+        W, b = [layer.W for layer in layers], [layer.b for layer in layers]
         optimizer = OPTIMIZERS[opt]()
-        optimizer.prepare(W, b)
-        plan = TrainingPlan(W, b, acts, loss, optimizer, bs, use_labels=use_labels)
-        total, done, bad = ops.train_epoch(X, y, order, plan, 1.0)
+        optimizer.prepare([p for layer in layers for p in layer.params()])
+        plan = TrainingPlan(layers, acts, loss, optimizer, bs, X, y)
+        total, done, bad = ops.train_batches(plan, order, 0, n)
         results[ops.name] = (W, b, total, done, bad, optimizer)
     (Wc, bc, tc, dc, badc, oc), (Wp, bp, tp, dp, badp, op) = results["compiled"], results["numpy"]
     assert (dc, badc) == (n, -1) and (dp, badp) == (n, -1)
@@ -481,37 +495,37 @@ def test_train_epoch_matches(case, opt, n, batch_size, sizes, dtype, rng):
         assert oc.step_count == op.step_count == -(-n // bs)
 
 
-def test_train_epoch_uint8_input_with_scale(dtype, rng):
+def test_train_batches_uint8_input_with_scale(dtype, rng):
     W0, b0, acts = _random_net(rng, [5, 4, 3], dtype)
     X8 = rng.integers(0, 256, (19, 5)).astype(np.uint8)
     y = rng.integers(0, 3, 19).astype(np.intp)
     order = rng.permutation(19).astype(np.intp)
     res = []
     for ops in (C, P):
-        W, b = [w.copy() for w in W0], [x.copy() for x in b0]
+        layers = _layers(W0, b0, acts, dtype)
+        params = [p for layer in layers for p in layer.params()]
         opt = SGD(lr=0.1, momentum=0.5)
-        opt.prepare(W, b)
-        plan = TrainingPlan(W, b, acts, "softmax_cross_entropy", opt, 4, use_labels=True)
-        ops.train_epoch(X8, y, order, plan, 1 / 255)
-        res.append(W + b)
+        opt.prepare(params)
+        plan = TrainingPlan(layers, acts, "softmax_cross_entropy", opt, 4, X8, y, 1 / 255)
+        ops.train_batches(plan, order, 0, 19)
+        res.append(params)
     for got, want in zip(*res):
         assert_close(got, want, dtype, rtol=RTOL[dtype] * 10)
 
 
-def test_train_epoch_stops_at_non_finite_loss(backend):
+def test_train_batches_stops_at_non_finite_loss(backend):
     ops = C if backend == "compiled" else P
-    W = [np.full((2, 1), 1e200)]
-    b = [np.zeros(1)]
-    W_before = W[0].copy()
+    layers = _layers([np.full((2, 1), 1e200)], [np.zeros(1)], ["identity"], np.float64)
+    W_before = layers[0].W.copy()
     opt = SGD(lr=0.1)
-    opt.prepare(W, b)
-    plan = TrainingPlan(W, b, ["identity"], "mse", opt, 2, use_labels=False)
+    opt.prepare(layers[0].params())
     X = np.array([[1e200, 1e200], [1.0, 1.0], [1.0, 1.0]])
     y = np.zeros((3, 1))
+    plan = TrainingPlan(layers, ["identity"], "mse", opt, 2, X, y)
     with np.errstate(over="ignore", invalid="ignore"):
-        total, done, bad = ops.train_epoch(X, y, np.arange(3, dtype=np.intp), plan, 1.0)
+        total, done, bad = ops.train_batches(plan, np.arange(3, dtype=np.intp), 0, 3)
     assert bad == 0 and done == 0
-    np.testing.assert_array_equal(W[0], W_before)  # the bad batch was not applied
+    np.testing.assert_array_equal(layers[0].W, W_before)  # the bad batch was not applied
 
 
 # ---------------------------------------------------------------- numerical stability
@@ -580,5 +594,5 @@ def test_forward_chunks_stable_for_huge_logits(ops, dtype):
     b = [np.zeros(3, dtype=dtype)]
     X = np.array([[1.0], [-1.0]], dtype=dtype)
     for output in ("softmax", "sigmoid"):
-        out = ops.forward_chunks(X, W, b, ["identity"], 1.0, output)
+        out = ops.forward_chunks(X, _layers(W, b, ["identity"], dtype), ["identity"], 1.0, output)
         assert np.isfinite(out).all()

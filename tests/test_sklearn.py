@@ -31,7 +31,8 @@ from fastnn.sklearn import (  # noqa: E402
     _resolve_n_threads,
     _thread_limits,
 )
-from fastnn.threads import MAX_THREADS, _threads  # noqa: E402
+from fastnn._core import _threads  # noqa: E402
+from fastnn.threads import MAX_THREADS  # noqa: E402
 
 # ---------------------------------------------------------------- scikit-learn's checks
 
@@ -763,7 +764,7 @@ def mapped(multiclass, tmp_path):
     loaded = joblib.load(path, mmap_mode="r")
     # The precondition of the tests: parameters and optimizer state are read-only maps.
     assert not loaded.coefs_[0].flags.writeable
-    assert not loaded._optimizer.state1_W[0].flags.writeable
+    assert not loaded._optimizer.state[0][0].flags.writeable
     return clf, loaded
 
 

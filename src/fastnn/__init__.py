@@ -4,9 +4,9 @@
 >>> net = fastnn.Network.mlp([784, 128, 10], activation="relu", loss="softmax_cross_entropy")
 """
 
-from fastnn.io import ModelFileError, load
+from fastnn.io import ModelFileError
 from fastnn.layers import Dense
-from fastnn.network import History, Network, Neuron
+from fastnn.network import History, Network, Neuron, load
 from fastnn.optim import SGD, Adam
 from fastnn.threads import get_num_threads, set_num_threads
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,11 +13,16 @@ import numpy as np
 
 from fastnn import _fit_guard
 from fastnn import _validation as v
-from fastnn.layers import Dense
-from fastnn.ops import LOSSES, TrainingPlan, get_ops
+from fastnn._codes import LOSSES
+from fastnn.layers import Dense, Layer
+from fastnn import io as model_io
+from fastnn.ops import BACKENDS, TrainingPlan, get_ops
 from fastnn.optim import SGD, Optimizer
+from fastnn.threads import ThreadChooser, chunk_thread_chooser, core_blas
 
-MAX_LAYERS = 64  # the compiled core keeps per-layer pointers in fixed tables (_train.pyx)
+# Chunks of a compiled epoch: about this long, so that Ctrl-C, progress and
+# callbacks are handled within a fraction of a second, at a negligible cost.
+CHUNK_SECONDS = 0.1
 
 
 @dataclass
@@ -56,8 +62,9 @@ class Network:
 
     Parameters
     ----------
-    layers : sequence of Dense
-        The layers, in order; each one's ``n_in`` must equal the previous ``n_out``.
+    layers : sequence of Layer
+        The layers, in order; each must accept the previous one's output
+        (a Dense layer's ``n_in`` equals the previous ``n_out``).
     loss : str, default "mse"
         "mse" (mean over all elements), "binary_cross_entropy" (sigmoid fused,
         mean over elements) or "softmax_cross_entropy" (softmax fused, mean over
@@ -70,6 +77,8 @@ class Network:
         Seeds the network's own random generator (initialisation and shuffling).
     backend : {"compiled", "numpy"}, default "compiled"
         "numpy" runs everything on the plain-NumPy reference ops.
+    input_shape : tuple of int, optional
+        The shape of one sample; by default ``(layers[0].n_in,)``.
 
     Examples
     --------
@@ -80,20 +89,17 @@ class Network:
     (2, 10)
     """
 
-    def __init__(self, layers: Sequence[Dense], loss: str = "mse", dtype: Any = "float32",
-                 seed: int | None = None, backend: str = "compiled") -> None:
+    def __init__(self, layers: Sequence[Layer], loss: str = "mse", dtype: Any = "float32",
+                 seed: int | None = None, backend: str = "compiled",
+                 input_shape: Sequence[int] | None = None) -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
-        if len(layers) > MAX_LAYERS:
-            raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {len(layers)}")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {type(layer).__name__}")
-            if i and layer.n_in != layers[i - 1].n_out:
-                raise ValueError(f"layers[{i}] takes {layer.n_in} inputs, but layers[{i - 1}] "
-                                 f"gives {layers[i - 1].n_out} outputs")
-        if loss not in LOSSES:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a fastnn layer (Dense, ...), "
+                                f"got {type(layer).__name__}")
+        if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
         self.layers = layers
         self.loss = loss
@@ -101,16 +107,47 @@ class Network:
         self.seed = seed
         self.backend = backend
         self._ops = get_ops(backend)
+        self.input_shape = self._build(input_shape)
         self._rng = np.random.default_rng(seed)
         self.optimizer: Optimizer | None = None
+        # Per batch size, as measured by earlier fits: batches per chunk, and thread choice.
+        self._chunk_batches: dict[int, int] = {}
+        self._choosers: dict[int, ThreadChooser] = {}
         self._compute_activations = self._fused_activations()
         for layer in layers:
-            if layer.W is None:
+            if layer.param_names and getattr(layer, layer.param_names[0]) is None:
                 layer.initialize(self._rng, self.dtype)
             else:
                 layer.set_dtype(self.dtype)
-                if layer.b is None:
-                    layer.b = np.zeros(layer.n_out)
+                for name, shape in layer.param_shapes().items():
+                    if getattr(layer, name) is None:  # weights given without biases
+                        setattr(layer, name, np.zeros(shape))
+
+    def _build(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+        """Build each layer from the previous one's output shape; return the input shape."""
+        if input_shape is None:
+            first = self.layers[0]
+            if not hasattr(first, "n_in"):
+                raise ValueError(f"input_shape is needed: layers[0] ({type(first).__name__}) "
+                                 "does not say how many inputs it takes")
+            input_shape = (first.n_in,)
+        try:
+            shape = tuple(int(d) for d in input_shape)
+            if any(isinstance(d, bool) or int(d) != d for d in input_shape):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise TypeError(f"input_shape must be a tuple of positive integers, "
+                            f"got {input_shape!r}") from None
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape must be a tuple of positive integers, got {shape}")
+        out = shape
+        for i, layer in enumerate(self.layers):
+            try:
+                out = layer.build(out)
+            except ValueError as exc:
+                where = "the input" if i == 0 else f"layers[{i - 1}]"
+                raise ValueError(f"layers[{i}] does not fit {where}: {exc}") from None
+        return shape
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "mse",
@@ -157,21 +194,17 @@ class Network:
 
     @property
     def n_inputs(self) -> int:
-        """Number of input features."""
-        return self.layers[0].n_in
+        """Number of input features (of one sample, flattened)."""
+        return math.prod(self.input_shape)
 
     @property
     def n_outputs(self) -> int:
         """Number of outputs of the last layer."""
-        return self.layers[-1].n_out
+        return math.prod(self.layers[-1].out_shape)
 
-    @property
-    def _W(self) -> list[np.ndarray]:
-        return [layer.W for layer in self.layers]
-
-    @property
-    def _b(self) -> list[np.ndarray]:
-        return [layer.b for layer in self.layers]
+    def _params(self) -> list[np.ndarray]:
+        """Every parameter array, layer by layer in ``param_names`` order (W, b, ...)."""
+        return [p for layer in self.layers for p in layer.params()]
 
     # ------------------------------------------------------------ input handling
 
@@ -269,7 +302,7 @@ class Network:
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a tuple (X_val, y_val)") from None
             X_val, _ = self._check_X(X_val, keep_uint8=True)
-            y_val = self._check_y(y_val, X_val.shape[0])
+            validation_data = (X_val, self._check_y(y_val, X_val.shape[0]))
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.1)
         if not isinstance(optimizer, Optimizer):
@@ -279,63 +312,105 @@ class Network:
         with _fit_guard.claim([(self, "this network"), (optimizer, "the optimizer")]
                               + [(layer, f"layers[{i}]") for i, layer in enumerate(self.layers)]):
             optimizer.check()
-            self._check_param_dtypes()
+            model_io.check_param_dtypes(self.layers, self.dtype)
             for layer in self.layers:
                 layer._make_writeable()
             self.optimizer = optimizer
-            optimizer.prepare(self._W, self._b)
+            optimizer.prepare(self._params())
             bs = n if batch_size is None else min(batch_size, n)
-            plan = TrainingPlan(self._W, self._b, self._compute_activations, self.loss,
-                                optimizer, bs, use_labels=(y.ndim == 1))
+            plan = TrainingPlan(self.layers, self._compute_activations, self.loss, optimizer, bs,
+                                X, y, input_scale, sample_weight)
             history = History()
-            previous = None  # (weights before it, order) of the last epoch, for recovery
-            for epoch in range(epochs):
-                order = self._rng.permutation(n) if shuffle else np.arange(n)
-                order = order.astype(np.intp, copy=False)
-                saved = self._snapshot()
-                t0 = time.perf_counter()
-                total, done, bad = self._ops.train_epoch(X, y, order, plan, input_scale,
-                                                         sample_weight)
-                elapsed = time.perf_counter() - t0
-                if bad >= 0 or not self._finite():
-                    self._restore(saved)
-                    bad = self._recover(X, y, order, previous, plan, input_scale,
-                                        sample_weight)
-                    raise FloatingPointError(
-                        f"the loss or the weights became NaN or infinite in epoch {epoch + 1} "
-                        f"at the batch starting at sample {bad} of the epoch; training stopped "
-                        "and the weights are the last ones whose training loss was finite "
-                        "(try a smaller learning rate)")
-                previous = (saved, order)
-                history.loss.append(total / done)
-                history.epoch_time.append(elapsed)
-                if validation_data is not None:
-                    scores = self._evaluate_checked(X_val, y_val, input_scale)
-                    history.val_loss.append(scores["loss"])
-                    if "accuracy" in scores:
-                        history.val_accuracy.append(scores["accuracy"])
-                if verbose:
-                    self._report(epoch, epochs, history, n, elapsed)
+            chooser = self._thread_chooser(bs)
+            blas_threads = core_blas().get()
+            try:
+                self._fit_epochs(plan, history, epochs, shuffle, chooser, validation_data,
+                                 verbose)
+            finally:
+                if chooser is not None:
+                    core_blas().set(blas_threads)  # as the fit found it
         return history
 
-    def _check_param_dtypes(self) -> None:
-        for i, layer in enumerate(self.layers):
-            for name in ("W", "b"):
-                arr = getattr(layer, name)
-                if arr.dtype != self.dtype:
-                    raise TypeError(
-                        f"layers[{i}].{name} is {arr.dtype} but this network is {self.dtype}: "
-                        "the layer is shared with a network of another dtype, which converted "
-                        "it; give each network its own layers (copy.deepcopy)")
+    def _thread_chooser(self, batch_size: int) -> ThreadChooser | None:
+        """This fit's chooser of BLAS threads: what earlier fits learnt, when it still applies."""
+        fresh = chunk_thread_chooser()
+        if fresh is None:
+            return None
+        known = self._choosers.get(batch_size)
+        if known is None or known.options != fresh.options:
+            self._choosers[batch_size] = known = fresh
+        return known
+
+    def _fit_epochs(self, plan: TrainingPlan, history: History, epochs: int, shuffle: bool,
+                    chooser: ThreadChooser | None, validation_data: tuple | None,
+                    verbose: int) -> None:
+        """The epochs of ``fit``, recorded into ``history``."""
+        n = plan.X.shape[0]
+        previous = None  # (weights before it, order) of the last epoch, for recovery
+        for epoch in range(epochs):
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            order = order.astype(np.intp, copy=False)
+            saved = self._snapshot()
+            t0 = time.perf_counter()
+            total, done, bad = self._train_epoch(plan, order, chooser)
+            elapsed = time.perf_counter() - t0
+            if bad >= 0 or not self._finite():
+                self._restore(saved)
+                bad = self._recover(plan, order, previous)
+                raise FloatingPointError(
+                    f"the loss or the weights became NaN or infinite in epoch {epoch + 1} "
+                    f"at the batch starting at sample {bad} of the epoch; training stopped "
+                    "and the weights are the last ones whose training loss was finite "
+                    "(try a smaller learning rate)")
+            previous = (saved, order)
+            history.loss.append(total / done)
+            history.epoch_time.append(elapsed)
+            if validation_data is not None:
+                scores = self._evaluate_checked(*validation_data, plan.x_scale)
+                history.val_loss.append(scores["loss"])
+                if "accuracy" in scores:
+                    history.val_accuracy.append(scores["accuracy"])
+            if verbose:
+                self._report(epoch, epochs, history, n, elapsed)
+
+    def _train_epoch(self, plan: TrainingPlan, order: np.ndarray,
+                     chooser: ThreadChooser | None) -> tuple[float, int, int]:
+        """Train the epoch ``order`` in chunks of batches, each about ``CHUNK_SECONDS`` long.
+
+        Between chunks the interpreter runs: Ctrl-C raises KeyboardInterrupt
+        there, with the weights of the last completed batch. ``chooser`` (None
+        for a fixed count) picks each chunk's BLAS threads. Returns
+        ``(loss_sum, n_done, bad_start)`` as ``train_batches`` does, for the epoch.
+        """
+        bs, n = plan.batch_size, len(order)
+        total, done, pos = 0.0, 0, 0
+        batches = self._chunk_batches.get(bs, 1)
+        blas = core_blas()
+        while pos < n:
+            threads, fraction = chooser.next() if chooser is not None else (0, 1.0)
+            if threads:
+                blas.set(threads)
+            stop = min(n, pos + max(1, int(batches * fraction)) * bs)
+            t0 = time.perf_counter()
+            chunk_total, chunk_done, bad = self._ops.train_batches(plan, order, pos, stop)
+            seconds = time.perf_counter() - t0
+            total += chunk_total
+            done += chunk_done
+            if bad >= 0:
+                return total, done, bad
+            if chooser is not None:
+                chooser.record(threads, seconds, chunk_done)
+            # Size the next chunk from this one's pace, growing at most 4x at a time.
+            per_batch = seconds / -(-(stop - pos) // bs)
+            batches = max(1, min(4 * batches, int(CHUNK_SECONDS / max(per_batch, 1e-7))))
+            pos = stop
+        self._chunk_batches[bs] = batches
+        return total, done, -1
 
     # The state one step changes, so that a diverging epoch can be undone.
-    # (A custom optimizer's own state, beyond the base class's lists, is not covered.)
+    # (A custom optimizer's state beyond ``optimizer.state`` is not covered.)
     def _state_arrays(self) -> list[np.ndarray]:
-        opt = self.optimizer
-        arrays = self._W + self._b
-        for name in ("state1_W", "state1_b", "state2_W", "state2_b"):
-            arrays += getattr(opt, name, [])
-        return arrays
+        return self._params() + [a for per_param in self.optimizer.state for a in per_param]
 
     def _snapshot(self) -> list[np.ndarray | int]:
         return [a.copy() for a in self._state_arrays()] + [getattr(self.optimizer, "step_count", 0)]
@@ -348,9 +423,9 @@ class Network:
             opt.step_count = saved[-1]
 
     def _finite(self) -> bool:
-        return all(np.isfinite(a).all() for a in self._W + self._b)
+        return all(np.isfinite(a).all() for a in self._params())
 
-    def _recover(self, X, y, order, previous, plan, input_scale, sample_weight) -> int:
+    def _recover(self, plan: TrainingPlan, order: np.ndarray, previous) -> int:
         """After a failed epoch, restored to its start: go back to the last finite loss.
 
         Replays the epoch one batch at a time. When a batch's loss is not finite,
@@ -366,8 +441,7 @@ class Network:
         before_last = None  # the state before the last step that was applied
         for start in range(0, len(order), bs):
             saved = self._snapshot()
-            _, _, bad = self._ops.train_epoch(X, y, order[start:start + bs], plan,
-                                              input_scale, sample_weight)
+            _, _, bad = self._ops.train_batches(plan, order, start, min(start + bs, len(order)))
             if bad < 0 and self._finite():
                 before_last = saved
                 continue
@@ -378,10 +452,7 @@ class Network:
             else:
                 prev_saved, prev_order = previous
                 self._restore(prev_saved)
-                last = (len(prev_order) - 1) // bs * bs
-                if last:
-                    self._ops.train_epoch(X, y, prev_order[:last], plan, input_scale,
-                                          sample_weight)
+                self._ops.train_batches(plan, prev_order, 0, (len(prev_order) - 1) // bs * bs)
             return start
         return len(order)  # pragma: no cover - the full epoch failed, so some batch does
 
@@ -400,7 +471,7 @@ class Network:
         # X was checked for everything but finiteness, which the ops check.
         if not (type(input_scale) is float and 0.0 < input_scale < math.inf):  # the usual case, fast
             input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
-        return self._ops.forward_chunks(X, self._W, self._b, self._compute_activations,
+        return self._ops.forward_chunks(X, self.layers, self._compute_activations,
                                         input_scale, kind, check_finite=True)
 
     def predict_proba(self, X: Any, input_scale: float = 1.0) -> np.ndarray:
@@ -474,48 +545,94 @@ class Network:
         scores["accuracy"] = float(np.average(correct, weights=sample_weight))
         return scores
 
-    def loss_and_grads(self, X: Any, y: Any) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+    def loss_and_grads(self, X: Any, y: Any) -> tuple[float, list[tuple[np.ndarray, ...] | None]]:
         """Mean loss on (X, y) and its gradient for every layer, without updating.
 
         Returns
         -------
         loss : float
-        grads : list of (dW, db)
-            One pair per layer, shaped as that layer's W and b.
+        grads : list
+            One entry per layer: ``(dW, db)`` shaped as its parameters, or None
+            for a layer without parameters.
         """
         X, _ = self._check_X(X)
         y = self._check_y(y, X.shape[0])
-        ops = self._ops
-        outs, h = [], X
-        for layer, act in zip(self.layers, self._compute_activations):
-            h = ops.dense_forward(h, layer.W, layer.b, act)
-            outs.append(h)
-        loss, grad = ops.loss(self.loss, h, y)
-        grads: list = [None] * len(self.layers)
-        for l in range(len(self.layers) - 1, -1, -1):
-            inp = X if l == 0 else outs[l - 1]
-            grad, dW, db = ops.dense_backward(inp, self.layers[l].W, outs[l], grad,
-                                              self._compute_activations[l], need_dX=l > 0)
-            grads[l] = (dW, db)
-        return float(loss), grads
+        ctxs = [{} for _ in self.layers]
+        out = self._ops.forward_walk(self.layers, self._compute_activations, X, ctxs, train=False)
+        loss, grad = self._ops.loss(self.loss, out, y)
+        grads = self._ops.backward_walk(self.layers, ctxs, grad)
+        return float(loss), [tuple(g) if g else None for g in grads]
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path: str) -> None:
-        """Write the network to ``path`` as ``.npz`` (atomically; see ``fastnn.load``)."""
-        from fastnn.io import save
-        save(self, path)
+    def _model_header(self) -> dict:
+        return {"loss": self.loss, "dtype": str(self.dtype), "input_shape": list(self.input_shape)}
 
-    def to_json(self, path: str | None = None) -> str:
-        """The network in the tutorials' JSON weight format; written to ``path`` if given."""
-        from fastnn.io import to_json
-        return to_json(self, path)
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the network to ``path`` as an ``.npz`` model file (see ``fastnn.load``).
+
+        Written atomically (a temporary file beside the target, then a rename),
+        through a symlink to its target, keeping the permissions of the file it
+        replaces; see ``fastnn.io.write_model``.
+        """
+        model_io.write_model(path, self._model_header(), self.layers)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The network in the tutorials' JSON weight format; written to ``path`` if given.
+
+        Only dense networks: that format has no other layer kinds (use ``save``).
+        """
+        header = self._model_header()
+        text = model_io.model_to_json(header, self.layers)
+        if path is not None:
+            model_io.write_json(path, header, self.layers)
+        return text
 
     @classmethod
-    def from_json(cls, source: str, backend: str = "compiled") -> "Network":
-        """Read a network from a JSON file path or JSON text (see ``to_json``)."""
-        from fastnn.io import from_json
-        return from_json(source, backend=backend)
+    def from_json(cls, source: str | bytes | os.PathLike, backend: str = "compiled") -> "Network":
+        """Read a network from JSON text (str or bytes) or a JSON file path (see ``to_json``).
+
+        A str whose first non-blank character is ``{`` or ``[`` is JSON text;
+        pass a ``pathlib.Path`` for a file whose name starts so.
+        """
+        _check_backend(backend)
+        header, layers = model_io.model_from_json(source)
+        where = "JSON model" if model_io._is_json_text(source) else os.fsdecode(source)
+        return cls._from_model(header, layers, backend, where)
+
+    @classmethod
+    def _from_model(cls, header: dict, layers: list, backend: str, where: str) -> "Network":
+        try:
+            return cls(layers, loss=header["loss"], dtype=header["dtype"], backend=backend,
+                       input_shape=header["input_shape"])
+        except (ValueError, TypeError) as exc:  # e.g. a softmax on a hidden layer
+            raise model_io.ModelFileError(f"{where}: {exc}") from None
+
+
+def load(path: str | os.PathLike, backend: str = "compiled") -> Network:
+    """Read a network written by ``Network.save``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``.npz`` model file (format 2, or format 1 from earlier versions).
+    backend : {"compiled", "numpy"}
+        Backend of the returned network.
+
+    Raises
+    ------
+    ModelFileError (a ValueError)
+        When the file is not a fastnn model, is truncated or corrupted, or its
+        arrays disagree with its header.
+    """
+    _check_backend(backend)  # before reading: a bad argument is not a damaged file
+    header, layers = model_io.read_model(path)
+    return Network._from_model(header, layers, backend, os.fspath(path))
+
+
+def _check_backend(backend: Any) -> None:
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
 
 
 def _checked_threshold(value: Any) -> float:

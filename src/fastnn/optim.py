@@ -25,32 +25,26 @@ class Optimizer(abc.ABC):
     n_state = 0  # state arrays per parameter
 
     def __init__(self) -> None:
-        self.state1_W: list[np.ndarray] = []
-        self.state1_b: list[np.ndarray] = []
-        self.state2_W: list[np.ndarray] = []
-        self.state2_b: list[np.ndarray] = []
+        # One list per parameter, in the network's order (W, b of each layer in
+        # turn), of n_state arrays shaped like that parameter.
+        self.state: list[list[np.ndarray]] = []
 
-    def prepare(self, W: list[np.ndarray], b: list[np.ndarray]) -> None:
+    def prepare(self, params: list[np.ndarray]) -> None:
         """Create zero state for these parameters, unless state of their shapes exists.
 
         Read-only state (memory-mapped by ``joblib.load``, say) is copied, since
         training updates it in place.
         """
-        for name in ("state1_W", "state1_b", "state2_W", "state2_b"):
-            setattr(self, name, [a if a.flags.writeable else np.array(a, order="C")
-                                 for a in getattr(self, name)])
-        def fits(state, params):
-            return len(state) == len(params) and all(
-                s.shape == p.shape and s.dtype == p.dtype for s, p in zip(state, params))
-
-        if self.n_state >= 1 and not (fits(self.state1_W, W) and fits(self.state1_b, b)):
-            self.state1_W = [np.zeros_like(w) for w in W]
-            self.state1_b = [np.zeros_like(x) for x in b]
+        state = [[a if a.flags.writeable else np.array(a, order="C") for a in per_param]
+                 for per_param in getattr(self, "state", [])]
+        fits = len(state) == len(params) and all(
+            len(s) >= self.n_state and all(a.shape == p.shape and a.dtype == p.dtype
+                                           for a in s[:self.n_state])
+            for s, p in zip(state, params))
+        if not fits:
+            state = [[np.zeros_like(p) for _ in range(self.n_state)] for p in params]
             self._reset()
-        if self.n_state >= 2 and not (fits(self.state2_W, W) and fits(self.state2_b, b)):
-            self.state2_W = [np.zeros_like(w) for w in W]
-            self.state2_b = [np.zeros_like(x) for x in b]
-            self._reset()
+        self.state = state
 
     def _reset(self) -> None:
         pass
@@ -72,8 +66,20 @@ class Optimizer(abc.ABC):
         return type(self).update in (SGD.update, Adam.update)
 
     @abc.abstractmethod
-    def update(self, ops, W, b, dW, db) -> None:
-        """Apply one step to every parameter, in place, through ``ops``."""
+    def update(self, ops, params: list[np.ndarray], grads: list[np.ndarray],
+               decay: list[bool]) -> None:
+        """Apply one step to every parameter, in place, through ``ops``.
+
+        Parameters
+        ----------
+        ops : NumpyOps or CompiledOps
+            The backend's ops (``sgd_update``, ``adam_update``, ...).
+        params, grads : list of ndarray
+            Each parameter and its gradient, in the network's order;
+            ``self.state[i]`` holds parameter i's state.
+        decay : list of bool
+            Whether weight decay acts on each parameter (weights, not biases).
+        """
 
 
 class SGD(Optimizer):
@@ -126,13 +132,10 @@ class SGD(Optimizer):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
                 f"weight_decay={self.weight_decay})")
 
-    def update(self, ops, W, b, dW, db) -> None:
-        for l in range(len(W)):
-            vW = self.state1_W[l] if self.n_state else None
-            vb = self.state1_b[l] if self.n_state else None
-            ops.sgd_update(W[l], dW[l], vW, self.lr, self.momentum, self.nesterov,
-                           self.weight_decay)
-            ops.sgd_update(b[l], db[l], vb, self.lr, self.momentum, self.nesterov, 0.0)
+    def update(self, ops, params, grads, decay) -> None:
+        for p, g, s, d in zip(params, grads, self.state, decay):
+            ops.sgd_update(p, g, s[0] if self.n_state else None, self.lr, self.momentum,
+                           self.nesterov, self.weight_decay if d else 0.0)
 
 
 class Adam(Optimizer):
@@ -189,14 +192,12 @@ class Adam(Optimizer):
     def _reset(self) -> None:
         self.step_count = 0
 
-    def update(self, ops, W, b, dW, db) -> None:
+    def update(self, ops, params, grads, decay) -> None:
         self.step_count += 1
         b1, b2 = self.betas
-        for l in range(len(W)):
-            ops.adam_update(W[l], dW[l], self.state1_W[l], self.state2_W[l], self.step_count,
-                            self.lr, b1, b2, self.eps, self.weight_decay)
-            ops.adam_update(b[l], db[l], self.state1_b[l], self.state2_b[l], self.step_count,
-                            self.lr, b1, b2, self.eps, 0.0)
+        for p, g, (m, v), d in zip(params, grads, self.state, decay):
+            ops.adam_update(p, g, m, v, self.step_count, self.lr, b1, b2, self.eps,
+                            self.weight_decay if d else 0.0)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

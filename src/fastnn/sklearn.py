@@ -74,7 +74,8 @@ import threadpoolctl
 from fastnn._validation import refuse_sparse_or_masked
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam, Optimizer
-from fastnn.threads import _threads, check_num_threads
+from fastnn._core import _threads
+from fastnn.threads import check_num_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

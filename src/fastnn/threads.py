@@ -6,7 +6,7 @@ import numbers
 import os
 from typing import Any
 
-from fastnn._core import _threads
+
 
 # The most threads fastnn accepts: more than any machine it runs on has hardware
 # threads, and far inside the C int that OpenMP and OpenBLAS take. A larger count
@@ -68,6 +68,7 @@ def set_num_threads(n: int) -> None:
 
     # Checked in full before anything changes: a failure must leave BLAS and OpenMP as they were.
     n = check_num_threads(n)
+    core_blas()  # loads the core's BLAS first: a limit applies only to libraries loaded
     threadpool_limits(limits=n, user_api="blas")
     # Called outside a `with`, threadpoolctl would keep this thread as the only
     # one allowed to change OpenBLAS's threads, and silently ignore the limits
@@ -77,7 +78,9 @@ def set_num_threads(n: int) -> None:
         OpenBLASController.clear_controlling_thread(force=True)
     except (ImportError, AttributeError):  # threadpoolctl before 3.6 has no such control
         pass
-    _threads.omp_set_num_threads(n)
+    omp = _omp()
+    if omp is not None:
+        omp.omp_set_num_threads(n)
     _num_threads = n
 
 
@@ -85,9 +88,165 @@ def get_num_threads() -> int:
     """The number of threads the compiled core uses (as last set, else the default)."""
     if _num_threads is not None:
         return _num_threads
-    return _threads.omp_get_max_threads() if _threads.has_openmp() else (os.cpu_count() or 1)
+    omp = _omp()
+    if omp is not None and omp.has_openmp():
+        return omp.omp_get_max_threads()
+    return os.cpu_count() or 1
 
 
 def has_openmp() -> bool:
     """True when the compiled core was built with OpenMP."""
-    return _threads.has_openmp()
+    omp = _omp()
+    return omp is not None and omp.has_openmp()
+
+
+def _omp():
+    """The compiled core's OpenMP controls, or None without the compiled extension."""
+    try:
+        from fastnn._core import _threads
+    except ImportError:  # the NumPy backend works without the extension
+        return None
+    return _threads
+
+
+# ---------------------------------------------------------------- the default: chosen per chunk
+#
+# With no set_num_threads call, a fit chooses the BLAS thread count of each
+# chunk of batches itself, between 1 and the count BLAS has when the fit
+# starts (the machine's, or a threadpoolctl limit around the fit). Why: on a
+# quiet machine two threads are faster for large products and slower for
+# small ones, and on a loaded machine OpenBLAS's spin-waiting threads can make
+# every product many times slower than one thread. Only measuring tells which
+# holds now, so the chooser times the chunks of each count and keeps probing,
+# with short chunks, as rarely as its probes keep losing.
+
+_BLAS_SYMBOLS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+                 "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")
+
+
+class CoreBLAS:
+    """The thread count of the BLAS library the compiled core calls, read and set quickly.
+
+    The core calls SciPy's BLAS (``scipy.linalg.cython_blas``); NumPy may load
+    another copy, which is left alone. Set through the library's own C
+    function: a microsecond, against milliseconds for a threadpoolctl limit.
+    """
+
+    def __init__(self) -> None:
+        self._set = None
+        self._get = None
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401 - loads the library
+            from threadpoolctl import ThreadpoolController
+            libs = ThreadpoolController().select(internal_api="openblas").lib_controllers
+        except Exception:  # no threadpoolctl or no OpenBLAS: counts are left as they are
+            libs = []
+        scipy_libs = [lib for lib in libs if "scipy" in os.path.basename(os.path.dirname(
+            lib.filepath))] or libs
+        for lib in scipy_libs[:1]:
+            for name in _BLAS_SYMBOLS:
+                setter = getattr(lib.dynlib, name, None)
+                getter = getattr(lib.dynlib, name.replace("_set_", "_get_"), None)
+                if setter is not None and getter is not None:
+                    self._set, self._get = setter, getter
+                    break
+
+    @property
+    def available(self) -> bool:
+        """True when the count can be read and set."""
+        return self._set is not None
+
+    def get(self) -> int:
+        """The current thread count (1 when it cannot be read)."""
+        return int(self._get()) if self._get is not None else 1
+
+    def set(self, n: int) -> None:
+        """Use ``n`` threads from now on (nothing when unavailable)."""
+        if self._set is not None:
+            self._set(int(n))
+
+
+_core_blas: CoreBLAS | None = None
+
+
+def core_blas() -> CoreBLAS:
+    """The process's ``CoreBLAS`` (made on first use)."""
+    global _core_blas
+    if _core_blas is None:
+        _core_blas = CoreBLAS()
+    return _core_blas
+
+
+class ThreadChooser:
+    """Chooses the BLAS thread count of each chunk of a fit from measured chunk times.
+
+    The first chunks try 1 thread, then ``max_threads``; after that the faster
+    count runs, and the other is probed with a short chunk (``PROBE_FRACTION``
+    of a normal one) every ``interval`` chunks. A probe that loses doubles the
+    interval (up to ``MAX_INTERVAL``); one that wins by more than 5% switches.
+    A chunk that runs 1.5x slower than its count's recent pace (another
+    process started competing) brings the next probe forward.
+
+    Parameters
+    ----------
+    max_threads : int
+        The largest count to try; 1 means there is nothing to choose.
+    """
+
+    PROBE_FRACTION = 0.25
+    MIN_INTERVAL = 4
+    MAX_INTERVAL = 64
+
+    def __init__(self, max_threads: int) -> None:
+        self.options = (1, max_threads) if max_threads > 1 else (1,)
+        self.pace: dict[int, float] = {}   # seconds per sample, recent
+        self.best = 1
+        self.interval = self.MIN_INTERVAL
+        self.since_probe = 0
+
+    def next(self) -> tuple[int, float]:
+        """The thread count of the next chunk, and the fraction of a chunk to run."""
+        for n in self.options:
+            if n not in self.pace:
+                return n, self.PROBE_FRACTION
+        if len(self.options) > 1 and self.since_probe >= self.interval:
+            other = self.options[1] if self.best == self.options[0] else self.options[0]
+            return other, self.PROBE_FRACTION
+        return self.best, 1.0
+
+    def record(self, n: int, seconds: float, samples: int) -> None:
+        """Note that ``samples`` samples took ``seconds`` with ``n`` threads."""
+        if samples <= 0:
+            return
+        pace = seconds / samples
+        tried_all = len(self.pace) == len(self.options)
+        if not tried_all or n != self.best:      # an initial try or a probe: take it as it is
+            self.pace[n] = pace
+            if len(self.pace) < len(self.options):
+                return
+            if not tried_all:                    # the initial tries are done
+                self.best = min(self.options, key=self.pace.__getitem__)
+            elif self.pace[n] < 0.95 * self.pace[self.best]:
+                self.best, self.interval = n, self.MIN_INTERVAL
+            else:
+                self.interval = min(2 * self.interval, self.MAX_INTERVAL)
+            self.since_probe = 0
+            return
+        previous = self.pace[n]
+        self.pace[n] = 0.5 * previous + 0.5 * pace
+        self.since_probe += 1
+        if pace > 1.5 * previous:                # the machine got busier: probe soon
+            self.since_probe = max(self.since_probe, self.interval)
+
+
+def chunk_thread_chooser() -> ThreadChooser | None:
+    """A chooser for a new fit, or None when the thread count is fixed.
+
+    Fixed means: ``set_num_threads`` was called, or BLAS cannot be controlled,
+    or it has one thread (a threadpoolctl limit of 1 around the fit, say).
+    """
+    blas = core_blas()
+    if _num_threads is not None or not blas.available:
+        return None
+    max_threads = blas.get()
+    return ThreadChooser(max_threads) if max_threads > 1 else None

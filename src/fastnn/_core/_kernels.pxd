@@ -3,16 +3,9 @@
 # callers check shapes, dtypes and label ranges while they still hold the GIL.
 from cython cimport floating
 
-cdef enum Activation:
-    IDENTITY = 0
-    SIGMOID = 1
-    TANH = 2
-    RELU = 3
-
-cdef enum Loss:
-    MSE = 0
-    BINARY_CROSS_ENTROPY = 1
-    SOFTMAX_CROSS_ENTROPY = 2
+# The activation, loss, output, layer and optimizer codes (IDENTITY, RELU, MSE,
+# LAYER_DENSE, OPT_ADAM, ...), generated from fastnn/_codes.py by setup.py.
+include "_codes.pxi"
 
 cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil
 cdef void backprop_activation(int act, const floating* y, floating* dz, Py_ssize_t n) noexcept nogil

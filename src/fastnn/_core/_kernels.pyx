@@ -491,3 +491,8 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
     with nogil:
         adam_step(&param[0], &grad[0], &m[0], &v[0], n, lr, beta1, beta2, eps,
                   weight_decay, step)
+
+
+def compiled_codes():
+    """The activation, loss, output, layer and optimizer codes as compiled into the core."""
+    return _compiled_codes()

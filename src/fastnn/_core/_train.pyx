@@ -1,28 +1,37 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Whole-epoch training and chunked inference, each in one call without the GIL.
+"""The compiled engine: one walk over the layers, for training in chunks and for inference.
 
-``train_epoch`` runs every mini-batch of an epoch: gather the shuffled rows
-(from uint8 or float input, scaled), forward, fused loss gradient, backward and
-optimizer update. It allocates nothing: every buffer comes from the caller's
-plan (``fastnn.ops.compiled_ops.TrainingPlan``) and is checked here, with the
-GIL held, before the loop starts.
+``Workspace`` is made once per ``fit`` from its ``TrainingPlan``. It checks
+every array the loop will touch (dtype, shape, contiguity, writeability),
+keeps a reference to each for its own lifetime, so none can be freed under
+the loop, and stores their pointers. ``Workspace.train(order, start, stop)``
+then runs the mini-batches of ``order[start:stop]`` without the GIL: gather
+the rows, walk the layers forward, the fused loss gradient, walk them back
+with the optimizer update. Python calls it a chunk at a time and handles
+signals, progress and callbacks in between.
 
-``forward_chunks`` runs the forward pass over any number of rows in chunks, so
-predicting the whole test set is one call.
+``forward_chunks`` walks the layers forward over any number of rows, a chunk
+of rows at a time, so predicting a whole test set is one call.
+
+Each direction of the walk is one switch on the layer kind (``_layer_forward``,
+``_layer_backward``); adding a kind adds a case to each.
 """
 from cython cimport floating
 cimport numpy as cnp
 from libc.stdint cimport uint8_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.math cimport isfinite
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
-    IDENTITY, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
+    IDENTITY, SIGMOID, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
+    OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, LAYER_DENSE, OPT_SGD, OPT_ADAM,
     activate, output_grad, dense_forward_ptr, softmax_rows,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
     sgd_step, adam_step,
 )
+
+import numpy as np
 
 cnp.import_array()
 
@@ -32,29 +41,25 @@ ctypedef fused input_t:
     double
 
 cdef enum:
-    SGD = 0
-    ADAM = 1
-
-cdef enum:
-    MAX_LAYERS = 64
+    MAX_PARAMS = 2      # parameters per layer (W and b)
+    MAX_STATE = 2       # optimizer state arrays per parameter
+    MAX_GEOMETRY = 16   # integers describing one layer's shapes
 
 
-cdef struct Net:
-    # The network's arrays as raw pointers, one entry per layer. void* because a
-    # struct cannot be fused; the fused functions cast to their own float type.
-    int n_layers
-    int sizes[MAX_LAYERS + 1]
-    int acts[MAX_LAYERS]
-    void* W[MAX_LAYERS]
-    void* b[MAX_LAYERS]
-    void* dW[MAX_LAYERS]
-    void* db[MAX_LAYERS]
-    void* A[MAX_LAYERS]      # layer outputs for one batch
-    void* D[MAX_LAYERS]      # gradients w.r.t. layer outputs for one batch
-    void* sW1[MAX_LAYERS]    # SGD velocity or Adam first moment
-    void* sb1[MAX_LAYERS]
-    void* sW2[MAX_LAYERS]    # Adam second moment
-    void* sb2[MAX_LAYERS]
+cdef struct LayerC:
+    int kind
+    int act
+    int n_in                        # features per sample, in and out
+    int n_out
+    int geometry[MAX_GEOMETRY]      # the layer's own sizes (see Layer.core_geometry)
+    int n_params
+    void* param[MAX_PARAMS]         # W, b
+    void* grad[MAX_PARAMS]          # their gradients (when the update is not fused)
+    void* state[MAX_PARAMS][MAX_STATE]
+    Py_ssize_t size[MAX_PARAMS]     # elements of each parameter
+    bint decay[MAX_PARAMS]          # weight decay acts on it (weights, not biases)
+    void* A                         # the layer's output for one batch
+    void* D                         # the loss gradient w.r.t. that output
 
 
 cdef struct Optim:
@@ -64,88 +69,100 @@ cdef struct Optim:
     long step
 
 
+# ---------------------------------------------------------------- checks (with the GIL)
+
 cdef inline void _require(bint ok, str message) except *:
     if not ok:
         raise ValueError(message)
 
 
-cdef void* _data(object a, int ndim, Py_ssize_t rows, Py_ssize_t cols, str name,
-                 floating dummy, bint writeable=True) except NULL:
-    """The data pointer of a C-contiguous array of this float type and shape.
+cdef void* _data(object a, Py_ssize_t size, str name, int typenum, bint writeable) except NULL:
+    """The data pointer of a C-contiguous array of this dtype and number of elements.
 
     Read through NumPy's C API rather than a typed memoryview: acquiring a
     memoryview parses the buffer format, which made up a good part of the
     latency of predicting one sample.
     """
-    cdef int typenum = cnp.NPY_FLOAT32 if floating is float else cnp.NPY_FLOAT64
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name} has dtype {arr.dtype}, expected "
-                        f"{'float32' if floating is float else 'float64'}")
+                        f"{'float32' if typenum == cnp.NPY_FLOAT32 else 'float64'}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be a C-contiguous array")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable")
-    if ndim == 2:
-        if not (arr.ndim == 2 and arr.shape[0] == rows and arr.shape[1] == cols):
-            raise ValueError(f"{name} has shape {a.shape}, expected ({rows}, {cols})")
-    else:
-        if not (arr.ndim == 1 and arr.shape[0] == rows):
-            raise ValueError(f"{name} has shape {a.shape}, expected ({rows},)")
-    if not (rows > 0 and (ndim == 1 or cols > 0)):
-        raise ValueError(f"{name} is empty")
+    if cnp.PyArray_SIZE(arr) != size or size <= 0:
+        raise ValueError(f"{name} has shape {a.shape}, expected {size} elements")
     return cnp.PyArray_DATA(arr)
 
 
-cdef inline void* _ptr2(object a, int rows, int cols, str name, floating dummy,
-                        bint writeable=True) except NULL:
-    return _data[floating](a, 2, rows, cols, name, dummy, writeable)
+cdef list _checked_list(object items, Py_ssize_t n, str name):
+    """``items`` as a new list, refused unless it has ``n`` entries.
 
-
-cdef inline void* _ptr1(object a, int size, str name, floating dummy,
-                        bint writeable=True) except NULL:
-    return _data[floating](a, 1, size, 0, name, dummy, writeable)
-
-
-cdef int _fill_params(Net* net, list Ws, list bs, list acts, floating dummy,
-                      bint writeable=True) except -1:
-    """Point net at the layers' parameters (read-only ones are fine for inference)."""
-    cdef int l, L = len(Ws)
-    if not (1 <= L <= MAX_LAYERS):
-        raise ValueError(f"between 1 and {MAX_LAYERS} layers are supported")
-    _require(len(bs) == L and len(acts) == L, "one W, b and activation per layer")
-    net.n_layers = L
-    cdef cnp.ndarray W
-    for l in range(L):
-        _require(cnp.PyArray_Check(Ws[l]), "W must be numpy arrays")
-        W = <cnp.ndarray>Ws[l]
-        _require(W.ndim == 2 and W.shape[0] > 0 and W.shape[1] > 0, "W must be non-empty 2-D arrays")
-        if l == 0:
-            net.sizes[0] = W.shape[0]
-        else:
-            _require(W.shape[0] == net.sizes[l], "layer sizes do not chain")
-        net.sizes[l + 1] = W.shape[1]
-        net.acts[l] = acts[l]
-        _require(0 <= net.acts[l] <= 3, "unknown activation code")
-    for l in range(L):
-        net.W[l] = _ptr2[floating](Ws[l], net.sizes[l], net.sizes[l + 1], "W", dummy, writeable)
-        net.b[l] = _ptr1[floating](bs[l], net.sizes[l + 1], "b", dummy, writeable)
-    return 0
-
-
-cdef list _layer_list(object items, int L, str name):
-    """``items`` as a new list, refused unless it has one entry per layer."""
+    Every list is copied before use: its entries are indexed without bounds
+    checks, and the copy keeps each entry alive whatever the caller does.
+    """
     if not isinstance(items, (list, tuple)):
-        raise TypeError(f"{name} must be a list of arrays, got {type(items).__name__}")
+        raise TypeError(f"{name} must be a list, got {type(items).__name__}")
     cdef list out = list(items)
-    if len(out) != L:
-        raise ValueError(f"{name} has {len(out)} entries for {L} layers")
+    if len(out) != n:
+        raise ValueError(f"{name} has {len(out)} entries, expected {n}")
     return out
 
 
-# ---------------------------------------------------------------- one batch
+cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int typenum,
+                          bint writeable) except NULL:
+    """A new array of layer descriptions (free it), each checked against the next.
+
+    ``params`` is flat: each layer's parameters in order (W, b for Dense).
+    """
+    cdef int L = len(kinds), l, j, p = 0
+    _require(L >= 1, "a network needs at least one layer")
+    _require(len(acts) == L and len(geometry) == L, "one activation and geometry per layer")
+    cdef LayerC* layers = <LayerC*>calloc(L, sizeof(LayerC))
+    if layers == NULL:
+        raise MemoryError()
+    cdef LayerC* lay
+    cdef list geo
+    try:
+        for l in range(L):
+            lay = &layers[l]
+            lay.kind = kinds[l]
+            lay.act = acts[l]
+            _require(0 <= lay.act <= RELU, f"layers[{l}]: unknown activation code {lay.act}")
+            geo = _checked_list(geometry[l], len(geometry[l]), "geometry")
+            _require(len(geo) <= MAX_GEOMETRY, "layer geometry too long")
+            for j in range(len(geo)):
+                lay.geometry[j] = geo[j]
+                _require(lay.geometry[j] > 0, f"layers[{l}]: sizes must be positive")
+            if lay.kind == LAYER_DENSE:
+                _require(len(geo) == 2, "a dense layer's geometry is (n_in, n_out)")
+                lay.n_in, lay.n_out = geo[0], geo[1]
+                lay.n_params = 2
+                lay.size[0] = <Py_ssize_t>lay.n_in * lay.n_out
+                lay.size[1] = lay.n_out
+                lay.decay[0], lay.decay[1] = True, False
+            else:
+                raise ValueError(f"layers[{l}]: unknown layer kind {lay.kind}")
+            if l > 0:
+                _require(lay.n_in == layers[l - 1].n_out,
+                         f"layers[{l}] takes {lay.n_in} features, layers[{l - 1}] gives "
+                         f"{layers[l - 1].n_out}")
+            _require(p + lay.n_params <= len(params), "fewer parameters than the layers have")
+            for j in range(lay.n_params):
+                lay.param[j] = _data(params[p], lay.size[j], f"layers[{l}] parameter {j}",
+                                     typenum, writeable)
+                p += 1
+        _require(p == len(params), "more parameters than the layers have")
+    except BaseException:
+        free(layers)
+        raise
+    return layers
+
+
+# ---------------------------------------------------------------- the walk (without the GIL)
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                   floating* out, floating scale) noexcept nogil:
@@ -165,13 +182,89 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
                 dst[j] = <floating>src[j] * scale
 
 
-cdef void _forward(Net* net, const floating* X, int n) noexcept nogil:
+cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
+                         int n) noexcept nogil:
+    """One layer's output for n rows."""
+    if lay.kind == LAYER_DENSE:
+        dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
+                          n, lay.n_in, lay.n_out, lay.act)
+
+
+cdef void _forward(LayerC* layers, int L, const floating* X, int n) noexcept nogil:
     cdef int l
     cdef const floating* inp = X
-    for l in range(net.n_layers):
-        dense_forward_ptr(inp, <floating*>net.W[l], <floating*>net.b[l], <floating*>net.A[l],
-                          n, net.sizes[l], net.sizes[l + 1], net.acts[l])
-        inp = <floating*>net.A[l]
+    for l in range(L):
+        _layer_forward(&layers[l], inp, <floating*>layers[l].A, n)
+        inp = <floating*>layers[l].A
+
+
+cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating* dinp,
+                          int n) noexcept nogil:
+    """From lay.D = dL/d(output): dinp = dL/d(input) (unless NULL), and update the parameters.
+
+    The input gradient is computed before the weights change. With plain or
+    heavy-ball SGD a dense layer's weight gradient is never stored: the GEMM
+    that forms X^T dZ adds it straight into the weights (alpha = -lr, beta = 1)
+    or into the velocity (beta = momentum), which saves a write and a read of
+    dW per layer.
+    """
+    cdef int n_in = lay.n_in, n_out = lay.n_out
+    cdef Py_ssize_t i, nw = lay.size[0]
+    cdef floating* W = <floating*>lay.param[0]
+    cdef floating* dZ = <floating*>lay.D
+    cdef floating* db = <floating*>lay.grad[1]
+    cdef floating* v
+    cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
+    cdef bint fold = opt.kind == OPT_SGD and not opt.nesterov
+    if lay.kind == LAYER_DENSE:
+        output_grad(lay.act, <floating*>lay.A, dZ, db, n, n_out)
+        if dinp != NULL:
+            gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
+                 <floating>0, dinp, n_in)
+        if fold and mu == 0:
+            if wd != 0:
+                for i in range(nw):
+                    W[i] *= 1 - lr * wd      # p -= lr * wd * p, then p -= lr * g
+            gemm(True, False, n_in, n_out, n, -lr, inp, n_in, dZ, n_out, <floating>1, W, n_out)
+            _update(lay, opt, 1, <floating>0)
+        elif fold:
+            v = <floating*>lay.state[0][0]   # v = mu v + g (+ wd p); p -= lr v
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, mu, v, n_out)
+            if wd != 0:
+                for i in range(nw):
+                    v[i] += wd * W[i]
+            for i in range(nw):
+                W[i] -= lr * v[i]
+            _update(lay, opt, 1, <floating>0)
+        else:
+            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, <floating>0,
+                 <floating*>lay.grad[0], n_out)
+            _update(lay, opt, 0, <floating>0)
+            _update(lay, opt, 1, <floating>0)
+
+
+cdef void _update(LayerC* lay, Optim* opt, int j, floating dummy) noexcept nogil:
+    """The optimizer step of parameter j from its stored gradient."""
+    cdef double wd = opt.weight_decay if lay.decay[j] else 0.0
+    if opt.kind == OPT_SGD:
+        sgd_step(<floating*>lay.param[j], <floating*>lay.grad[j], <floating*>lay.state[j][0],
+                 lay.size[j], opt.lr, opt.momentum, opt.nesterov, wd)
+    else:
+        adam_step(<floating*>lay.param[j], <floating*>lay.grad[j], <floating*>lay.state[j][0],
+                  <floating*>lay.state[j][1], lay.size[j], opt.lr, opt.beta1, opt.beta2,
+                  opt.eps, wd, opt.step)
+
+
+cdef void _backward_and_update(LayerC* layers, int L, Optim* opt, const floating* X,
+                               int n) noexcept nogil:
+    """Backpropagate from the last layer's D (the loss gradient) and update every layer."""
+    cdef int l
+    if opt.kind == OPT_ADAM:
+        opt.step += 1
+    for l in range(L - 1, -1, -1):
+        _layer_backward(&layers[l], opt,
+                        X if l == 0 else <floating*>layers[l - 1].A,
+                        NULL if l == 0 else <floating*>layers[l - 1].D, n)
 
 
 cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, floating* grad,
@@ -186,201 +279,222 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
     return mse_loss(out, targets, weights, grad, n, c)
 
 
-cdef void _backward_and_update(Net* net, Optim* opt, const floating* X, int n) noexcept nogil:
-    """Backpropagate from D[L-1] (the loss gradient) and update every layer.
+# ---------------------------------------------------------------- training
 
-    A layer's input gradient is computed before its weights change. With plain
-    or heavy-ball SGD the weight gradient is never stored: the GEMM that forms
-    X^T dZ adds it straight into the weights (alpha = -lr, beta = 1) or into the
-    velocity (beta = momentum), which saves a write and a read of dW per layer.
+cdef class Workspace:
+    """Everything one ``fit`` trains with, checked once and kept alive for its length.
+
+    Parameters
+    ----------
+    plan : fastnn.ops.plan.TrainingPlan
+        The layers (kinds, activations, geometry), parameters, gradients,
+        optimizer state, batch buffers, the loss, and the data (X, labels or
+        targets, sample weights).
     """
-    cdef int l, n_in, n_out
-    cdef Py_ssize_t nw, i
-    cdef const floating* inp
-    cdef floating* W
-    cdef floating* dZ
-    cdef floating* db
-    cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
-    cdef bint fold = opt.kind == SGD and not opt.nesterov
-    if opt.kind == ADAM:
-        opt.step += 1
-    for l in range(net.n_layers - 1, -1, -1):
-        n_in, n_out = net.sizes[l], net.sizes[l + 1]
-        nw = <Py_ssize_t>n_in * n_out
-        inp = X if l == 0 else <floating*>net.A[l - 1]
-        W, dZ, db = <floating*>net.W[l], <floating*>net.D[l], <floating*>net.db[l]
-
-        output_grad(net.acts[l], <floating*>net.A[l], dZ, db, n, n_out)
-        if l > 0:
-            gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
-                 <floating>0, <floating*>net.D[l - 1], n_in)
-
-        if fold and mu == 0:
-            if wd != 0:
-                for i in range(nw):
-                    W[i] *= 1 - lr * wd      # p -= lr * wd * p, then p -= lr * g
-            gemm(True, False, n_in, n_out, n, -lr, inp, n_in, dZ, n_out, <floating>1, W, n_out)
-            sgd_step(<floating*>net.b[l], db, db, n_out, opt.lr, 0.0, False, 0.0)
-        elif fold:
-            # v = mu v + g (+ wd p); p -= lr v
-            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, mu,
-                 <floating*>net.sW1[l], n_out)
-            _add_decay_and_step(W, <floating*>net.sW1[l], nw, lr, wd)
-            sgd_step(<floating*>net.b[l], db, <floating*>net.sb1[l], n_out,
-                     opt.lr, opt.momentum, False, 0.0)
-        else:
-            gemm(True, False, n_in, n_out, n, <floating>1, inp, n_in, dZ, n_out, <floating>0,
-                 <floating*>net.dW[l], n_out)
-            _step(net, opt, l, nw, n_out, <floating>0)
-
-
-cdef void _add_decay_and_step(floating* W, floating* v, Py_ssize_t n, floating lr,
-                              floating wd) noexcept nogil:
-    cdef Py_ssize_t i
-    if wd != 0:
-        for i in range(n):
-            v[i] += wd * W[i]
-    for i in range(n):
-        W[i] -= lr * v[i]
-
-
-cdef void _step(Net* net, Optim* opt, int l, Py_ssize_t nw, int nb, floating dummy) noexcept nogil:
-    """The general update of layer l from its stored gradients (Adam, Nesterov)."""
-    if opt.kind == SGD:
-        sgd_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l], nw,
-                 opt.lr, opt.momentum, opt.nesterov, opt.weight_decay)
-        sgd_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l], nb,
-                 opt.lr, opt.momentum, opt.nesterov, 0.0)
-    else:
-        adam_step(<floating*>net.W[l], <floating*>net.dW[l], <floating*>net.sW1[l],
-                  <floating*>net.sW2[l], nw, opt.lr, opt.beta1, opt.beta2, opt.eps,
-                  opt.weight_decay, opt.step)
-        adam_step(<floating*>net.b[l], <floating*>net.db[l], <floating*>net.sb1[l],
-                  <floating*>net.sb2[l], nb, opt.lr, opt.beta1, opt.beta2, opt.eps,
-                  0.0, opt.step)
-
-
-# ---------------------------------------------------------------- entry points
-
-def train_epoch(const input_t[:, ::1] X, floating[:, ::1] Xb,
-                const Py_ssize_t[::1] labels, Py_ssize_t[::1] labels_b,
-                const floating[:, ::1] targets, floating[:, ::1] targets_b,
-                const floating[::1] weights, floating[::1] weights_b,
-                const Py_ssize_t[::1] order, object plan, double x_scale):
-    """Train one epoch over ``X[order]`` in mini-batches of ``Xb.shape[0]`` rows.
-
-    Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-    batch-mean losses, the number of samples trained on, and the first row of
-    the batch whose loss was not finite (-1 when every loss was finite; that
-    batch is not applied, so the weights are those of the last finite step).
-    ``weights`` (None for none) holds one weight per row of X.
-    """
-    cdef Net net
+    cdef LayerC* layers
+    cdef int L, bs, c, loss, xtype, ftype, n_state
+    cdef bint use_labels, use_weights
+    cdef Py_ssize_t n_rows, d
+    cdef double x_scale
     cdef Optim opt
-    cdef int l, L, bs = Xb.shape[0], nb, c
-    cdef Py_ssize_t n = order.shape[0], d = X.shape[1], start, i
-    cdef bint use_labels = plan.use_labels
-    cdef int loss = plan.loss_code
-    cdef floating dummy = 0
+    cdef object optimizer
+    cdef list keep              # every array a pointer was taken from
+    cdef void* X
+    cdef void* Xb
+    cdef const Py_ssize_t* labels
+    cdef Py_ssize_t* labels_b
+    cdef void* targets
+    cdef void* targets_b
+    cdef void* weights
+    cdef void* weights_b
+
+    def __cinit__(self):
+        self.layers = NULL
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def __init__(self, plan):
+        cdef int l, j, k, L, n_state, p = 0
+        cdef Py_ssize_t i
+        cdef const Py_ssize_t* lab
+        cdef int ft = cnp.NPY_FLOAT32 if plan.dtype == "float32" else cnp.NPY_FLOAT64
+        cdef LayerC* lay
+        self.ftype = ft
+        params = _checked_list(plan.params, len(plan.params), "params")
+        self.layers = _layers_from(_checked_list(plan.kinds, len(plan.kinds), "kinds"),
+                                   _checked_list(plan.acts, len(plan.kinds), "acts"),
+                                   _checked_list(plan.geometry, len(plan.kinds), "geometry"),
+                                   params, ft, True)
+        self.L = L = len(plan.kinds)
+        self.keep = params
+        self.bs = plan.batch_size
+        _require(self.bs > 0, "the batch size must be positive")
+        self.c = self.layers[L - 1].n_out
+        self.loss = plan.loss_code
+        _require(0 <= self.loss <= SOFTMAX_CROSS_ENTROPY, "unknown loss code")
+
+        grads = _checked_list(plan.grads, len(params), "grads")
+        A = _checked_list(plan.A, L, "A")
+        D = _checked_list(plan.D, L, "D")
+        optimizer = plan.optimizer
+        self.optimizer = optimizer
+        self.opt.kind = OPT_ADAM if optimizer.kind == "adam" else OPT_SGD
+        self.n_state = n_state = 2 if self.opt.kind == OPT_ADAM else (1 if optimizer.momentum else 0)
+        state = _checked_list(optimizer.state, len(params), "optimizer state")
+        for l in range(L):
+            lay = &self.layers[l]
+            lay.A = _data(A[l], <Py_ssize_t>self.bs * lay.n_out, "A", ft, True)
+            lay.D = _data(D[l], <Py_ssize_t>self.bs * lay.n_out, "D", ft, True)
+            for j in range(lay.n_params):
+                lay.grad[j] = _data(grads[p], lay.size[j], "grad", ft, True)
+                per_param = _checked_list(state[p], len(state[p]), "optimizer state")
+                _require(len(per_param) >= n_state, "the optimizer state does not fit the optimizer")
+                for k in range(n_state):
+                    lay.state[j][k] = _data(per_param[k], lay.size[j], "optimizer state", ft, True)
+                    self.keep.append(per_param[k])
+                for k in range(n_state, MAX_STATE):
+                    lay.state[j][k] = lay.grad[j]   # never read: no such state
+                p += 1
+        self.keep += grads + A + D
+
+        X = plan.X
+        _require(cnp.PyArray_Check(X) and X.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(X),
+                 "X must be a C-contiguous 2-D array")
+        self.n_rows, self.d = X.shape[0], X.shape[1]
+        _require(self.n_rows > 0, "nothing to train on")
+        if self.d != self.layers[0].n_in:
+            raise ValueError(f"X has {self.d} features, the first layer takes "
+                             f"{self.layers[0].n_in}")
+        if X.dtype == np.uint8:
+            self.xtype = cnp.NPY_UINT8
+        else:
+            self.xtype = cnp.PyArray_TYPE(<cnp.ndarray>X)
+            _require(self.xtype == cnp.NPY_FLOAT32 or self.xtype == cnp.NPY_FLOAT64,
+                     "X must be uint8, float32 or float64")
+        self.X = cnp.PyArray_DATA(<cnp.ndarray>X)
+        self.Xb = _data(plan.Xb, <Py_ssize_t>self.bs * self.d, "Xb", ft, True)
+        self.x_scale = plan.x_scale
+        self.keep += [X, plan.Xb]
+
+        self.use_labels = plan.use_labels
+        if self.use_labels:
+            _require(self.loss == SOFTMAX_CROSS_ENTROPY, "integer labels need softmax cross-entropy")
+            labels = plan.y
+            _require(cnp.PyArray_Check(labels) and labels.dtype == np.intp and labels.ndim == 1
+                     and labels.shape[0] == self.n_rows and labels.flags.c_contiguous,
+                     "labels must be a C-contiguous intp array with one label per row of X")
+            lab = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>labels)
+            for i in range(self.n_rows):
+                if not (0 <= lab[i] < self.c):
+                    raise ValueError(f"label {lab[i]} is outside [0, {self.c})")
+            self.labels = lab
+            lb = plan.labels_b
+            _require(cnp.PyArray_Check(lb) and lb.dtype == np.intp and lb.ndim == 1
+                     and lb.shape[0] == self.bs and lb.flags.c_contiguous and lb.flags.writeable,
+                     "the label buffer has the wrong shape")
+            self.labels_b = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>lb)
+            self.keep += [labels, lb]
+        else:
+            self.targets = _data(plan.y, self.n_rows * self.c, "targets", ft, False)
+            self.targets_b = _data(plan.targets_b, <Py_ssize_t>self.bs * self.c, "targets_b",
+                                   ft, True)
+            self.keep += [plan.y, plan.targets_b]
+        self.use_weights = plan.sample_weight is not None
+        if self.use_weights:
+            self.weights = _data(plan.sample_weight, self.n_rows, "sample_weight", ft, False)
+            self.weights_b = _data(plan.weights_b, self.bs, "weights_b", ft, True)
+            self.keep += [plan.sample_weight, plan.weights_b]
+
+    cdef void _read_optimizer(self) except *:
+        """The optimizer's hyper-parameters as they are now (a schedule may change lr)."""
+        optimizer = self.optimizer
+        self.opt.lr = optimizer.lr
+        self.opt.weight_decay = optimizer.weight_decay
+        self.opt.momentum = self.opt.beta1 = self.opt.beta2 = self.opt.eps = 0
+        self.opt.nesterov = False
+        self.opt.step = 0
+        if self.opt.kind == OPT_SGD:
+            self.opt.momentum = optimizer.momentum
+            if (self.opt.momentum != 0) != (self.n_state == 1):
+                # The state was sized for the momentum the fit started with.
+                raise RuntimeError("the optimizer's momentum was switched on or off during "
+                                   "fit; change it between fit calls")
+            self.opt.nesterov = optimizer.nesterov
+        else:
+            self.opt.beta1, self.opt.beta2 = optimizer.betas
+            self.opt.eps = optimizer.eps
+            self.opt.step = optimizer.step_count
+
+    def train(self, const Py_ssize_t[::1] order, Py_ssize_t start, Py_ssize_t stop):
+        """Train the mini-batches of ``order[start:stop]``; ``start`` begins a batch.
+
+        Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
+        batch-mean losses, the samples trained on, and the position in
+        ``order`` of the batch whose loss was not finite (-1 when all were;
+        that batch is not applied, so the weights are those of the last
+        finite step).
+        """
+        cdef Py_ssize_t i
+        _require(0 <= start <= stop <= order.shape[0], "start and stop must lie in order")
+        for i in range(start, stop):
+            if not (0 <= order[i] < self.n_rows):
+                raise ValueError("order indexes outside X")
+        self._read_optimizer()
+        if start == stop:
+            return 0.0, 0, -1
+        cdef const Py_ssize_t* rows = &order[0]
+        if self.ftype == cnp.NPY_FLOAT32:
+            if self.xtype == cnp.NPY_UINT8:
+                return _train_range(self, rows, start, stop, <uint8_t>0, <float>0)
+            if self.xtype == cnp.NPY_FLOAT32:
+                return _train_range(self, rows, start, stop, <float>0, <float>0)
+            return _train_range(self, rows, start, stop, <double>0, <float>0)
+        if self.xtype == cnp.NPY_UINT8:
+            return _train_range(self, rows, start, stop, <uint8_t>0, <double>0)
+        if self.xtype == cnp.NPY_FLOAT32:
+            return _train_range(self, rows, start, stop, <float>0, <double>0)
+        return _train_range(self, rows, start, stop, <double>0, <double>0)
+
+
+cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start,
+                         Py_ssize_t stop, input_t xdummy, floating dummy):
+    cdef const input_t* X = <const input_t*>ws.X
+    cdef floating* Xb = <floating*>ws.Xb
+    cdef floating* targets_b = <floating*>ws.targets_b
+    cdef floating* wb = <floating*>ws.weights_b if ws.use_weights else NULL
+    cdef floating scale = ws.x_scale
+    cdef LayerC* last = &ws.layers[ws.L - 1]
+    cdef int nb, bs = ws.bs, c = ws.c, L = ws.L
+    cdef Py_ssize_t i, pos = start, bad = -1, done = 0
     cdef double batch_loss, total = 0
-    cdef Py_ssize_t bad = -1, done = 0
-    cdef floating scale = x_scale
-    cdef bint use_weights = weights is not None
-    cdef floating* wb = NULL
-
-    _fill_params[floating](&net, plan.W, plan.b, plan.acts, dummy)
-    L = net.n_layers
-    c = net.sizes[L]
-    _require(n > 0 and bs > 0, "nothing to train on")
-    if not (d == net.sizes[0]):
-        raise ValueError(f"X has {d} features, the first layer takes {net.sizes[0]}")
-    _require(Xb.shape[1] == d, "batch buffer has the wrong width")
-    for i in range(n):
-        _require(0 <= order[i] < X.shape[0], "order indexes outside X")
-    if use_labels:
-        _require(loss == SOFTMAX_CROSS_ENTROPY, "integer labels need softmax cross-entropy")
-        _require(labels.shape[0] == X.shape[0] and labels_b.shape[0] >= bs, "labels have the wrong size")
-        for i in range(labels.shape[0]):
-            if not (0 <= labels[i] < c):
-                raise ValueError(f"label {labels[i]} is outside [0, {c})")
-    else:
-        _require(targets.shape[0] == X.shape[0] and targets.shape[1] == c, "targets have the wrong shape")
-        _require(targets_b.shape[0] >= bs and targets_b.shape[1] == c, "target buffer has the wrong shape")
-    if use_weights:
-        _require(weights.shape[0] == X.shape[0], "sample_weight has the wrong size")
-        _require(weights_b is not None and weights_b.shape[0] >= bs, "weight buffer too small")
-        wb = &weights_b[0]
-    # Every list is read into a local of exactly L entries first: indexing runs
-    # without bounds checks, and a list the caller sized wrongly must not be read past.
-    cdef list A = _layer_list(plan.A, L, "A"), D = _layer_list(plan.D, L, "D")
-    cdef list dWs = _layer_list(plan.dW, L, "dW"), dbs = _layer_list(plan.db, L, "db")
-    for l in range(L):
-        net.A[l] = _ptr2[floating](A[l], bs, net.sizes[l + 1], "A", dummy)
-        net.D[l] = _ptr2[floating](D[l], bs, net.sizes[l + 1], "D", dummy)
-        net.dW[l] = _ptr2[floating](dWs[l], net.sizes[l], net.sizes[l + 1], "dW", dummy)
-        net.db[l] = _ptr1[floating](dbs[l], net.sizes[l + 1], "db", dummy)
-
-    optimizer = plan.optimizer
-    opt.kind = ADAM if optimizer.kind == "adam" else SGD
-    opt.momentum = opt.beta1 = opt.beta2 = opt.eps = 0
-    opt.nesterov = False
-    opt.step = 0
-    opt.lr = optimizer.lr
-    opt.weight_decay = optimizer.weight_decay
-    if opt.kind == SGD:
-        opt.momentum = optimizer.momentum
-        opt.nesterov = optimizer.nesterov
-    else:
-        opt.beta1, opt.beta2 = optimizer.betas
-        opt.eps = optimizer.eps
-        opt.step = optimizer.step_count
-    cdef list s1W, s1b, s2W, s2b
-    if opt.kind == ADAM or opt.momentum != 0:
-        s1W = _layer_list(plan.state1_W, L, "optimizer state")
-        s1b = _layer_list(plan.state1_b, L, "optimizer state")
-    if opt.kind == ADAM:
-        s2W = _layer_list(plan.state2_W, L, "optimizer state")
-        s2b = _layer_list(plan.state2_b, L, "optimizer state")
-    for l in range(L):
-        if opt.kind == SGD and opt.momentum == 0:
-            # Plain SGD keeps no state; sgd_step never reads it.
-            net.sW1[l] = net.dW[l]
-            net.sb1[l] = net.db[l]
-            continue
-        net.sW1[l] = _ptr2[floating](s1W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
-        net.sb1[l] = _ptr1[floating](s1b[l], net.sizes[l + 1], "state", dummy)
-        if opt.kind == ADAM:
-            net.sW2[l] = _ptr2[floating](s2W[l], net.sizes[l], net.sizes[l + 1], "state", dummy)
-            net.sb2[l] = _ptr1[floating](s2b[l], net.sizes[l + 1], "state", dummy)
-
     with nogil:
-        start = 0
-        while start < n:
-            nb = <int>(bs if n - start > bs else n - start)
-            _gather(&X[0, 0], d, &order[start], nb, &Xb[0, 0], scale)
-            if use_labels:
+        while pos < stop:
+            nb = <int>(bs if stop - pos > bs else stop - pos)
+            _gather(X, ws.d, order + pos, nb, Xb, scale)
+            if ws.use_labels:
                 for i in range(nb):
-                    labels_b[i] = labels[order[start + i]]
+                    ws.labels_b[i] = ws.labels[order[pos + i]]
             else:
-                _gather(&targets[0, 0], c, &order[start], nb, &targets_b[0, 0], <floating>1)
-            if use_weights:
-                _gather(&weights[0], 1, &order[start], nb, wb, <floating>1)
-            _forward(&net, &Xb[0, 0], nb)
-            batch_loss = _loss_and_grad(loss, use_labels, <floating*>net.A[L - 1],
-                                        <floating*>net.D[L - 1], &labels_b[0],
-                                        &targets_b[0, 0], wb, nb, c)
+                _gather(<const floating*>ws.targets, c, order + pos, nb, targets_b, <floating>1)
+            if ws.use_weights:
+                _gather(<const floating*>ws.weights, 1, order + pos, nb, wb, <floating>1)
+            _forward(ws.layers, L, Xb, nb)
+            batch_loss = _loss_and_grad(ws.loss, ws.use_labels, <floating*>last.A,
+                                        <floating*>last.D, ws.labels_b, targets_b, wb, nb, c)
             if not isfinite(batch_loss):
-                bad = start
+                bad = pos
                 break
             total += batch_loss * nb
-            _backward_and_update(&net, &opt, &Xb[0, 0], nb)
+            _backward_and_update(ws.layers, L, &ws.opt, Xb, nb)
             done += nb
-            start += nb
-
-    if opt.kind == ADAM:
-        optimizer.step_count = opt.step
+            pos += nb
+    if ws.opt.kind == OPT_ADAM:
+        ws.optimizer.step_count = ws.opt.step
     return total, done, bad
 
+
+# ---------------------------------------------------------------- inference
 
 cdef int _typenum(object a, str name) except -1:
     if not cnp.PyArray_Check(a):
@@ -388,36 +502,43 @@ cdef int _typenum(object a, str name) except -1:
     return cnp.PyArray_TYPE(<cnp.ndarray>a)
 
 
-def forward_chunks(object X, object out, list Ws, list bs, list acts, double x_scale,
-                   int chunk, int output, bint check_finite=False):
+def forward_chunks(object X, object out, list kinds, list acts, list geometry, list params,
+                   double x_scale, int chunk, int output, bint check_finite=False):
     """out[:] = the network's output for every row of X, computed ``chunk`` rows at a time.
 
     X is uint8, float32 or float64; out (and the parameters) float32 or float64.
-    output: 0 the last layer's values, 1 row-wise softmax of them, 2 their sigmoid.
-    With ``check_finite`` a float X holding NaN or infinity raises ValueError.
+    The layers are described as for ``Workspace`` (``params`` flat, read-only
+    arrays accepted). output: OUT_RAW the last layer's values, OUT_SOFTMAX
+    their row-wise softmax, OUT_SIGMOID their sigmoid. With ``check_finite``
+    a float X holding NaN or infinity raises ValueError.
 
     The dtypes are dispatched here by hand: Cython's automatic dispatch of a
     fused ``def`` function looks signatures up in a dict and costs several
     microseconds, a third of the time to predict one sample.
     """
     cdef int xt = _typenum(X, "X"), ot = _typenum(out, "out")
-    if ot == cnp.NPY_FLOAT32:
-        if xt == cnp.NPY_UINT8:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <uint8_t>0, <float>0)
-        if xt == cnp.NPY_FLOAT32:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <float>0, <float>0)
-        if xt == cnp.NPY_FLOAT64:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <double>0, <float>0)
-    elif ot == cnp.NPY_FLOAT64:
-        if xt == cnp.NPY_UINT8:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <uint8_t>0, <double>0)
-        if xt == cnp.NPY_FLOAT32:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <float>0, <double>0)
-        if xt == cnp.NPY_FLOAT64:
-            return _forward_chunks(X, out, Ws, bs, acts, x_scale, chunk, output, check_finite, <double>0, <double>0)
-    else:
+    if ot != cnp.NPY_FLOAT32 and ot != cnp.NPY_FLOAT64:
         raise TypeError(f"out must be float32 or float64, got {out.dtype}")
-    raise TypeError(f"X must be uint8, float32 or float64, got {X.dtype}")
+    if xt != cnp.NPY_UINT8 and xt != cnp.NPY_FLOAT32 and xt != cnp.NPY_FLOAT64:
+        raise TypeError(f"X must be uint8, float32 or float64, got {X.dtype}")
+    cdef LayerC* layers = _layers_from(kinds, acts, geometry, params, ot, False)
+    try:
+        if ot == cnp.NPY_FLOAT32:
+            if xt == cnp.NPY_UINT8:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <uint8_t>0, <float>0)
+            elif xt == cnp.NPY_FLOAT32:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <float>0, <float>0)
+            else:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <double>0, <float>0)
+        else:
+            if xt == cnp.NPY_UINT8:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <uint8_t>0, <double>0)
+            elif xt == cnp.NPY_FLOAT32:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <float>0, <double>0)
+            else:
+                _forward_chunks(X, out, layers, len(kinds), x_scale, chunk, output, check_finite, <double>0, <double>0)
+    finally:
+        free(layers)
 
 
 cdef bint _all_finite(const input_t* x, Py_ssize_t size) noexcept nogil:
@@ -431,13 +552,12 @@ cdef bint _all_finite(const input_t* x, Py_ssize_t size) noexcept nogil:
         return ok
 
 
-cdef object _forward_chunks(object X_obj, object out_obj, list Ws, list bs, list acts,
-                            double x_scale, int chunk, int output, bint check_finite,
-                            input_t xdummy, floating dummy):
-    cdef Net net
+cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, double x_scale,
+                         int chunk, int output, bint check_finite, input_t xdummy,
+                         floating dummy) except -1:
     cdef cnp.ndarray Xa = <cnp.ndarray>X_obj, outa = <cnp.ndarray>out_obj
     cdef Py_ssize_t n, d, start, i, width = 0
-    cdef int l, L, nb, c
+    cdef int l, nb, c = layers[L - 1].n_out
     cdef floating scale = x_scale
     cdef floating* bufs = NULL
     cdef floating* xb
@@ -449,27 +569,24 @@ cdef object _forward_chunks(object X_obj, object out_obj, list Ws, list bs, list
     cdef bint finite = True
     cdef bint direct
 
-    _fill_params[floating](&net, Ws, bs, acts, dummy, False)
-    L = net.n_layers
-    c = net.sizes[L]
     _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
     n, d = Xa.shape[0], Xa.shape[1]
-    if d != net.sizes[0]:
-        raise ValueError(f"X has {d} features, the first layer takes {net.sizes[0]}")
+    if d != layers[0].n_in:
+        raise ValueError(f"X has {d} features, the first layer takes {layers[0].n_in}")
     _require(outa.ndim == 2 and outa.shape[0] == n and outa.shape[1] == c
              and cnp.PyArray_IS_C_CONTIGUOUS(outa) and cnp.PyArray_ISWRITEABLE(outa),
              "out has the wrong shape")
     _require(chunk > 0, "chunk must be positive")
-    _require(0 <= output <= 2, "unknown output mode")
+    _require(OUT_RAW <= output <= OUT_SIGMOID, "unknown output mode")
     if n == 0:
-        return
+        return 0
     cdef const input_t* X = <const input_t*>cnp.PyArray_DATA(Xa)
     cdef floating* out = <floating*>cnp.PyArray_DATA(outa)
     if chunk > n:
         chunk = <int>n
-    for l in range(1, L):
-        if net.sizes[l] > width:
-            width = net.sizes[l]
+    for l in range(L - 1):
+        if layers[l].n_out > width:
+            width = layers[l].n_out
     # Input already in the network's float type, unscaled, is read in place;
     # anything else is converted a chunk at a time into xb.
     direct = (input_t is floating) and scale == 1
@@ -500,16 +617,16 @@ cdef object _forward_chunks(object X_obj, object out_obj, list Ws, list bs, list
                     inp = xb
                 for l in range(L):
                     dst = out + start * c if l == L - 1 else (ping if l % 2 == 0 else pong)
-                    dense_forward_ptr(inp, <floating*>net.W[l], <floating*>net.b[l], dst,
-                                      nb, net.sizes[l], net.sizes[l + 1], net.acts[l])
+                    _layer_forward(&layers[l], inp, dst, nb)
                     inp = dst
-                if output == 1:
+                if output == OUT_SOFTMAX:
                     softmax_rows(out + start * c, out + start * c, nb, c)
-                elif output == 2:
-                    activate(1, out + start * c, <Py_ssize_t>nb * c)
+                elif output == OUT_SIGMOID:
+                    activate(SIGMOID, out + start * c, <Py_ssize_t>nb * c)
                 start += nb
     finally:
         free(bufs)
         free(rows)
     if not finite:
         raise ValueError("X contains NaN or infinity")
+    return 0

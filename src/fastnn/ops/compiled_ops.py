@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._core import _kernels, _train
-from fastnn.ops.numpy_ops import ACTIVATIONS, OUTPUTS, PREDICT_CHUNK, NumpyOps
+from fastnn._codes import ACTIVATIONS, LAYER_KINDS, OUTPUTS
+from fastnn.ops.numpy_ops import PREDICT_CHUNK, NumpyOps
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INPUTS = _FLOATS + (np.dtype(np.uint8),)  # what the compiled loops read directly
@@ -172,29 +173,29 @@ class CompiledOps(NumpyOps):
 
     # ------------------------------------------------------------ whole network
 
-    def forward_chunks(self, X, W, b, activations, x_scale=1.0, output="raw",
+    def forward_chunks(self, X, layers, activations, x_scale=1.0, output="raw",
                        chunk=PREDICT_CHUNK, check_finite=False):
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
+        dt = layers[0].dtype
         if X.dtype not in _INPUTS or not X.flags.c_contiguous:
-            X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype in _INPUTS else W[0].dtype)
-        out = np.empty((X.shape[0], W[-1].shape[1]), W[0].dtype)
-        _train.forward_chunks(X, out, list(W), list(b), [_act(a) for a in activations],
+            X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype in _INPUTS else dt)
+        out = np.empty((X.shape[0],) + layers[-1].out_shape, dt)
+        _train.forward_chunks(X, out, [LAYER_KINDS[layer.kind] for layer in layers],
+                              [_act(a) for a in activations],
+                              [layer.core_geometry() for layer in layers],
+                              [p for layer in layers for p in layer.params()],
                               x_scale, chunk, OUTPUTS[output], check_finite)
         return out
 
-    def train_epoch(self, X, y, order, plan, x_scale=1.0, sample_weight=None):
+    def train_batches(self, plan, order, start, stop):
         if not plan.optimizer.fused:
             # A custom optimizer's update is Python: run the batches op by op (each
             # op compiled) and call it after each, as the NumPy backend does.
-            return NumpyOps.train_epoch(self, X, y, order, plan, x_scale, sample_weight)
-        plan.allocate(X.shape[1])
-        if plan.use_labels:
-            labels, targets = y, plan.targets_b
-        else:
-            labels, targets = plan.labels_b, y
-        return _train.train_epoch(X, plan.Xb, labels, plan.labels_b, targets, plan.targets_b,
-                                  sample_weight, plan.weights_b, order, plan, x_scale)
+            return NumpyOps.train_batches(self, plan, order, start, stop)
+        if plan.workspace is None:
+            plan.workspace = _train.Workspace(plan)
+        return plan.workspace.train(order, start, stop)
 
 
 def _check_inplace(a, name, like=None):

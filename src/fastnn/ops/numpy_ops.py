@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Codes shared with the compiled core (_core/_kernels.pxd).
-ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
-LOSSES = {"mse": 0, "binary_cross_entropy": 1, "softmax_cross_entropy": 2}
-OUTPUTS = {"raw": 0, "softmax": 1, "sigmoid": 2}
+from fastnn._codes import ACTIVATIONS, LOSSES, OUTPUTS
 
 PREDICT_CHUNK = 1024  # rows per forward chunk in inference
 
@@ -184,11 +181,12 @@ class NumpyOps:
 
     # ------------------------------------------------------------ whole network
 
-    def forward_chunks(self, X: np.ndarray, W: list, b: list, activations: list[str],
+    def forward_chunks(self, X: np.ndarray, layers: list, activations: list[str],
                        x_scale: float = 1.0, output: str = "raw",
                        chunk: int = PREDICT_CHUNK, check_finite: bool = False) -> np.ndarray:
         """The network's output for every row of X, ``chunk`` rows at a time.
 
+        ``layers`` are built layers; ``activations`` the one each computes.
         ``output`` is "raw" (the last layer's values), "softmax" or "sigmoid".
         X may be uint8 (then converted and multiplied by ``x_scale``). With
         ``check_finite``, NaN or infinity in X raises ValueError.
@@ -197,13 +195,12 @@ class NumpyOps:
             raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
         if check_finite and X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError("X contains NaN or infinity")
-        dt = W[0].dtype
+        dt = layers[0].dtype
         n = X.shape[0]
-        out = np.empty((n, W[-1].shape[1]), dt)
+        out = np.empty((n,) + layers[-1].out_shape, dt)
         for start in range(0, n, chunk):
-            h = _scaled(X[start:start + chunk], dt, x_scale)
-            for Wl, bl, act in zip(W, b, activations):
-                h = self.dense_forward(h, Wl, bl, act)
+            h = self.forward_walk(layers, activations, _scaled(X[start:start + chunk], dt, x_scale),
+                                  None, train=False)
             if output == "softmax":
                 h = self.softmax(h)
             elif output == "sigmoid":
@@ -211,39 +208,46 @@ class NumpyOps:
             out[start:start + chunk] = h
         return out
 
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray, plan,
-                    x_scale: float = 1.0, sample_weight: np.ndarray | None = None):
-        """Train one epoch over ``X[order]`` in mini-batches of ``plan.batch_size``.
+    def forward_walk(self, layers: list, activations: list[str], X: np.ndarray,
+                     ctxs: list[dict] | None, train: bool) -> np.ndarray:
+        """Walk ``layers`` forward from X; ``ctxs`` (one dict per layer) keeps what backward needs."""
+        h = X
+        for i, (layer, act) in enumerate(zip(layers, activations)):
+            ctx = {"activation": act} if ctxs is None else ctxs[i]
+            ctx["activation"] = act
+            h = layer.forward(self, h, ctx, train)
+        return h
 
-        ``sample_weight`` (one per row of X, or None) weights each sample's loss.
+    def backward_walk(self, layers: list, ctxs: list[dict], grad: np.ndarray) -> list[list]:
+        """Walk ``layers`` back from dL/d(output); returns each layer's parameter gradients."""
+        grads: list = [None] * len(layers)
+        for l in range(len(layers) - 1, -1, -1):
+            grad, grads[l] = layers[l].backward(self, grad, ctxs[l], need_dX=l > 0)
+        return grads
+
+    def train_batches(self, plan, order: np.ndarray, start: int, stop: int):
+        """Train the mini-batches of ``order[start:stop]`` (``start`` begins a batch).
+
         Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-        batch-mean losses, the samples trained on, and the first row of the first
-        batch whose loss was not finite (-1 if none; that batch is not applied).
+        batch-mean losses, the samples trained on, and the position in
+        ``order`` of the batch whose loss was not finite (-1 if none; that
+        batch is not applied).
         """
-        bs, n = plan.batch_size, order.shape[0]
-        L = len(plan.W)
-        dt = plan.dtype
+        bs, dt = plan.batch_size, plan.dtype
         total, done = 0.0, 0
-        for start in range(0, n, bs):
-            rows = order[start:start + bs]
-            xb = _scaled(X[rows], dt, x_scale)
-            yb = y[rows]
-            outs = []
-            h = xb
-            for Wl, bl, act in zip(plan.W, plan.b, plan.activations):
-                h = self.dense_forward(h, Wl, bl, act)
-                outs.append(h)
-            wb = None if sample_weight is None else sample_weight[rows]
-            loss, grad = self.loss(plan.loss, h, yb, sample_weight=wb)
+        for pos in range(start, stop, bs):
+            rows = order[pos:min(pos + bs, stop)]
+            xb = _scaled(plan.X[rows], dt, plan.x_scale)
+            ctxs = [{} for _ in plan.layers]
+            out = self.forward_walk(plan.layers, plan.activations, xb, ctxs, train=True)
+            wb = None if plan.sample_weight is None else plan.sample_weight[rows]
+            loss, grad = self.loss(plan.loss, out, plan.y[rows], sample_weight=wb)
             if not np.isfinite(loss):
-                return total, done, start
+                return total, done, pos
             total += loss * len(rows)
-            dWs, dbs = [None] * L, [None] * L
-            for l in range(L - 1, -1, -1):
-                inp = xb if l == 0 else outs[l - 1]
-                grad, dWs[l], dbs[l] = self.dense_backward(
-                    inp, plan.W[l], outs[l], grad, plan.activations[l], need_dX=l > 0)
-            plan.optimizer.update(self, plan.W, plan.b, dWs, dbs)
+            grads = self.backward_walk(plan.layers, ctxs, grad)
+            plan.optimizer.update(self, plan.params, [g for per in grads for g in per],
+                                  plan.decay)
             done += len(rows)
         return total, done, -1
 

@@ -1,4 +1,4 @@
-"""What one ``fit`` call trains: the network's arrays, the optimizer and the buffers."""
+"""What one ``fit`` call trains with: its layers, data, optimizer and buffers."""
 
 from __future__ import annotations
 
@@ -6,77 +6,67 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.ops.numpy_ops import ACTIVATIONS, LOSSES
+from fastnn._codes import ACTIVATIONS, LAYER_KINDS, LOSSES
 
 
 class TrainingPlan:
-    """The arrays an epoch reads and writes, gathered once per ``fit`` call.
+    """Everything an epoch reads and writes, gathered once per ``fit`` call.
 
-    The weights are the layers' own arrays (updated in place). The per-batch
-    buffers (the gathered input rows, each layer's output and output gradient,
-    the parameter gradients) are allocated here, once, so that training
-    allocates nothing per batch.
+    The parameters are the layers' own arrays (updated in place). The
+    per-batch buffers (the gathered input rows, each layer's output and
+    output gradient, the parameter gradients) are allocated here, once, so
+    that training allocates nothing per batch. The fit holds the plan, and
+    the plan holds a reference to every array the compiled loop touches.
 
     Parameters
     ----------
-    W, b : list of ndarray
-        The layers' weights (n_in, n_out) and biases (n_out,), C-contiguous.
+    layers : list of Layer
+        The network's layers, built.
     activations : list of str
         The activation each layer computes (a fused output activation is
         already replaced by "identity").
     loss : str
         One of ``LOSSES``.
-    optimizer : SGD or Adam
-        Its state arrays must exist (``optimizer.prepare``).
+    optimizer : Optimizer
+        Its state must exist (``optimizer.prepare``).
     batch_size : int
         Rows per mini-batch.
-    use_labels : bool
-        True when y holds integer class labels, False for target rows.
+    X : ndarray (n, n_features)
+        The training inputs: uint8 (scaled by ``x_scale`` as they are read),
+        float32 or float64, C-contiguous.
+    y : ndarray
+        Integer labels (n,) as intp, or target rows (n, n_outputs) in the
+        network's dtype.
+    x_scale : float
+        Multiplies every input as it is read.
+    sample_weight : ndarray (n,) or None
+        Each sample's weight, in the network's dtype.
     """
 
-    def __init__(self, W: list[np.ndarray], b: list[np.ndarray], activations: list[str],
-                 loss: str, optimizer: Any, batch_size: int, use_labels: bool) -> None:
-        self.W = W
-        self.b = b
+    def __init__(self, layers: list, activations: list[str], loss: str, optimizer: Any,
+                 batch_size: int, X: np.ndarray, y: np.ndarray, x_scale: float = 1.0,
+                 sample_weight: np.ndarray | None = None) -> None:
+        self.layers = list(layers)
         self.activations = list(activations)
-        self.acts = [ACTIVATIONS[a] for a in activations]
+        self.kinds = [LAYER_KINDS[layer.kind] for layer in self.layers]
+        self.acts = [ACTIVATIONS[a] for a in self.activations]
+        self.geometry = [layer.core_geometry() for layer in self.layers]
+        self.params = [p for layer in self.layers for p in layer.params()]
+        self.decay = [name in layer.decayed for layer in self.layers
+                      for name in layer.param_names]
         self.loss = loss
         self.loss_code = LOSSES[loss]
         self.optimizer = optimizer
         self.batch_size = batch_size
-        self.use_labels = use_labels
-        self.dtype = W[0].dtype
-        self._buffers_for = None
-
-    def allocate(self, n_features: int) -> None:
-        """Allocate the per-batch buffers (once; later calls are free)."""
-        if self._buffers_for == n_features:
-            return
-        bs, dt = self.batch_size, self.dtype
-        n_out = self.W[-1].shape[1]
-        self.Xb = np.empty((bs, n_features), dt)
-        self.A = [np.empty((bs, w.shape[1]), dt) for w in self.W]
-        self.D = [np.empty((bs, w.shape[1]), dt) for w in self.W]
-        self.dW = [np.empty_like(w) for w in self.W]
-        self.db = [np.empty_like(b) for b in self.b]
+        self.dtype = self.params[0].dtype if self.params else np.dtype(np.float32)
+        self.X, self.y, self.x_scale, self.sample_weight = X, y, x_scale, sample_weight
+        self.use_labels = y.ndim == 1
+        bs, dt = batch_size, self.dtype
+        self.Xb = np.empty((bs, X.shape[1]), dt)
+        self.A = [np.empty((bs,) + layer.out_shape, dt) for layer in self.layers]
+        self.D = [np.empty_like(a) for a in self.A]
+        self.grads = [np.empty_like(p) for p in self.params]
         self.labels_b = np.empty(bs, np.intp)
-        self.targets_b = np.empty((bs, n_out), dt)
+        self.targets_b = np.empty((bs, self.A[-1].shape[1]), dt)
         self.weights_b = np.empty(bs, dt)
-        self._buffers_for = n_features
-
-    # Optimizer state, by the names the compiled loop reads.
-    @property
-    def state1_W(self) -> list[np.ndarray]:
-        return self.optimizer.state1_W
-
-    @property
-    def state1_b(self) -> list[np.ndarray]:
-        return self.optimizer.state1_b
-
-    @property
-    def state2_W(self) -> list[np.ndarray]:
-        return self.optimizer.state2_W
-
-    @property
-    def state2_b(self) -> list[np.ndarray]:
-        return self.optimizer.state2_b
+        self.workspace: Any = None  # the compiled backend's, made on first use

@@ -1,0 +1,125 @@
+"""The dense layer: ``Y = act(X @ W + b)``, its weights and its initialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastnn._codes import ACTIVATIONS
+from fastnn._validation import check_positive_int
+from fastnn.layers.base import Layer
+
+# "softmax" is accepted only on the last layer of a softmax cross-entropy
+# network, where the loss fuses it (see Network).
+LAYER_ACTIVATIONS = tuple(ACTIVATIONS) + ("softmax",)
+
+
+def check_activation(activation: Any) -> str:
+    """Return a valid layer activation name ("identity" for None)."""
+    if activation is None:
+        return "identity"
+    if not isinstance(activation, str) or activation not in LAYER_ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of {list(LAYER_ACTIVATIONS)}")
+    return activation
+
+
+class Dense(Layer):
+    """A fully connected layer ``Y = act(X @ W + b)``.
+
+    Parameters
+    ----------
+    n_in : int
+        Number of inputs.
+    n_out : int
+        Number of outputs (units).
+    activation : str, default "identity"
+        "identity", "sigmoid", "tanh" or "relu"; "softmax" on the last layer of
+        a network trained with softmax cross-entropy.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_in, n_out)
+        Weights, one column per unit: ``W[i, j]`` connects input ``i`` to
+        unit ``j``. (The tutorials' JSON stores the transpose, one row per
+        unit.) Assign a new array to replace them (it is validated and copied).
+    b : ndarray of shape (n_out,)
+        Biases.
+    """
+
+    kind = "dense"
+    param_names = ("W", "b")
+    decayed = ("W",)
+
+    def __init__(self, n_in: int, n_out: int, activation: str = "identity") -> None:
+        super().__init__()
+        self.n_in = check_positive_int(n_in, "n_in")
+        self.n_out = check_positive_int(n_out, "n_out")
+        self.activation = check_activation(activation)
+        self._W: np.ndarray | None = None
+        self._b: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+    @property
+    def W(self) -> np.ndarray | None:
+        return self._W
+
+    @W.setter
+    def W(self, value: Any) -> None:
+        self._W = self._checked(value, "W")
+
+    @property
+    def b(self) -> np.ndarray | None:
+        return self._b
+
+    @b.setter
+    def b(self, value: Any) -> None:
+        self._b = self._checked(value, "b")
+
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        in_shape = tuple(in_shape)
+        size = int(np.prod(in_shape)) if in_shape else 0
+        if len(in_shape) != 1 or size != self.n_in:
+            what = f"{size} = {'x'.join(map(str, in_shape))}" if len(in_shape) > 1 else f"{size}"
+            raise ValueError(f"Dense takes {self.n_in} inputs per sample, but gets {what}"
+                             + (" (add a Flatten layer before it)" if len(in_shape) > 1 else ""))
+        self.in_shape, self.out_shape = in_shape, (self.n_out,)
+        return self.out_shape
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
+
+    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Draw W (He-normal for ReLU, Glorot-uniform otherwise) and zero b.
+
+        The draw is made in float64 and then cast, so float32 and float64
+        networks with the same seed start from the same weights.
+        """
+        self.dtype = np.dtype(dtype)
+        if self.activation == "relu":
+            W = rng.standard_normal((self.n_in, self.n_out)) * np.sqrt(2.0 / self.n_in)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            W = rng.uniform(-limit, limit, (self.n_in, self.n_out))
+        self.W = W
+        self.b = np.zeros(self.n_out)
+
+    def forward(self, ops: Any, X: np.ndarray, ctx: dict, train: bool) -> np.ndarray:
+        act = ctx.get("activation", self.activation)
+        Y = ops.dense_forward(X, self._W, self._b, act)
+        ctx["X"], ctx["Y"], ctx["act"] = X, Y, act
+        return Y
+
+    def backward(self, ops: Any, dY: np.ndarray, ctx: dict,
+                 need_dX: bool) -> tuple[np.ndarray | None, list[np.ndarray]]:
+        dX, dW, db = ops.dense_backward(ctx["X"], self._W, ctx["Y"], dY, ctx["act"], need_dX)
+        return dX, [dW, db]
+
+    def core_geometry(self) -> list[int]:
+        return [self.n_in, self.n_out]
+
+    def config(self) -> dict[str, Any]:
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation}
