@@ -106,12 +106,12 @@ def test_training_step(benchmark, ops, n):
     net = _network(ops.name)
     X, y = _mnist_like(n)
     opt = fastnn.SGD(lr=0.1)
-    opt.prepare(net._W, net._b)
-    plan = TrainingPlan(net._W, net._b, net._compute_activations, net.loss, opt, n,
-                        use_labels=True)
+    opt.prepare(net._params())
+    plan = TrainingPlan(net.layers, net._compute_activations, net.loss, opt, n, X,
+                        y.astype(np.intp), 1 / 255)
     order = np.arange(n, dtype=np.intp)
     benchmark.group = f"training step, batch {n}"
-    total, done, bad = benchmark(ops.train_epoch, X, y.astype(np.intp), order, plan, 1 / 255)
+    total, done, bad = benchmark(ops.train_batches, plan, order, 0, n)
     assert done == n and bad == -1
 
 

@@ -181,10 +181,12 @@ class CompiledOps(NumpyOps):
         if X.dtype not in _INPUTS or not X.flags.c_contiguous:
             X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype in _INPUTS else dt)
         out = np.empty((X.shape[0],) + layers[-1].out_shape, dt)
-        _train.forward_chunks(X, out, [LAYER_KINDS[layer.kind] for layer in layers],
-                              [_act(a) for a in activations],
-                              [layer.core_geometry() for layer in layers],
-                              [p for layer in layers for p in layer.params()],
+        kinds, geometry, params = [], [], []
+        for layer in layers:  # one loop: this is on the path of predicting one sample
+            kinds.append(LAYER_KINDS[layer.kind])
+            geometry.append(layer.core_geometry())
+            params += layer.params()
+        _train.forward_chunks(X, out, kinds, [_act(a) for a in activations], geometry, params,
                               x_scale, chunk, OUTPUTS[output], check_finite)
         return out
 
