@@ -321,6 +321,9 @@ class Network:
             plan = TrainingPlan(self.layers, self._compute_activations, self.loss, optimizer, bs,
                                 X, y, input_scale, sample_weight)
             history = History()
+            # A call with no batches makes the backend's workspace: its cost is
+            # the fit's, not the first chunk's, which the thread chooser times.
+            self._ops.train_batches(plan, np.zeros(0, np.intp), 0, 0)
             chooser = self._thread_chooser(bs)
             blas_threads = core_blas().get()
             try:

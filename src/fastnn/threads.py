@@ -180,7 +180,8 @@ def core_blas() -> CoreBLAS:
 class ThreadChooser:
     """Chooses the BLAS thread count of each chunk of a fit from measured chunk times.
 
-    The first chunks try 1 thread, then ``max_threads``; after that the faster
+    The first chunks (once they last ``MIN_SECONDS``) try 1 thread, then
+    ``max_threads``; after that the faster
     count runs, and the other is probed with a short chunk (``PROBE_FRACTION``
     of a normal one) every ``interval`` chunks. A probe that loses doubles the
     interval (up to ``MAX_INTERVAL``); one that wins by more than 5% switches.
@@ -193,9 +194,10 @@ class ThreadChooser:
         The largest count to try; 1 means there is nothing to choose.
     """
 
-    PROBE_FRACTION = 0.25
-    MIN_INTERVAL = 4
-    MAX_INTERVAL = 64
+    PROBE_FRACTION = 0.125
+    MIN_SECONDS = 0.004
+    MIN_INTERVAL = 8
+    MAX_INTERVAL = 128
 
     def __init__(self, max_threads: int) -> None:
         self.options = (1, max_threads) if max_threads > 1 else (1,)
@@ -215,8 +217,14 @@ class ThreadChooser:
         return self.best, 1.0
 
     def record(self, n: int, seconds: float, samples: int) -> None:
-        """Note that ``samples`` samples took ``seconds`` with ``n`` threads."""
-        if samples <= 0:
+        """Note that ``samples`` samples took ``seconds`` with ``n`` threads.
+
+        Chunks shorter than ``MIN_SECONDS`` are not counted: the first chunks of
+        a fit are a batch or a few, too short to time (waking a thread pool
+        alone takes a good part of one), so the tries repeat until they are long
+        enough to tell.
+        """
+        if samples <= 0 or seconds < self.MIN_SECONDS:
             return
         pace = seconds / samples
         tried_all = len(self.pace) == len(self.options)
