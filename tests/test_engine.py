@@ -191,13 +191,13 @@ chunks = []  # (samples, seconds) of each completed chunk
 last = []    # the latest chunk: monotonic start and end, samples, BLAS threads
 
 
-def timed(plan, order, start, stop):
+def timed(plan, order, start, stop, *limit):
     t0, m0 = time.perf_counter(), time.monotonic()
     try:
-        result = real(plan, order, start, stop)
+        result = real(plan, order, start, stop, *limit)
     finally:
         last[:] = [m0, time.monotonic(), stop - start, core_blas().get()]
-    chunks.append((stop - start, time.perf_counter() - t0))
+    chunks.append((result[1], time.perf_counter() - t0))
     return result
 
 
@@ -308,9 +308,10 @@ def _fit_in_chunks(monkeypatch, chunk_seconds, backend, dtype, make_optimizer, X
     calls = []
     real = net._ops.train_batches
 
-    def spy(plan, order, start, stop):
-        calls.append((start, stop))
-        return real(plan, order, start, stop)
+    def spy(plan, order, start, stop, *limit):
+        result = real(plan, order, start, stop, *limit)
+        calls.append((start, start + result[1]))  # what it trained (a time limit may end it early)
+        return result
 
     net._ops.train_batches = spy
     optimizer = make_optimizer()

@@ -690,15 +690,11 @@ def test_huge_n_threads_fails_before_any_limit_changes(multiclass, monkeypatch):
 def test_thread_limits_are_given_back_when_setting_openmp_fails(monkeypatch):
     import fastnn.sklearn
 
-    class FailingOpenMP:
-        omp_get_max_threads = staticmethod(_threads.omp_get_max_threads)
-
-        @staticmethod
-        def omp_set_num_threads(n):
-            raise OverflowError("value too large to convert to int")
+    def failing_omp_set_num_threads(n):
+        raise OverflowError("value too large to convert to int")
 
     before = _blas_threads()
-    monkeypatch.setattr(fastnn.sklearn, "_threads", FailingOpenMP)
+    monkeypatch.setattr(fastnn.sklearn, "omp_set_num_threads", failing_omp_set_num_threads)
     with pytest.raises(OverflowError):
         with _thread_limits(1):
             pass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -325,13 +328,16 @@ class Network:
             # the fit's, not the first chunk's, which the thread chooser times.
             self._ops.train_batches(plan, np.zeros(0, np.intp), 0, 0)
             chooser = self._thread_chooser(bs)
+            if chooser is not None and not chooser.begin():
+                chooser = None  # another fit is choosing: this one leaves the count alone
             blas_threads = core_blas().get()
             try:
-                self._fit_epochs(plan, history, epochs, shuffle, chooser, validation_data,
-                                 verbose)
+                with _interrupts_at_chunk_ends() as deliver_interrupt:
+                    self._fit_epochs(plan, history, epochs, shuffle, chooser, validation_data,
+                                     verbose, deliver_interrupt)
             finally:
                 if chooser is not None:
-                    core_blas().set(blas_threads)  # as the fit found it
+                    chooser.end(core_blas(), blas_threads)  # as the fit found it
         return history
 
     def _thread_chooser(self, batch_size: int) -> ThreadChooser | None:
@@ -346,7 +352,7 @@ class Network:
 
     def _fit_epochs(self, plan: TrainingPlan, history: History, epochs: int, shuffle: bool,
                     chooser: ThreadChooser | None, validation_data: tuple | None,
-                    verbose: int) -> None:
+                    verbose: int, deliver_interrupt: Callable[[], None]) -> None:
         """The epochs of ``fit``, recorded into ``history``."""
         n = plan.X.shape[0]
         previous = None  # (weights before it, order) of the last epoch, for recovery
@@ -355,7 +361,7 @@ class Network:
             order = order.astype(np.intp, copy=False)
             saved = self._snapshot()
             t0 = time.perf_counter()
-            total, done, bad = self._train_epoch(plan, order, chooser)
+            total, done, bad = self._train_epoch(plan, order, chooser, deliver_interrupt)
             elapsed = time.perf_counter() - t0
             if bad >= 0 or not self._finite():
                 self._restore(saved)
@@ -376,13 +382,14 @@ class Network:
             if verbose:
                 self._report(epoch, epochs, history, n, elapsed)
 
-    def _train_epoch(self, plan: TrainingPlan, order: np.ndarray,
-                     chooser: ThreadChooser | None) -> tuple[float, int, int]:
+    def _train_epoch(self, plan: TrainingPlan, order: np.ndarray, chooser: ThreadChooser | None,
+                     deliver_interrupt: Callable[[], None]) -> tuple[float, int, int]:
         """Train the epoch ``order`` in chunks of batches, each about ``CHUNK_SECONDS`` long.
 
         Between chunks the interpreter runs: Ctrl-C raises KeyboardInterrupt
-        there, with the weights of the last completed batch. ``chooser`` (None
-        for a fixed count) picks each chunk's BLAS threads. Returns
+        there (``deliver_interrupt`` raises one held back during the chunk),
+        with the weights of the last completed batch. ``chooser`` (None for a
+        fixed count) picks each chunk's BLAS threads. Returns
         ``(loss_sum, n_done, bad_start)`` as ``train_batches`` does, for the epoch.
         """
         bs, n = plan.batch_size, len(order)
@@ -392,10 +399,13 @@ class Network:
         while pos < n:
             threads, fraction = chooser.next() if chooser is not None else (0, 1.0)
             if threads:
-                blas.set(threads)
+                chooser.apply(blas, threads)
             stop = min(n, pos + max(1, int(batches * fraction)) * bs)
             t0 = time.perf_counter()
-            chunk_total, chunk_done, bad = self._ops.train_batches(plan, order, pos, stop)
+            # The time limit ends a chunk early when the machine got much busier
+            # than the pace it was sized from.
+            chunk_total, chunk_done, bad = self._ops.train_batches(plan, order, pos, stop,
+                                                                   3 * CHUNK_SECONDS)
             seconds = time.perf_counter() - t0
             total += chunk_total
             done += chunk_done
@@ -404,9 +414,12 @@ class Network:
             if chooser is not None:
                 chooser.record(threads, seconds, chunk_done)
             # Size the next chunk from this one's pace, growing at most 4x at a time.
-            per_batch = seconds / -(-(stop - pos) // bs)
+            per_batch = seconds / max(1, -(-chunk_done // bs))
             batches = max(1, min(4 * batches, int(CHUNK_SECONDS / max(per_batch, 1e-7))))
-            pos = stop
+            if chunk_done == 0:  # pragma: no cover - a backend that trained nothing
+                raise RuntimeError("the training backend returned without training a batch")
+            pos += chunk_done
+            deliver_interrupt()
         self._chunk_batches[bs] = batches
         return total, done, -1
 
@@ -636,6 +649,41 @@ def load(path: str | os.PathLike, backend: str = "compiled") -> Network:
 def _check_backend(backend: Any) -> None:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def _interrupts_at_chunk_ends() -> Iterator[Callable[[], None]]:
+    """Hold Ctrl-C back until the running chunk of batches ends; yields the deliverer.
+
+    The compiled loop cannot be interrupted anyway (the interpreter runs the
+    handler when the call returns), but a chunk run in Python (the NumPy
+    backend, a custom optimizer) could be stopped between two parameters'
+    updates. With this, every backend stops at a batch boundary. Only the
+    main thread receives signals, and a handler that is not Python's (ignored,
+    default) is left alone.
+    """
+    previous = signal.getsignal(signal.SIGINT) if _on_main_thread() else None
+    if not callable(previous):
+        yield lambda: None
+        return
+    held: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+
+    def deliver() -> None:
+        if held:
+            signum, frame = held.pop()
+            held.clear()
+            previous(signum, frame)  # Python's default raises KeyboardInterrupt here
+
+    try:
+        yield deliver
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        deliver()  # one that came after the last chunk
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _checked_threshold(value: Any) -> float:

@@ -74,8 +74,7 @@ import threadpoolctl
 from fastnn._validation import refuse_sparse_or_masked
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam, Optimizer
-from fastnn._core import _threads
-from fastnn.threads import check_num_threads
+from fastnn.threads import check_num_threads, omp_max_threads, omp_set_num_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -143,12 +142,12 @@ def _thread_limits(n_threads: int | None) -> Iterator[None]:
                                                                 user_api="blas")
         _limit_users += 1
     try:
-        omp_before = _threads.omp_get_max_threads()
+        omp_before = omp_max_threads()
         try:
-            _threads.omp_set_num_threads(n_threads)
+            omp_set_num_threads(n_threads)
             yield
         finally:
-            _threads.omp_set_num_threads(omp_before)
+            omp_set_num_threads(omp_before)
     finally:
         with _limit_lock:
             _limit_users -= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import threading
 from typing import Any
 
 
@@ -100,6 +101,19 @@ def has_openmp() -> bool:
     return omp is not None and omp.has_openmp()
 
 
+def omp_max_threads() -> int:
+    """OpenMP's thread count for this thread (1 without the compiled core)."""
+    omp = _omp()
+    return omp.omp_get_max_threads() if omp is not None else 1
+
+
+def omp_set_num_threads(n: int) -> None:
+    """Set OpenMP's thread count for this thread (nothing without the compiled core)."""
+    omp = _omp()
+    if omp is not None:
+        omp.omp_set_num_threads(n)
+
+
 def _omp():
     """The compiled core's OpenMP controls, or None without the compiled extension."""
     try:
@@ -167,6 +181,7 @@ class CoreBLAS:
 
 
 _core_blas: CoreBLAS | None = None
+_choosing = threading.Lock()  # held by the one fit that chooses BLAS's threads
 
 
 def core_blas() -> CoreBLAS:
@@ -205,9 +220,47 @@ class ThreadChooser:
         self.best = 1
         self.interval = self.MIN_INTERVAL
         self.since_probe = 0
+        self.last_set = 0          # the count this fit set last (0: none yet)
+        self.abandoned = False     # another thread changed the count: leave it alone
+
+    def begin(self) -> bool:
+        """Start choosing for a fit; False when another fit is choosing already.
+
+        BLAS's thread count is one per process: two fits choosing it at once
+        (on two threads) would undo each other's settings.
+        """
+        if not _choosing.acquire(blocking=False):
+            return False
+        self.last_set = 0
+        self.abandoned = False
+        return True
+
+    def end(self, blas: CoreBLAS, original: int) -> None:
+        """Give BLAS back the count the fit found, unless someone else has set it since."""
+        try:
+            if not self.abandoned and self.last_set and blas.get() == self.last_set:
+                blas.set(original)
+        finally:
+            _choosing.release()
+
+    def apply(self, blas: CoreBLAS, n: int) -> None:
+        """Use ``n`` threads, unless another thread changed the count since we set it.
+
+        Then the chooser stops for this fit: a threadpoolctl limit set around
+        other work (a parallel fit of fastnn.sklearn, say) is not overridden.
+        """
+        if self.abandoned or not n:
+            return
+        if self.last_set and blas.get() != self.last_set:
+            self.abandoned = True
+            return
+        blas.set(n)
+        self.last_set = n
 
     def next(self) -> tuple[int, float]:
-        """The thread count of the next chunk, and the fraction of a chunk to run."""
+        """The thread count of the next chunk (0: leave it), and the fraction of a chunk to run."""
+        if self.abandoned:
+            return 0, 1.0
         for n in self.options:
             if n not in self.pace:
                 return n, self.PROBE_FRACTION
@@ -224,7 +277,7 @@ class ThreadChooser:
         alone takes a good part of one), so the tries repeat until they are long
         enough to tell.
         """
-        if samples <= 0 or seconds < self.MIN_SECONDS:
+        if samples <= 0 or seconds < self.MIN_SECONDS or n not in self.options:
             return
         pace = seconds / samples
         tried_all = len(self.pace) == len(self.options)

@@ -21,6 +21,7 @@ cimport numpy as cnp
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.math cimport isfinite
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
@@ -426,14 +427,19 @@ cdef class Workspace:
             self.opt.eps = optimizer.eps
             self.opt.step = optimizer.step_count
 
-    def train(self, const Py_ssize_t[::1] order, Py_ssize_t start, Py_ssize_t stop):
+    def train(self, const Py_ssize_t[::1] order, Py_ssize_t start, Py_ssize_t stop,
+              double max_seconds=0):
         """Train the mini-batches of ``order[start:stop]``; ``start`` begins a batch.
 
+        With ``max_seconds`` > 0 it returns early, after the first batch that
+        ends that long after the call began: a chunk sized from a quiet pace
+        cannot hold Ctrl-C back for long when the machine gets busy.
+
         Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-        batch-mean losses, the samples trained on, and the position in
-        ``order`` of the batch whose loss was not finite (-1 when all were;
-        that batch is not applied, so the weights are those of the last
-        finite step).
+        batch-mean losses, the samples trained on (from ``start``), and the
+        position in ``order`` of the batch whose loss was not finite (-1 when
+        all were; that batch is not applied, so the weights are those of the
+        last finite step).
         """
         cdef Py_ssize_t i
         _require(0 <= start <= stop <= order.shape[0], "start and stop must lie in order")
@@ -446,19 +452,25 @@ cdef class Workspace:
         cdef const Py_ssize_t* rows = &order[0]
         if self.ftype == cnp.NPY_FLOAT32:
             if self.xtype == cnp.NPY_UINT8:
-                return _train_range(self, rows, start, stop, <uint8_t>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <float>0)
             if self.xtype == cnp.NPY_FLOAT32:
-                return _train_range(self, rows, start, stop, <float>0, <float>0)
-            return _train_range(self, rows, start, stop, <double>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <float>0, <float>0)
+            return _train_range(self, rows, start, stop, max_seconds, <double>0, <float>0)
         if self.xtype == cnp.NPY_UINT8:
-            return _train_range(self, rows, start, stop, <uint8_t>0, <double>0)
+            return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <double>0)
         if self.xtype == cnp.NPY_FLOAT32:
-            return _train_range(self, rows, start, stop, <float>0, <double>0)
-        return _train_range(self, rows, start, stop, <double>0, <double>0)
+            return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
+        return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
+
+
+cdef double _now() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec + 1e-9 * t.tv_nsec
 
 
 cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start,
-                         Py_ssize_t stop, input_t xdummy, floating dummy):
+                         Py_ssize_t stop, double max_seconds, input_t xdummy, floating dummy):
     cdef const input_t* X = <const input_t*>ws.X
     cdef floating* Xb = <floating*>ws.Xb
     cdef floating* targets_b = <floating*>ws.targets_b
@@ -468,7 +480,10 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
     cdef int nb, bs = ws.bs, c = ws.c, L = ws.L
     cdef Py_ssize_t i, pos = start, bad = -1, done = 0
     cdef double batch_loss, total = 0
+    cdef double deadline = 0
     with nogil:
+        if max_seconds > 0:
+            deadline = _now() + max_seconds
         while pos < stop:
             nb = <int>(bs if stop - pos > bs else stop - pos)
             _gather(X, ws.d, order + pos, nb, Xb, scale)
@@ -489,6 +504,8 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             _backward_and_update(ws.layers, L, &ws.opt, Xb, nb)
             done += nb
             pos += nb
+            if deadline > 0 and _now() > deadline:
+                break
     if ws.opt.kind == OPT_ADAM:
         ws.optimizer.step_count = ws.opt.step
     return total, done, bad

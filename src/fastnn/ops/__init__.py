@@ -23,15 +23,25 @@ def get_ops(backend: str) -> NumpyOps:
     if backend == "numpy":
         return NumpyOps()
     if backend == "compiled":
-        from fastnn.ops.compiled_ops import CompiledOps
-        return CompiledOps()
+        return _compiled_ops()()
     raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
+
+
+def _compiled_ops() -> type:
+    """The CompiledOps class, or an ImportError that says what to do without the core."""
+    try:
+        from fastnn.ops.compiled_ops import CompiledOps
+    except ImportError as exc:
+        raise ImportError(
+            f"fastnn's compiled core is not available ({exc}). Build it by installing fastnn "
+            "with `pip install .` (a C compiler and the Python headers are needed), or use "
+            "backend='numpy', which needs no compiled code") from exc
+    return CompiledOps
 
 
 def __getattr__(name: str) -> Any:
     if name == "CompiledOps":  # imports the compiled core
-        from fastnn.ops.compiled_ops import CompiledOps
-        return CompiledOps
+        return _compiled_ops()
     raise AttributeError(f"module 'fastnn.ops' has no attribute {name!r}")
 
 

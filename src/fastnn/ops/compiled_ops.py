@@ -190,14 +190,14 @@ class CompiledOps(NumpyOps):
                               x_scale, chunk, OUTPUTS[output], check_finite)
         return out
 
-    def train_batches(self, plan, order, start, stop):
+    def train_batches(self, plan, order, start, stop, max_seconds=0.0):
         if not plan.optimizer.fused:
             # A custom optimizer's update is Python: run the batches op by op (each
             # op compiled) and call it after each, as the NumPy backend does.
-            return NumpyOps.train_batches(self, plan, order, start, stop)
+            return NumpyOps.train_batches(self, plan, order, start, stop, max_seconds)
         if plan.workspace is None:
             plan.workspace = _train.Workspace(plan)
-        return plan.workspace.train(order, start, stop)
+        return plan.workspace.train(order, start, stop, max_seconds)
 
 
 def _check_inplace(a, name, like=None):

@@ -7,6 +7,9 @@ signatures; keep the two in step.
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 
 from fastnn._codes import ACTIVATIONS, LOSSES, OUTPUTS
@@ -225,16 +228,21 @@ class NumpyOps:
             grad, grads[l] = layers[l].backward(self, grad, ctxs[l], need_dX=l > 0)
         return grads
 
-    def train_batches(self, plan, order: np.ndarray, start: int, stop: int):
+    def train_batches(self, plan, order: np.ndarray, start: int, stop: int,
+                      max_seconds: float = 0.0):
         """Train the mini-batches of ``order[start:stop]`` (``start`` begins a batch).
 
+        With ``max_seconds`` > 0 it returns early, after the first batch that
+        ends that long after the call began.
+
         Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-        batch-mean losses, the samples trained on, and the position in
-        ``order`` of the batch whose loss was not finite (-1 if none; that
-        batch is not applied).
+        batch-mean losses, the samples trained on (from ``start``), and the
+        position in ``order`` of the batch whose loss was not finite (-1 if
+        none; that batch is not applied).
         """
         bs, dt = plan.batch_size, plan.dtype
         total, done = 0.0, 0
+        deadline = time.perf_counter() + max_seconds if max_seconds > 0 else math.inf
         for pos in range(start, stop, bs):
             rows = order[pos:min(pos + bs, stop)]
             xb = _scaled(plan.X[rows], dt, plan.x_scale)
@@ -249,6 +257,8 @@ class NumpyOps:
             plan.optimizer.update(self, plan.params, [g for per in grads for g in per],
                                   plan.decay)
             done += len(rows)
+            if time.perf_counter() > deadline:  # after a batch: every call makes progress
+                break
         return total, done, -1
 
 
