@@ -7,10 +7,22 @@
 - ``ThreadChooser`` follows its rules (synthetic timings, no training).
 - A fit gives BLAS back the thread count it found, also when it raises.
 - Optimizer state is kept per parameter.
+- ``train_batches``' time limit ends a call after a whole batch; a fit advances
+  by what was trained, so limited chunks change nothing in the result.
+- Ctrl-C is held back to the end of a chunk on every backend (a Python
+  optimizer is never stopped between two parameters); fits off the main
+  thread leave the SIGINT handler alone.
+- One fit at a time chooses BLAS's threads, and a count set by someone else
+  during a fit is neither overridden nor "restored" at its end.
+- Without the compiled core, backend="compiled" says what to do, and
+  ``fastnn.sklearn`` still imports.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 import queue
 import signal
 import subprocess
@@ -29,6 +41,7 @@ from fastnn import SGD, Adam, Network
 from fastnn import network as network_module
 from fastnn import threads
 from fastnn._fit_guard import is_claimed
+from fastnn.ops import TrainingPlan
 from fastnn.optim import Optimizer
 from fastnn.threads import ThreadChooser, chunk_thread_chooser, core_blas
 
@@ -665,3 +678,601 @@ def test_optimizer_state_is_kept_per_parameter(opt, n_state, rng):
                     p_n + [s for per in o_n.state for s in per]):
         assert_close(a, b, np.float64, rtol=RTOL[np.dtype(np.float64)] * 10)
     assert getattr(o_c, "step_count", None) == getattr(o_n, "step_count", None)
+
+
+# ---------------------------------------------------------------- g. a time limit per call
+
+
+def _plan(backend, opt, X, y, bs=8):
+    """A float64 network, its optimizer and the TrainingPlan over (X, y), as fit builds them."""
+    net = Network.mlp([X.shape[1], 16, 3], activation="tanh", loss="softmax_cross_entropy",
+                      dtype="float64", seed=0, backend=backend)
+    optimizer = CHUNK_OPTIMIZERS[opt]()
+    optimizer.prepare(net._params())
+    plan = TrainingPlan(net.layers, net._compute_activations, net.loss, optimizer, bs, X, y)
+    return net, optimizer, plan
+
+
+def _labelled(rng, n):
+    X, y = classification(rng, n=n)
+    return np.ascontiguousarray(X), y.astype(np.intp), rng.permutation(n).astype(np.intp)
+
+
+def test_train_batches_time_limit_ends_the_call_after_one_batch(backend, rng, restore_threads):
+    fastnn.set_num_threads(1)
+    X, y, order = _labelled(rng, 2000)
+    # (start, stop, samples of the one batch): a full batch, one mid-order, a short last one.
+    for start, stop, first in ((0, 2000, 8), (800, 2000, 8), (1992, 1997, 5)):
+        net, _, plan = _plan(backend, "sgd_momentum", X, y)
+        total, done, bad = net._ops.train_batches(plan, order, start, stop, 1e-9)
+        assert (done, bad) == (first, -1), (start, stop)
+        assert np.isfinite(total) and total > 0
+        # Exactly that batch was trained: the same as a call that asks for it alone.
+        alone, _, plan_alone = _plan(backend, "sgd_momentum", X, y)
+        assert alone._ops.train_batches(plan_alone, order, start, start + first)[1:] == (first, -1)
+        for a, b in zip(net._params(), alone._params()):
+            np.testing.assert_array_equal(a, b)
+    for limit in ((), (0.0,), (-1.0,), (1e9,)):  # no limit, 0, negative, generous: all of it
+        net, _, plan = _plan(backend, "sgd_momentum", X, y)
+        assert net._ops.train_batches(plan, order, 0, 2000, *limit)[1:] == (2000, -1), limit
+
+
+@pytest.mark.parametrize("limit", [1e-9, 2e-4])
+@pytest.mark.parametrize("opt", sorted(CHUNK_OPTIMIZERS))
+def test_time_limited_calls_advancing_by_n_done_equal_one_call(opt, limit, backend, rng,
+                                                                restore_threads):
+    fastnn.set_num_threads(1)  # the same BLAS kernels in every call: bit equality holds
+    X, y, order = _labelled(rng, 2000)
+    net_a, opt_a, plan_a = _plan(backend, opt, X, y)
+    total_a, done_a, bad_a = net_a._ops.train_batches(plan_a, order, 0, 2000)
+    assert (done_a, bad_a) == (2000, -1)
+    net_b, opt_b, plan_b = _plan(backend, opt, X, y)
+    total_b, pos, dones = 0.0, 0, []
+    while pos < 2000:
+        total, done, bad = net_b._ops.train_batches(plan_b, order, pos, 2000, limit)
+        assert bad == -1 and done > 0 and done % 8 == 0, (pos, done)
+        total_b += total
+        pos += done
+        dones.append(done)
+    assert pos == 2000
+    if limit == 1e-9:
+        assert dones == [8] * 250
+    for a, b in zip(net_a._params() + [s for per in opt_a.state for s in per],
+                    net_b._params() + [s for per in opt_b.state for s in per]):
+        np.testing.assert_array_equal(a, b)
+    assert getattr(opt_a, "step_count", None) == getattr(opt_b, "step_count", None)
+    if opt == "adam":
+        assert opt_b.step_count == 250
+    np.testing.assert_allclose(total_b, total_a, rtol=1e-12)
+
+
+def test_fit_passes_the_time_limit_and_advances_by_what_was_trained(backend, rng,
+                                                                     restore_threads):
+    """Every chunk cut to its first batch by the limit: the fit still trains each batch once."""
+    fastnn.set_num_threads(1)
+    X, y = classification(rng, n=200)
+
+    def fit(cut: bool):
+        net = Network.mlp([5, 16, 8, 3], activation="tanh", loss="softmax_cross_entropy",
+                          dtype="float64", seed=1, backend=backend)
+        real = net._ops.train_batches
+        calls = []  # (start, stop, the limit passed, samples trained)
+
+        def spy(plan, order, start, stop, *limit):
+            if cut and stop > start:  # as if each batch took longer than the limit
+                result = real(plan, order, start, stop, 1e-9)
+            else:
+                result = real(plan, order, start, stop, *limit)
+            calls.append((start, stop, limit, result[1]))
+            return result
+
+        net._ops.train_batches = spy
+        optimizer = Adam(lr=0.01)
+        history = net.fit(X, y, epochs=3, batch_size=16, optimizer=optimizer)
+        return net, optimizer, history, [c for c in calls if c[1] > c[0]]
+
+    net_a, opt_a, hist_a, calls_a = fit(cut=False)
+    net_b, opt_b, hist_b, calls_b = fit(cut=True)
+    assert {c[2] for c in calls_a + calls_b} == {(3 * network_module.CHUNK_SECONDS,)}
+    assert all(done == min(16, stop - start) for start, stop, _, done in calls_b)
+    assert any(stop - start > done for start, stop, _, done in calls_b), "no chunk was cut"
+    # Each chunk starts where the last one's trained samples ended: 13 batches an epoch.
+    starts = [start for start, *_ in calls_b]
+    assert starts == list(range(0, 200, 16)) * 3
+    assert sum(done for *_, done in calls_b) == 3 * 200
+    for a, b in zip(net_a._params() + [s for per in opt_a.state for s in per],
+                    net_b._params() + [s for per in opt_b.state for s in per]):
+        np.testing.assert_array_equal(a, b)
+    assert opt_a.step_count == opt_b.step_count == 3 * 13
+    np.testing.assert_allclose(hist_b.loss, hist_a.loss, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- h. Ctrl-C at batch boundaries
+
+
+class SignallingSGD(Optimizer):
+    """Plain SGD, one parameter at a time, that sends itself SIGINT within its 3rd batch.
+
+    The signal comes between the 2nd and 3rd parameters' updates; it counts
+    each parameter's updates, and notes the SIGINT handler it saw.
+    """
+
+    def __init__(self, lr: float = 0.05) -> None:
+        super().__init__()
+        self.lr, self.batches, self.counts, self.handler_during = lr, 0, [], None
+
+    def update(self, ops, params, grads, decay) -> None:
+        if not self.counts:
+            self.counts = [0] * len(params)
+        self.batches += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p -= self.lr * g
+            self.counts[i] += 1
+            if self.batches == 3 and i == 1:
+                self.handler_during = signal.getsignal(signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.02)  # a handler that raises would raise here
+
+
+SIGINT_CHILD = r'''
+import json
+import os
+import signal
+import time
+import traceback
+
+# As in an interactive run (a child of a shell without job control ignores SIGINT).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+import numpy as np
+
+from fastnn import Network
+from fastnn._fit_guard import is_claimed
+from fastnn.optim import Optimizer
+
+{optimizer_source}
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((400, 5))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+net = Network.mlp([5, 8, 2], loss="softmax_cross_entropy", seed=0, backend={backend!r})
+opt = SignallingSGD()
+out = {{}}
+try:
+    net.fit(X, y, epochs=4, batch_size=8, optimizer=opt)
+except KeyboardInterrupt as exc:
+    out["counts"] = list(opt.counts)
+    out["batches"] = opt.batches
+    out["raised_in"] = [f.name for f in traceback.extract_tb(exc.__traceback__)]
+out["finite"] = all(bool(np.isfinite(p).all()) for p in net._params())
+out["handler_during_callable"] = callable(opt.handler_during)
+out["handler_during_is_default"] = opt.handler_during is signal.default_int_handler
+out["handler_after_is_default"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+out["released"] = not any(is_claimed(o) for o in [net, net.optimizer] + net.layers)
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _class_source(cls) -> str:
+    return textwrap.dedent(inspect.getsource(cls))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform.startswith("win"),
+                    reason="sends SIGINT with os.kill")
+def test_ctrl_c_in_a_python_optimizer_stops_at_a_batch_boundary(backend):
+    """NumPy backend, or a custom optimizer on the compiled one: every parameter is updated."""
+    code = textwrap.dedent(SIGINT_CHILD).format(optimizer_source=_class_source(SignallingSGD),
+                                                backend=backend)
+    proc = run_child(code, timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout + proc.stderr
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert "counts" in out, f"the fit ended without KeyboardInterrupt: {out}"
+    batches = out["batches"]
+    assert 3 <= batches < 4 * 50, out
+    assert out["counts"] == [batches] * 4, f"stopped between two parameters' updates: {out}"
+    assert "update" not in out["raised_in"], out  # raised after the chunk, not inside it
+    assert out["handler_during_callable"] and not out["handler_during_is_default"], out
+    for key in ("finite", "handler_after_is_default", "released"):
+        assert out[key] is True, f"{key}: {out}"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform.startswith("win"),
+                    reason="sends SIGINT with os.kill")
+def test_a_custom_sigint_handler_runs_once_after_the_chunk_and_the_fit_goes_on(backend, rng):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set on the main thread only")
+    X, y = classification(rng, n=400)
+    net = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=0, backend=backend)
+    opt = SignallingSGD()
+    seen = []
+
+    def mine(signum, frame):  # does not raise: the fit continues
+        seen.append((signum, list(opt.counts), opt.batches))
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        history = net.fit(X, y, epochs=2, batch_size=8, optimizer=opt)
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert after is mine
+    assert len(seen) == 1, seen
+    signum, counts, batches = seen[0]
+    assert signum == signal.SIGINT
+    assert batches >= 3 and counts == [batches] * 4, seen  # called between batches
+    assert callable(opt.handler_during) and opt.handler_during is not mine
+    assert opt.batches == 2 * 50 and opt.counts == [100] * 4
+    assert len(history.loss) == 2 and np.isfinite(history.loss).all()
+
+
+class HandlerWatchingSGD(Optimizer):
+    """Plain SGD that notes the SIGINT handler at each update."""
+
+    def __init__(self, lr: float = 0.05) -> None:
+        super().__init__()
+        self.lr, self.handlers = lr, set()
+
+    def update(self, ops, params, grads, decay) -> None:
+        self.handlers.add(signal.getsignal(signal.SIGINT))
+        for p, g in zip(params, grads):
+            p -= self.lr * g
+
+
+def test_a_fit_off_the_main_thread_leaves_the_sigint_handler_alone(backend, rng, monkeypatch):
+    X, y = classification(rng, n=200)
+    before = signal.getsignal(signal.SIGINT)
+    installs = []
+    real_signal = signal.signal
+
+    def spy(*args):
+        installs.append(threading.current_thread().name)
+        return real_signal(*args)
+
+    monkeypatch.setattr(signal, "signal", spy)
+    results: dict = {}
+
+    def work():
+        try:
+            for optimizer in (HandlerWatchingSGD(), SGD(lr=0.05)):  # Python, then fused
+                net = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=0,
+                                  backend=backend)
+                results.setdefault("histories", []).append(
+                    net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer))
+                results.setdefault("optimizers", []).append(optimizer)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results["error"] = exc
+
+    worker = threading.Thread(target=work, name="fit-worker")
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert "error" not in results, repr(results.get("error"))
+    assert all(len(h.loss) == 2 and np.isfinite(h.loss).all() for h in results["histories"])
+    assert installs == []
+    assert results["optimizers"][0].handlers == {before}
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# ---------------------------------------------------------------- i. one chooser at a time
+
+
+@pytest.fixture
+def chooser_on(blas_at_two):
+    """``blas_at_two``, on a machine with at least 2 CPUs."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: nothing to choose")
+    return blas_at_two
+
+
+class AlwaysTwo(ThreadChooser):
+    """A chooser that runs every chunk on 2 threads (until it stops choosing)."""
+
+    def next(self):
+        return (0, 1.0) if getattr(self, "abandoned", False) else (2, 1.0)
+
+
+def _always_two():
+    """``chunk_thread_chooser``, with ``AlwaysTwo`` where it would choose."""
+    return AlwaysTwo(2) if threads.chunk_thread_chooser() is not None else None
+
+
+class WaitingSGD(Optimizer):
+    """Plain SGD whose updates wait until ``release`` is set; ``started`` tells the first."""
+
+    def __init__(self, started: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        self.started, self.release, self.lr = started, release, 0.05
+
+    def update(self, ops, params, grads, decay) -> None:
+        self.started.set()
+        if not self.release.wait(30):
+            raise RuntimeError("never released")
+        for p, g in zip(params, grads):
+            p -= self.lr * g
+
+
+def test_one_fit_at_a_time_chooses_the_blas_threads(chooser_on, backend, rng, monkeypatch):
+    blas = core_blas()
+    monkeypatch.setattr(network_module, "chunk_thread_chooser", _always_two)
+    begun = []  # (thread, what ThreadChooser.begin returned)
+    real_begin = ThreadChooser.begin
+
+    def begin(self):
+        ok = real_begin(self)
+        begun.append((threading.current_thread().name, ok))
+        return ok
+
+    monkeypatch.setattr(ThreadChooser, "begin", begin)
+    sets = []  # (thread, count) of every BLAS count set
+    inner_set = blas.set
+
+    def set_spy(n):
+        sets.append((threading.current_thread().name, int(n)))
+        inner_set(n)
+
+    monkeypatch.setattr(blas, "set", set_spy)
+    X, y = classification(rng, n=200)
+    started, release = threading.Event(), threading.Event()
+    errors: dict = {}
+
+    def run(name, net, **kwargs):
+        try:
+            net.fit(X, y, epochs=2, batch_size=8, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors[name] = exc
+
+    net_a = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=0, backend=backend)
+    net_b = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=1, backend=backend)
+    # A holds its fit open inside its first batch, with the chooser taken and BLAS at 2.
+    a = threading.Thread(target=run, args=("A", net_a),
+                         kwargs={"optimizer": WaitingSGD(started, release)}, name="A")
+    a.start()
+    try:
+        while not started.wait(0.05) and a.is_alive():
+            pass
+        assert started.is_set(), f"fit A did not start: {errors}"
+        assert blas.get() == 2
+        b = threading.Thread(target=run, args=("B", net_b), name="B")  # a default, fused fit
+        b.start()
+        b.join(60)
+        assert not b.is_alive()
+    finally:
+        release.set()
+        a.join(60)
+    assert not a.is_alive()
+    assert not errors, errors
+    assert begun == [("A", True), ("B", False)], begun
+    assert [n for t, n in sets if t == "B"] == [], sets
+    assert [n for t, n in sets if t == "A"][-1] == 2  # A gave back what it found
+    assert blas.get() == 2
+    assert not threads._choosing.locked()
+    # With A done, the next fit chooses again.
+    begun.clear()
+    net_b.fit(X, y, epochs=1, batch_size=8)
+    assert [ok for _, ok in begun] == [True]
+    assert not threads._choosing.locked()
+
+
+class ForeignLimitSGD(Optimizer):
+    """Plain SGD that, at its 2nd batch, sets BLAS to ``n`` threads as another thread would.
+
+    It sets the library directly (``CoreBLAS.set``, not the instance's spy): a
+    threadpoolctl limit entered on another thread while the fit runs.
+    """
+
+    def __init__(self, n: int = 1) -> None:
+        super().__init__()
+        self.n, self.lr, self.batches, self.sets_before = n, 0.05, 0, None
+        self.spy_calls: list = []
+
+    def update(self, ops, params, grads, decay) -> None:
+        self.batches += 1
+        if self.batches == 2:
+            self.sets_before = len(self.spy_calls)
+            _set_as_another_thread(core_blas(), self.n)
+        for p, g in zip(params, grads):
+            p -= self.lr * g
+
+
+def _set_as_another_thread(blas, n):
+    """Set BLAS's count through the class's own method, past any spy on the instance."""
+    type(blas).set(blas, n)
+
+
+@pytest.mark.parametrize("via", ["optimizer", "between_chunks"])
+def test_a_count_set_by_another_thread_during_a_fit_is_kept(via, chooser_on, backend, rng,
+                                                            monkeypatch):
+    calls = chooser_on  # every count the fit sets
+    blas = core_blas()
+    monkeypatch.setattr(network_module, "chunk_thread_chooser", _always_two)
+    monkeypatch.setattr(network_module, "CHUNK_SECONDS", 1e-9)  # a chunk a batch: many after
+    X, y = classification(rng, n=200)
+    net = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=0, backend=backend)
+    mark = []
+    if via == "optimizer":
+        optimizer = ForeignLimitSGD(1)
+        optimizer.spy_calls = calls
+    else:  # a fused optimizer; the limit comes between two chunks
+        optimizer = SGD(lr=0.05)
+        real = net._ops.train_batches
+        chunks = []
+
+        def train_then_limit(plan, order, start, stop, *limit):
+            result = real(plan, order, start, stop, *limit)
+            if stop > start:
+                chunks.append(result[1])
+                if len(chunks) == 2:
+                    mark.append(len(calls))
+                    _set_as_another_thread(blas, 1)
+            return result
+
+        net._ops.train_batches = train_then_limit
+    history = net.fit(X, y, epochs=3, batch_size=8, optimizer=optimizer)
+    before = optimizer.sets_before if via == "optimizer" else mark[0]
+    assert before is not None and calls[:before] == [2] * before and before >= 1, calls
+    assert calls[before:] == [], f"the fit set BLAS after another thread's limit: {calls}"
+    assert blas.get() == 1, "the fit overrode (or 'restored' over) another thread's limit"
+    assert getattr(net._choosers[8], "abandoned", None) is True
+    assert len(history.loss) == 3 and np.isfinite(history.loss).all()
+    assert not threads._choosing.locked()
+    # With BLAS at 1 the next fit has nothing to choose; back at 2 it chooses again.
+    calls.clear()
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=SGD(lr=0.05))
+    assert calls == [] and blas.get() == 1
+    _set_as_another_thread(blas, 2)
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=SGD(lr=0.05))
+    assert calls and set(calls) == {2} and blas.get() == 2
+    assert not net._choosers[8].abandoned
+
+
+class AlwaysOne(ThreadChooser):
+    """A chooser that runs every chunk on 1 thread, as the real one does on its first tries."""
+
+    def next(self):
+        return (0, 1.0) if getattr(self, "abandoned", False) else (1, 1.0)
+
+
+def test_a_limit_held_on_another_thread_is_kept_even_at_the_choosers_own_count(
+        chooser_on, rng, monkeypatch):
+    """fastnn.sklearn's n_threads limit (1) entered on another thread while the chooser runs
+    on 1 thread: the value alone cannot tell the limit from the chooser's own setting, so
+    the limit is declared (threads.limit_held) and the fit leaves the count to it.
+    """
+    from fastnn.threads import limit_held
+
+    blas = core_blas()
+    monkeypatch.setattr(network_module, "chunk_thread_chooser",
+                        lambda: AlwaysOne(2) if threads.chunk_thread_chooser() else None)
+    monkeypatch.setattr(network_module, "CHUNK_SECONDS", 1e-9)
+    X, y = classification(rng, n=200)
+    net = Network.mlp([5, 8, 3], loss="softmax_cross_entropy", seed=0)
+    real = net._ops.train_batches
+    chunks, entered, release = [], threading.Event(), threading.Event()
+
+    def other_thread():
+        with limit_held():
+            _set_as_another_thread(blas, 1)
+            entered.set()
+            release.wait(30)
+
+    other = threading.Thread(target=other_thread)
+
+    def train_then_limit(plan, order, start, stop, *limit):
+        result = real(plan, order, start, stop, *limit)
+        if stop > start:
+            chunks.append(result[1])
+            if len(chunks) == 2:
+                other.start()
+                assert entered.wait(30)
+        return result
+
+    net._ops.train_batches = train_then_limit
+    try:
+        net.fit(X, y, epochs=2, batch_size=8, optimizer=SGD(lr=0.05))
+        assert blas.get() == 1, "the fit set BLAS back to 2 under another thread's limit of 1"
+        assert net._choosers[8].abandoned
+    finally:
+        release.set()
+        other.join(30)
+
+
+# ---------------------------------------------------------------- j. without the core: clear errors
+
+NO_CORE_ERRORS_CHILD = r'''
+import importlib.abc
+import json
+import sys
+import traceback
+
+
+class BlockCore(importlib.abc.MetaPathFinder):
+    """As if the compiled extension had never been built."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("fastnn._core"):
+            raise ImportError(f"blocked by the test: {name}")
+        return None
+
+
+sys.meta_path.insert(0, BlockCore())
+
+import fastnn
+from fastnn import Dense, Network
+from fastnn import threads
+
+out = {}
+
+
+def refusal(make):
+    """The ImportError's message, or what happened instead."""
+    try:
+        make()
+    except ImportError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"not an ImportError: {exc!r}"
+    return "no error"
+
+
+def check(name, fn):
+    try:
+        out[name] = fn()
+    except Exception:
+        out[name] = "FAILED: " + traceback.format_exc(limit=3)
+
+
+def compiled_ops():
+    import fastnn.ops
+    return fastnn.ops.CompiledOps
+
+
+out["Network(backend='compiled')"] = refusal(lambda: Network([Dense(4, 3)], backend="compiled"))
+out["Network() (compiled by default)"] = refusal(lambda: Network([Dense(4, 3)]))
+out["Network.mlp(backend='compiled')"] = refusal(lambda: Network.mlp([4, 3], backend="compiled"))
+out["fastnn.ops.CompiledOps"] = refusal(compiled_ops)
+check("omp", lambda: [threads.omp_max_threads(), threads.omp_set_num_threads(2)])
+
+
+def use_sklearn():
+    try:
+        import sklearn.base
+    except ImportError:
+        return "no scikit-learn"
+    import fastnn.sklearn
+    from fastnn.sklearn import MLPClassifier, MLPRegressor, _thread_limits
+
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3)
+    assert clf.get_params()["hidden_layer_sizes"] == (8,)
+    sklearn.base.clone(clf)
+    MLPRegressor(hidden_layer_sizes=(4,))
+    with _thread_limits(1):  # BLAS's limit through threadpoolctl; OpenMP's is a no-op
+        pass
+    return "ok"
+
+
+check("sklearn", use_sklearn)
+out["core modules loaded"] = sorted(m for m in sys.modules if m.startswith("fastnn._core"))
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_without_the_core_compiled_says_what_to_do_and_fastnn_sklearn_imports():
+    proc = run_child(NO_CORE_ERRORS_CHILD)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout + proc.stderr
+    out = json.loads(lines[-1][len("RESULT "):])
+    for what in ("Network(backend='compiled')", "Network() (compiled by default)",
+                 "Network.mlp(backend='compiled')", "fastnn.ops.CompiledOps"):
+        message = out[what]
+        assert "backend='numpy'" in message and "pip install" in message, f"{what}: {message}"
+    assert out["omp"] == [1, None], out["omp"]
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        assert out["sklearn"] == "no scikit-learn"
+    else:
+        assert out["sklearn"] == "ok", out["sklearn"]
+    assert out["core modules loaded"] == []

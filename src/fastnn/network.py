@@ -328,15 +328,17 @@ class Network:
             # the fit's, not the first chunk's, which the thread chooser times.
             self._ops.train_batches(plan, np.zeros(0, np.intp), 0, 0)
             chooser = self._thread_chooser(bs)
-            if chooser is not None and not chooser.begin():
-                chooser = None  # another fit is choosing: this one leaves the count alone
             blas_threads = core_blas().get()
+            began = False
             try:
+                began = chooser is not None and chooser.begin()
+                if not began:
+                    chooser = None  # another fit is choosing: this one leaves the count alone
                 with _interrupts_at_chunk_ends() as deliver_interrupt:
                     self._fit_epochs(plan, history, epochs, shuffle, chooser, validation_data,
                                      verbose, deliver_interrupt)
             finally:
-                if chooser is not None:
+                if began:
                     chooser.end(core_blas(), blas_threads)  # as the fit found it
         return history
 
@@ -667,7 +669,13 @@ def _interrupts_at_chunk_ends() -> Iterator[Callable[[], None]]:
         yield lambda: None
         return
     held: list = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:  # a second Ctrl-C does not wait (a batch may be very long)
+            previous(signum, frame)
+        held.append((signum, frame))
+
+    signal.signal(signal.SIGINT, hold)
 
     def deliver() -> None:
         if held:

@@ -74,7 +74,7 @@ import threadpoolctl
 from fastnn._validation import refuse_sparse_or_masked
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam, Optimizer
-from fastnn.threads import check_num_threads, omp_max_threads, omp_set_num_threads
+from fastnn.threads import check_num_threads, limit_held, omp_max_threads, omp_set_num_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -135,27 +135,28 @@ def _thread_limits(n_threads: int | None) -> Iterator[None]:
     if n_threads is None:
         yield
         return
-    with _limit_lock:
-        if _limit_users == 0:
-            _release_blas_control()
-            _limit_controller = threadpoolctl.threadpool_limits(limits=n_threads,
-                                                                user_api="blas")
-        _limit_users += 1
-    try:
-        omp_before = omp_max_threads()
-        try:
-            omp_set_num_threads(n_threads)
-            yield
-        finally:
-            omp_set_num_threads(omp_before)
-    finally:
+    with limit_held():  # no fit chooses BLAS's threads while this limit stands
         with _limit_lock:
-            _limit_users -= 1
             if _limit_users == 0:
-                _release_blas_control()  # this thread may not be the one that set it
-                _limit_controller.restore_original_limits()
-                _limit_controller = None
                 _release_blas_control()
+                _limit_controller = threadpoolctl.threadpool_limits(limits=n_threads,
+                                                                    user_api="blas")
+            _limit_users += 1
+        try:
+            omp_before = omp_max_threads()
+            try:
+                omp_set_num_threads(n_threads)
+                yield
+            finally:
+                omp_set_num_threads(omp_before)
+        finally:
+            with _limit_lock:
+                _limit_users -= 1
+                if _limit_users == 0:
+                    _release_blas_control()  # this thread may not be the one that set it
+                    _limit_controller.restore_original_limits()
+                    _limit_controller = None
+                    _release_blas_control()
 
 
 # ---------------------------------------------------------------- shared base

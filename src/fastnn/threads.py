@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 
 
@@ -182,6 +183,26 @@ class CoreBLAS:
 
 _core_blas: CoreBLAS | None = None
 _choosing = threading.Lock()  # held by the one fit that chooses BLAS's threads
+_held_limits = 0              # thread limits set by fastnn's own code, now in force
+_held_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def limit_held() -> Iterator[None]:
+    """Declare a BLAS thread limit in force (``fastnn.sklearn``'s ``n_threads``, say).
+
+    While one is, no fit chooses BLAS's threads, and a fit that was choosing
+    stops and leaves the count as the limit set it. A limit cannot be told
+    from the chooser's own setting by its value alone (both are often 1).
+    """
+    global _held_limits
+    with _held_lock:
+        _held_limits += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held_limits -= 1
 
 
 def core_blas() -> CoreBLAS:
@@ -238,7 +259,8 @@ class ThreadChooser:
     def end(self, blas: CoreBLAS, original: int) -> None:
         """Give BLAS back the count the fit found, unless someone else has set it since."""
         try:
-            if not self.abandoned and self.last_set and blas.get() == self.last_set:
+            if (not self.abandoned and not _held_limits and self.last_set
+                    and blas.get() == self.last_set):
                 blas.set(original)
         finally:
             _choosing.release()
@@ -251,7 +273,7 @@ class ThreadChooser:
         """
         if self.abandoned or not n:
             return
-        if self.last_set and blas.get() != self.last_set:
+        if _held_limits or (self.last_set and blas.get() != self.last_set):
             self.abandoned = True
             return
         blas.set(n)
@@ -307,7 +329,7 @@ def chunk_thread_chooser() -> ThreadChooser | None:
     or it has one thread (a threadpoolctl limit of 1 around the fit, say).
     """
     blas = core_blas()
-    if _num_threads is not None or not blas.available:
+    if _num_threads is not None or _held_limits or not blas.available:
         return None
     max_threads = blas.get()
     return ThreadChooser(max_threads) if max_threads > 1 else None
