@@ -405,9 +405,10 @@ class Network:
             stop = min(n, pos + max(1, int(batches * fraction)) * bs)
             t0 = time.perf_counter()
             # The time limit ends a chunk early when the machine got much busier
-            # than the pace it was sized from.
-            chunk_total, chunk_done, bad = self._ops.train_batches(plan, order, pos, stop,
-                                                                   3 * CHUNK_SECONDS)
+            # than the pace it was sized from, or when a probe of the other thread
+            # count is far slower (under load, two spinning threads can be 50x so).
+            chunk_total, chunk_done, bad = self._ops.train_batches(
+                plan, order, pos, stop, 3 * CHUNK_SECONDS * fraction)
             seconds = time.perf_counter() - t0
             total += chunk_total
             done += chunk_done
