@@ -1276,3 +1276,61 @@ def test_without_the_core_compiled_says_what_to_do_and_fastnn_sklearn_imports():
     else:
         assert out["sklearn"] == "ok", out["sklearn"]
     assert out["core modules loaded"] == []
+
+
+# ---------------------------------------------------------------- k. no tries of more threads without a free core
+
+
+class FakeIdle:
+    """Idle CPUs as a test dictates, one value per call of the chooser's next()."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def since_last_call(self):
+        return self.values.pop(0) if self.values else 1.0
+
+
+def test_more_threads_are_tried_only_while_a_core_is_free():
+    chooser = ThreadChooser(2, watch_load=True)
+    chooser.idle = FakeIdle([None, 0.1, 0.2, 0.9])
+    assert chooser.next() == (1, chooser.PROBE_FRACTION)   # first try: 1 thread
+    chooser.record(1, 0.01, 100)
+    assert chooser.next() == (1, 1.0)                      # no core free: no 2-thread try
+    chooser.record(1, 0.1, 1000)
+    assert chooser.next() == (1, 1.0)
+    chooser.record(1, 0.1, 1000)
+    assert chooser.next() == (2, chooser.PROBE_FRACTION)   # a core is free: now try 2
+
+
+def test_probes_of_more_threads_wait_for_a_free_core():
+    chooser = ThreadChooser(2, watch_load=True)
+    chooser.idle = FakeIdle([None, 1.0])
+    for n, seconds in ((1, 0.01), (2, 0.02)):                # 2 threads lose the tries
+        assert chooser.next()[0] == n
+        chooser.record(n, seconds, 100)
+    assert chooser.best == 1
+    chooser.idle = FakeIdle([0.0] * (chooser.interval + 3))
+    for _ in range(chooser.interval + 2):                    # busy: no probe of 2 threads
+        assert chooser.next() == (1, 1.0)
+        chooser.record(1, 0.1, 1000)
+    chooser.idle = FakeIdle([])                              # free again (1.0)
+    for _ in range(chooser.interval + 1):
+        n, _fraction = chooser.next()
+        if n == 2:
+            break
+        chooser.record(1, 0.1, 1000)
+    assert n == 2
+
+
+def test_idle_cores_reads_the_machine_or_says_none():
+    from fastnn.threads import IdleCores
+
+    idle = IdleCores()
+    assert idle.since_last_call() is None                   # no earlier call to compare with
+    time.sleep(0.05)
+    spare = idle.since_last_call()
+    if os.path.exists("/proc/stat"):
+        assert spare is not None and 0.0 <= spare <= (os.cpu_count() or 1) + 0.5
+    else:
+        assert spare is None

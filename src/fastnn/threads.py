@@ -6,6 +6,7 @@ import contextlib
 import numbers
 import os
 import threading
+import time
 from typing import Any, Iterator
 
 
@@ -213,6 +214,37 @@ def core_blas() -> CoreBLAS:
     return _core_blas
 
 
+class IdleCores:
+    """How many CPUs were idle, on average, since the previous call (Linux's /proc/stat).
+
+    None where /proc/stat cannot be read, and for the first call.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self._jiffy = 1.0 / os.sysconf("SC_CLK_TCK")
+        except (AttributeError, ValueError, OSError):
+            self._jiffy = 0.0
+        self._mark: tuple[int, float] | None = None
+
+    @staticmethod
+    def _idle_jiffies() -> int | None:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = f.readline().split()   # "cpu user nice system idle iowait ..."
+            return int(fields[4]) + int(fields[5])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def since_last_call(self) -> float | None:
+        """Idle CPUs (0 to the CPU count) averaged since the previous call."""
+        now, idle = time.perf_counter(), self._idle_jiffies() if self._jiffy else None
+        mark, self._mark = self._mark, (None if idle is None else (idle, now))
+        if mark is None or idle is None or now - mark[1] < 0.02:
+            return None
+        return (idle - mark[0]) * self._jiffy / (now - mark[1])
+
+
 class ThreadChooser:
     """Chooses the BLAS thread count of each chunk of a fit from measured chunk times.
 
@@ -235,8 +267,12 @@ class ThreadChooser:
     MIN_INTERVAL = 8
     MAX_INTERVAL = 128
 
-    def __init__(self, max_threads: int) -> None:
+    def __init__(self, max_threads: int, watch_load: bool = False) -> None:
         self.options = (1, max_threads) if max_threads > 1 else (1,)
+        # With watch_load, more threads are tried only while the machine had a
+        # core to spare over the last chunk: under load, a try of two spinning
+        # threads costs more than any probe can win back.
+        self.idle = IdleCores() if watch_load else None
         self.pace: dict[int, float] = {}   # seconds per sample, recent
         self.best = 1
         self.interval = self.MIN_INTERVAL
@@ -283,11 +319,18 @@ class ThreadChooser:
         """The thread count of the next chunk (0: leave it), and the fraction of a chunk to run."""
         if self.abandoned:
             return 0, 1.0
+        spare = self.idle.since_last_call() if self.idle is not None else None
+        busy = spare is not None and spare < 0.5
         for n in self.options:
             if n not in self.pace:
+                if n > 1 and busy:
+                    return 1, 1.0            # try more threads once a core is free
                 return n, self.PROBE_FRACTION
         if len(self.options) > 1 and self.since_probe >= self.interval:
             other = self.options[1] if self.best == self.options[0] else self.options[0]
+            if other > 1 and busy:
+                self.since_probe = 0         # probe later, when a core is free
+                return self.best, 1.0
             return other, self.PROBE_FRACTION
         return self.best, 1.0
 
@@ -332,4 +375,4 @@ def chunk_thread_chooser() -> ThreadChooser | None:
     if _num_threads is not None or _held_limits or not blas.available:
         return None
     max_threads = blas.get()
-    return ThreadChooser(max_threads) if max_threads > 1 else None
+    return ThreadChooser(max_threads, watch_load=True) if max_threads > 1 else None
