@@ -80,7 +80,8 @@ def restore_threads():
 # ---------------------------------------------------------------- a. NumPy without the core
 
 
-NO_CORE_CHILD = r'''
+# The start of a child process in which the compiled extension seems never built.
+BLOCK_CORE = r'''
 import importlib.abc
 import sys
 
@@ -95,6 +96,9 @@ class BlockCore(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, BlockCore())
+'''
+
+NO_CORE_CHILD = BLOCK_CORE + r'''
 
 import os
 import tempfile
@@ -1180,23 +1184,9 @@ def test_a_limit_held_on_another_thread_is_kept_even_at_the_choosers_own_count(
 
 # ---------------------------------------------------------------- j. without the core: clear errors
 
-NO_CORE_ERRORS_CHILD = r'''
-import importlib.abc
+NO_CORE_ERRORS_CHILD = BLOCK_CORE + r'''
 import json
-import sys
 import traceback
-
-
-class BlockCore(importlib.abc.MetaPathFinder):
-    """As if the compiled extension had never been built."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.startswith("fastnn._core"):
-            raise ImportError(f"blocked by the test: {name}")
-        return None
-
-
-sys.meta_path.insert(0, BlockCore())
 
 import fastnn
 from fastnn import Dense, Network
