@@ -59,6 +59,11 @@ class History:
     def __len__(self) -> int:
         return len(self.loss)
 
+    def __repr__(self) -> str:
+        last = ", ".join(f"{name}={values[-1]:.4g}" for name, values in self.history.items()
+                         if name != "epoch_time")
+        return f"History(epochs={len(self)}{', ' + last if last else ''})"
+
 
 class Network:
     """A feed-forward network of dense layers trained by mini-batch gradient descent.
@@ -209,6 +214,47 @@ class Network:
         """Every parameter array, layer by layer in ``param_names`` order (W, b, ...)."""
         return [p for layer in self.layers for p in layer.params()]
 
+    def summary(self, print_fn: Callable[[str], Any] | None = print) -> str:
+        """A table of the layers: kind, output shape and parameter count, with totals.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called with the table; None prints nothing.
+
+        Returns
+        -------
+        str
+            The table.
+
+        Examples
+        --------
+        >>> import fastnn
+        >>> net = fastnn.Network.mlp([784, 128, 10], loss="softmax_cross_entropy")
+        >>> print(net.summary(print_fn=None).splitlines()[-2])
+        Total parameters: 101,770
+        """
+        rows = [("input", str((None,) + tuple(self.input_shape)), "")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            count = sum(p.size for p in layer.params())
+            total += count
+            activation = getattr(layer, "activation", None)
+            kind = type(layer).__name__ + (f" ({activation})" if activation else "")
+            rows.append((f"{i}: {kind}", str((None,) + tuple(layer.out_shape)), f"{count:,}"))
+        header = ("layer", "output shape", "parameters")
+        widths = [max(len(r[c]) for r in rows + [header]) for c in range(3)]
+        line = "  ".join("-" * w for w in widths)
+
+        def fmt(row: tuple[str, str, str]) -> str:
+            return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+
+        text = "\n".join([fmt(header), line] + [fmt(r) for r in rows] + [line,
+                          f"Total parameters: {total:,}", f"dtype {self.dtype}, loss {self.loss}"])
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     # ------------------------------------------------------------ input handling
 
     def _check_X(self, X: Any, keep_uint8: bool = False,
@@ -245,7 +291,8 @@ class Network:
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int | None = 32,
             optimizer: Optimizer | None = None, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: int = 0,
-            input_scale: float = 1.0, sample_weight: Any = None) -> History:
+            input_scale: float = 1.0, sample_weight: Any = None,
+            validation_split: float = 0.0) -> History:
         """Train on (X, y) by mini-batch gradient descent.
 
         Parameters
@@ -275,6 +322,10 @@ class Network:
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample's loss. A batch's loss is
             ``sum(w_i * loss_i) / batch_n``, so all-ones weights change nothing.
+        validation_split : float, default 0
+            A fraction in [0, 1): the last rows of X and y, taken before any
+            shuffling (as Keras does), are held out of training and evaluated
+            after each epoch like ``validation_data`` (which cannot be given too).
 
         Returns
         -------
@@ -296,10 +347,25 @@ class Network:
         n = X.shape[0]
         y = self._check_y(y, n)
         sample_weight = v.check_sample_weight(sample_weight, n, self.dtype)
+        split = v.check_nonnegative_float(validation_split, "validation_split")
+        if split:
+            if split >= 1:
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            n_val = int(n * split)
+            if n_val < 1 or n_val >= n:
+                raise ValueError(f"validation_split={split} of {n} samples leaves "
+                                 f"{n - n_val} to train on and {n_val} to validate; "
+                                 "both need at least one")
+            validation_data = (X[n - n_val:], y[n - n_val:])
+            X, y, n = X[:n - n_val], y[:n - n_val], n - n_val
+            if sample_weight is not None:
+                sample_weight = sample_weight[:n]
         if sample_weight is not None and not sample_weight.sum(dtype=np.float64) > 0:
             raise ValueError("sample_weight sums to zero: every sample would be ignored, "
                              "so there is nothing to train on")
-        if validation_data is not None:
+        if validation_data is not None and not split:
             try:
                 X_val, y_val = validation_data
             except (TypeError, ValueError):
