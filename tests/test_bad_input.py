@@ -262,6 +262,7 @@ def _assert_same(a, b):
     lambda X: _read_only(X.astype(np.uint8)),
 ], ids=["int64", "int8", "uint8", "uint16", "float16", "float64", "bool", "list", "fortran",
         "row_strided", "transposed", "column_strided", "read_only", "read_only_uint8"])
+@pytest.mark.filterwarnings("ignore:X is uint8")  # small integers, converted on purpose
 def test_X_conversions_give_the_clean_result(convert, backend, rng):
     # Small integers, exactly representable in every dtype above (bool: 0 and 1).
     X = rng.integers(0, 6, (13, 4)).astype(np.float32)

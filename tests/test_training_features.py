@@ -84,3 +84,28 @@ def test_bad_validation_split_is_refused(kwargs, error, match, rng):
         net.fit(X, y, **kwargs)
     for w, w0 in zip(weights_of(net), before):
         np.testing.assert_array_equal(w, w0)
+
+
+def test_uint8_input_without_input_scale_warns_and_with_it_does_not(rng):
+    import warnings
+
+    X = rng.integers(0, 256, (30, 4)).astype(np.uint8)
+    y = rng.integers(0, 3, 30)
+    net = Network.mlp([4, 5, 3], loss="softmax_cross_entropy", seed=0)
+    with pytest.warns(UserWarning, match=r"X is uint8 .* input_scale=1/255"):
+        net.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(X, y, input_scale=1 / 255)
+        net.fit(X.astype(np.float32), y)
+
+
+def test_history_records_the_learning_rate_of_each_epoch(rng):
+    from fastnn import SGD
+
+    X, y = rng.standard_normal((20, 3)), rng.integers(0, 2, 20)
+    net = Network.mlp([3, 2], loss="softmax_cross_entropy", seed=0)
+    opt = SGD(lr=0.05)
+    assert net.fit(X, y, epochs=3, optimizer=opt).lr == [0.05] * 3
+    opt.lr = 0.01
+    assert net.fit(X, y, epochs=2, optimizer=opt).lr == [0.01] * 2

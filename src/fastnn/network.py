@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -41,12 +42,15 @@ class History:
         for the cross-entropies).
     epoch_time : list of float
         Wall-clock seconds of each epoch's training.
+    lr : list of float
+        The optimizer's learning rate during each epoch.
     """
 
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -61,7 +65,7 @@ class History:
 
     def __repr__(self) -> str:
         last = ", ".join(f"{name}={values[-1]:.4g}" for name, values in self.history.items()
-                         if name != "epoch_time")
+                         if name not in ("epoch_time", "lr"))
         return f"History(epochs={len(self)}{', ' + last if last else ''})"
 
 
@@ -344,6 +348,11 @@ class Network:
         if not isinstance(verbose, (int, np.integer)):
             raise TypeError(f"verbose must be an int, got {verbose!r}")
         X, _ = self._check_X(X, keep_uint8=True)
+        if X.dtype == np.uint8 and input_scale == 1.0:
+            warnings.warn("X is uint8 (images?) and input_scale is 1: the inputs reach the "
+                          "network as 0..255, which trains badly; pass input_scale=1/255 "
+                          "(they are scaled as they are read, without a copy)", UserWarning,
+                          stacklevel=2)
         n = X.shape[0]
         y = self._check_y(y, n)
         sample_weight = v.check_sample_weight(sample_weight, n, self.dtype)
@@ -442,6 +451,7 @@ class Network:
             previous = (saved, order)
             history.loss.append(total / done)
             history.epoch_time.append(elapsed)
+            history.lr.append(float(getattr(plan.optimizer, "lr", math.nan)))
             if validation_data is not None:
                 scores = self._evaluate_checked(*validation_data, plan.x_scale)
                 history.val_loss.append(scores["loss"])
