@@ -76,32 +76,6 @@ def setting_label(setting: str) -> str:
 # ---------------------------------------------------------------- data
 
 
-def synthetic_mnist(n: int = N_TRAIN):
-    """A deterministic stand-in for MNIST's training set, of the same shape and dtype.
-
-    About a fifth of the pixels are non-zero (as in MNIST), so that the scaled inputs,
-    and hence the training, stay in MNIST's range.
-
-    Parameters
-    ----------
-    n : int, default 60000
-        Number of images.
-
-    Returns
-    -------
-    X : ndarray of uint8, shape (n, 784)
-    y : ndarray of uint8, shape (n,)
-        Labels 0-9.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(12345)
-    X = rng.integers(1, 256, size=(n, SIZES[0]), dtype=np.uint8)
-    X[rng.random((n, SIZES[0])) >= 0.2] = 0
-    y = rng.integers(0, 10, size=n, dtype=np.uint8)
-    return X, y
-
-
 def find_mnist(data_dir: str | None) -> str | None:
     """None when MNIST can be loaded from ``data_dir`` (or its defaults), else why not."""
     from mnist_bench import load_mnist
@@ -159,14 +133,14 @@ def measure(spec: dict) -> dict:
     """
     import gc
 
-    from mnist_bench import LR, SCALE, load_mnist  # also finds an in-place build of fastnn
+    from mnist_bench import LR, SCALE, load_mnist, synthetic_mnist  # (also finds an in-place build)
 
     import fastnn
 
     if spec["data"] == "mnist":
         (X, y), _ = load_mnist(spec["data_dir"], download=False)
     else:
-        X, y = synthetic_mnist()
+        X, y = synthetic_mnist(N_TRAIN)
     if spec["setting"] == "1":
         fastnn.set_num_threads(1)
     elif spec["setting"] == "all":
