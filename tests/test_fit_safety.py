@@ -21,7 +21,6 @@ import pytest
 
 from conftest import assert_close, weights_of
 
-import fastnn
 from fastnn import SGD, Adam, Dense, Network
 from fastnn._fit_guard import is_claimed
 from fastnn.optim import Optimizer

@@ -650,7 +650,7 @@ def read_model(path: str | os.PathLike) -> tuple[dict, list[Layer]]:
 # ---------------------------------------------------------------- reading JSON
 
 
-def _is_json_text(source: Any) -> bool:
+def is_json_text(source: Any) -> bool:
     """Whether ``source`` is JSON text (bytes, or a str that looks like JSON), not a path."""
     return isinstance(source, (bytes, bytearray)) or (
         isinstance(source, str) and (source.startswith("\ufeff")
@@ -661,7 +661,7 @@ def _json_source(source: Any) -> tuple[str, str | bytes]:
     """Where the JSON comes from (for messages), and its text or bytes."""
     if isinstance(source, (bytes, bytearray)):
         where, data = "JSON model", bytes(source)
-    elif _is_json_text(source):
+    elif is_json_text(source):
         return "JSON model", source
     elif isinstance(source, (str, os.PathLike)):
         where = os.fsdecode(source)

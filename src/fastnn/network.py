@@ -692,7 +692,7 @@ class Network:
         """
         _check_backend(backend)
         header, layers = model_io.model_from_json(source)
-        where = "JSON model" if model_io._is_json_text(source) else os.fsdecode(source)
+        where = "JSON model" if model_io.is_json_text(source) else os.fsdecode(source)
         return cls._from_model(header, layers, backend, where)
 
     @classmethod
