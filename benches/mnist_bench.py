@@ -14,6 +14,7 @@ Run from the project root, with fastnn installed::
 
     python benches/mnist_bench.py                  # the full table (a few minutes)
     python benches/mnist_bench.py --quick          # a seconds-long smoke run
+    python benches/mnist_bench.py --model cnn      # the tutorial CNN and Dropout (cnn_bench.py)
 
 MNIST is read by ``fastnn.datasets.load_mnist`` (``--data-dir``, else
 ``$FASTNN_DATA_DIR``, else the cache folder). Results go to ``--out`` as
@@ -305,6 +306,22 @@ class SklearnTrainer:
         return float(self.model.score(self.Xtf, self.yt))
 
 
+def interleaved_epochs(trainers: dict, epochs: int) -> dict[str, list[float]]:
+    """``epochs`` timed epochs of every trainer, round-robin; their times by name.
+
+    Each round starts one contender later: a burst of load from elsewhere hits
+    every contender, not just one.
+    """
+    names = list(trainers)
+    times: dict = {c: [] for c in names}
+    for e in range(epochs):
+        k = e % max(len(names), 1)
+        for c in names[k:] + names[:k]:
+            gc.collect()
+            times[c].append(trainers[c].epoch())
+    return times
+
+
 def make_trainer(contender, data, sizes, bs, seed, threads):
     if contender in ("compiled", "numpy"):
         return FastnnTrainer(contender, data, sizes, bs, seed, threads)
@@ -573,6 +590,9 @@ def plot(report: dict, path: Path) -> bool:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("dense", "cnn"), default="dense",
+                   help="dense: 784-128-10 (default); cnn: the tutorial's CNN and a dense "
+                        "network with Dropout (see cnn_bench.py)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per contender and batch size; the median is reported "
                         "(default 3; 1 with --quick)")
@@ -663,6 +683,10 @@ def main(argv=None) -> int:
         X, y = X[:2000], y[:2000]
         data = ((X, y), (Xt, yt))
     n = X.shape[0]
+    if args.model == "cnn":
+        import cnn_bench
+
+        return cnn_bench.main(args, data, synthetic)
 
     print(f"fastnn {fastnn.__version__} from {Path(fastnn.__file__).parent}")
     print(f"MNIST {'-'.join(map(str, sizes))}, {n} training samples, {args.epochs} epoch(s) "
@@ -700,14 +724,7 @@ def main(argv=None) -> int:
     for bs in args.batch_sizes:
         trainers = {c: make_trainer(c, data, sizes, bs, args.seed, args.threads)
                     for c in running}
-        times: dict = {c: [] for c in running}
-        for e in range(args.epochs):
-            # Round-robin, starting one contender later each round: a burst of
-            # load from elsewhere hits every contender, not just one.
-            k = e % max(len(running), 1)
-            for c in running[k:] + running[:k]:
-                gc.collect()
-                times[c].append(trainers[c].epoch())
+        times = interleaved_epochs(trainers, args.epochs)
         for c in running:
             med = statistics.median(times[c])
             acc = None if synthetic else trainers[c].accuracy()

@@ -1,0 +1,138 @@
+"""MNIST with the tutorial's small CNN: 10 filters of 5x5, a 2x2 max-pool, 1440-128-10.
+
+The network the from-scratch CNN tutorial builds by hand, one sample at a time:
+
+    Conv2D(1, 10, 5, activation="sigmoid")   28x28x1  -> 24x24x10
+    MaxPool2D(2)                             24x24x10 -> 12x12x10
+    Flatten()                                12x12x10 -> 1440
+    Dense(1440, 128, activation="sigmoid")
+    Dense(128, 10)                           softmax cross-entropy
+
+Images are channels-last (NHWC); the flat 784-pixel rows of ``load_mnist`` are read as
+28x28x1 because of ``input_shape``. Prints the test accuracy after every epoch and saves
+the ten learned filters, one test digit's ten feature maps before and after pooling, and
+the loss and accuracy curves. MNIST is read by fastnn.datasets.load_mnist (set
+FASTNN_DATA_DIR to the folder holding the IDX files, or let it download them).
+
+Run:  python examples/cnn.py [--out FOLDER] [--epochs N] [--quick]
+"""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # write image files, never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn.datasets import load_mnist  # noqa: E402
+
+
+def save(fig, path):
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"saved {path}")
+
+
+def tutorial_cnn(seed=0):
+    layers = [fastnn.Conv2D(1, 10, 5, activation="sigmoid"), fastnn.MaxPool2D(2),
+              fastnn.Flatten(), fastnn.Dense(1440, 128, activation="sigmoid"),
+              fastnn.Dense(128, 10)]
+    return fastnn.Network(layers, loss="softmax_cross_entropy", input_shape=(28, 28, 1),
+                          seed=seed)
+
+
+def draw_filters(conv, path):
+    W = conv.W  # (5, 5, 1, 10): kernel rows, kernel columns, input channel, filter
+    fig, axes = plt.subplots(1, W.shape[3], figsize=(W.shape[3] * 1.2, 1.6))
+    lim = np.abs(W).max()
+    for k, ax in enumerate(axes):
+        ax.imshow(W[:, :, 0, k], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(f"filter {k}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("the ten learned 5x5 filters (red positive, blue negative)", fontsize=9)
+    save(fig, path)
+
+
+def draw_feature_maps(net, image, label, scale, path):
+    conv_out, pool_out = net.layer_outputs(image[None], input_scale=scale)[:2]
+    fig, axes = plt.subplots(3, 10, figsize=(12, 4.2))
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(image.reshape(28, 28), cmap="gray_r")
+    axes[0, 0].set_title(f"test digit ({label})", fontsize=8)
+    for k in range(10):
+        axes[1, k].imshow(conv_out[0, :, :, k], cmap="viridis", vmin=0, vmax=1)
+        axes[1, k].set_title(f"map {k}: 24x24", fontsize=7)
+        axes[2, k].imshow(pool_out[0, :, :, k], cmap="viridis", vmin=0, vmax=1)
+        axes[2, k].set_title("pooled: 12x12", fontsize=7)
+    fig.suptitle("one test digit's ten feature maps after the convolution and its sigmoid "
+                 "(middle) and after the 2x2 max-pool (bottom)", fontsize=9)
+    save(fig, path)
+
+
+def draw_curves(curves, path):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(curves["loss"]) + 1)
+    left.plot(epochs, curves["loss"], "o-", label="training")
+    left.plot(epochs, curves["val_loss"], "s-", label="test")
+    left.set_xlabel("epoch")
+    left.set_ylabel("softmax cross-entropy")
+    left.set_title("loss")
+    left.legend()
+    right.plot(epochs, 100 * np.array(curves["accuracy"]), "o-", label="training")
+    right.plot(epochs, 100 * np.array(curves["val_accuracy"]), "s-", label="test")
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy, %")
+    right.set_title("accuracy")
+    right.legend()
+    fig.tight_layout()
+    save(fig, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="fastnn-examples-out", help="folder for the figures")
+    parser.add_argument("--epochs", type=int, default=6, help="passes over the training set")
+    parser.add_argument("--quick", action="store_true",
+                        help="train on 3,000 images for 2 epochs, test on 1,000")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    (X_train, y_train), (X_test, y_test) = load_mnist()  # uint8 (n, 784), uint8 labels
+    epochs = args.epochs
+    if args.quick:
+        X_train, y_train = X_train[:3000], y_train[:3000]
+        X_test, y_test = X_test[:1000], y_test[:1000]
+        epochs = 2
+    print(f"{len(X_train)} training and {len(X_test)} test images")
+
+    net = tutorial_cnn(seed=0)
+    net.summary()
+    scale = 1 / 255  # pixels 0-255 are scaled as they are read, without a float copy
+    optimizer = fastnn.SGD(lr=0.05, momentum=0.9)
+    curves = {"loss": [], "val_loss": [], "accuracy": [], "val_accuracy": []}
+    for epoch in range(1, epochs + 1):
+        # One epoch per call: the optimizer (and its momentum) carries over between calls.
+        h = net.fit(X_train, y_train, epochs=1, batch_size=64, optimizer=optimizer,
+                    validation_data=(X_test, y_test), input_scale=scale)
+        train = net.evaluate(X_train, y_train, input_scale=scale)
+        curves["loss"] += h.loss
+        curves["val_loss"] += h.val_loss
+        curves["accuracy"].append(train["accuracy"])
+        curves["val_accuracy"] += h.val_accuracy
+        print(f"epoch {epoch}/{epochs}: loss {h.loss[0]:.4f}, "
+              f"train accuracy {100 * train['accuracy']:.2f}%, "
+              f"test accuracy {100 * h.val_accuracy[0]:.2f}%, {h.epoch_time[0]:.1f} s")
+    print(f"test accuracy: {100 * curves['val_accuracy'][-1]:.2f}%")
+
+    draw_filters(net.layers[0], out / "cnn_filters.png")
+    draw_feature_maps(net, X_test[0], int(y_test[0]), scale, out / "cnn_feature_maps.png")
+    draw_curves(curves, out / "cnn_curves.png")
+
+
+if __name__ == "__main__":
+    main()
