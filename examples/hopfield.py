@@ -172,9 +172,9 @@ def draw(stored, noisy, recalled, labels, path: Path) -> None:
                              layout="constrained")
     for j, label in enumerate(labels):
         right = np.array_equal(recalled[j], stored[j])
+        flipped = (noisy[j] != stored[j]).sum()
         for i, (img, title) in enumerate(((stored[j], f"digit {label}"),
-                                          (noisy[j], f"{(noisy[j] != stored[j]).sum()} "
-                                                     "pixels flipped"),
+                                          (noisy[j], f"{flipped} pixels flipped"),
                                           (recalled[j], "recalled" if right else "wrong"))):
             ax = axes[i, j]
             ax.imshow(img.reshape(SIDE, SIDE), cmap="gray_r", vmin=-1, vmax=1)

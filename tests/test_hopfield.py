@@ -207,6 +207,11 @@ def test_dtype_and_input_kept():
         assert out.dtype == dtype
         np.testing.assert_array_equal(out, [1, -1, 1, -1, 1, -1])
         np.testing.assert_array_equal(x, [-1, -1, 1, -1, 1, -1])  # not written
+    # An all-ones bool or unsigned array is valid input, but cannot hold -1: int64 out.
+    for dtype in (np.bool_, np.uint8):
+        out = net.predict(np.ones(6, dtype=dtype), asynchronous=False, steps=1)
+        assert out.dtype == np.int64
+        np.testing.assert_array_equal(out, -np.ones(6))  # each unit's input is -1/6
 
 
 def test_seed_reproducibility(rng):
@@ -233,6 +238,11 @@ def test_n_units_given_up_front():
         net.fit([[1, -1, 1]])
     net.fit([[1, -1, 1, -1]])
     assert net.W.shape == (4, 4)
+    # Without n_units, each fit takes the patterns' length.
+    net = fastnn.Hopfield().fit([[1, -1, 1, -1]]).fit([[1, -1, 1]])
+    assert net.n_units == 3 and net.W.shape == (3, 3)
+    with pytest.raises(ValueError, match="has 4 units per state; this network has 3"):
+        net.predict([1, -1, 1, -1])
 
 
 @pytest.mark.parametrize("x, error, match", [
@@ -274,7 +284,7 @@ def test_bad_arguments():
     with pytest.raises(RuntimeError, match=r"call fit\(patterns\) first"):
         fastnn.Hopfield().predict([1, -1])
     with pytest.raises(RuntimeError, match="fit"):
-        fastnn.Hopfield(n_units=2).W
+        _ = fastnn.Hopfield(n_units=2).W
     for n_units, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError),
                            (True, TypeError), ("4", TypeError)):
         with pytest.raises(error, match="n_units must be a positive integer"):

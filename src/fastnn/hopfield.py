@@ -93,7 +93,10 @@ class Hopfield:
     Attributes
     ----------
     W : ndarray of shape (n_units, n_units)
-        The weights (float64, symmetric, zero diagonal), after ``fit``.
+        The weights (float64, symmetric, zero diagonal), after ``fit``; read-only (a new
+        array each time).
+    n_units : int or None
+        The number of units: as given, or from the last ``fit``.
     n_patterns : int
         The number of patterns stored by the last ``fit`` (0 before).
 
@@ -107,6 +110,7 @@ class Hopfield:
 
     def __init__(self, n_units: int | None = None, seed: int | np.random.Generator | None = None):
         self.n_units = None if n_units is None else _positive_int(n_units, "n_units")
+        self._fixed_units = self.n_units  # a size given here binds every fit
         if not (seed is None or isinstance(seed, np.random.Generator)
                 or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool))):
             raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
@@ -140,7 +144,8 @@ class Hopfield:
         ----------
         patterns : array-like of shape (n_patterns, n_units) or (n_units,)
             ±1 patterns, one per row (a 1-D array is one pattern). 0/1 data is refused
-            rather than guessed at: convert it with ``2 * patterns - 1``.
+            rather than guessed at: convert it with ``2 * patterns - 1``. Without
+            ``n_units`` given to the constructor, any length is accepted, and sets it.
 
         Returns
         -------
@@ -155,7 +160,7 @@ class Hopfield:
         TypeError
             When ``patterns`` does not hold numbers.
         """
-        P, _ = _as_states(patterns, "patterns", self.n_units)
+        P, _ = _as_states(patterns, "patterns", self._fixed_units)
         P = P.astype(np.float64)
         counts = P.T @ P
         np.fill_diagonal(counts, 0.0)
@@ -165,9 +170,7 @@ class Hopfield:
         return self
 
     def _check_input(self, x: Any) -> tuple[np.ndarray, bool]:
-        counts = self._fitted_counts()
-        arr, single = _as_states(x, "x", counts.shape[0])
-        return arr, single
+        return _as_states(x, "x", self._fitted_counts().shape[0])
 
     def energy(self, x: Any) -> float | np.ndarray:
         """The energy ``-1/2 x^T W x`` of one state or of each state of a batch.
@@ -207,7 +210,8 @@ class Hopfield:
         return bool(stable[0]) if single else stable
 
     def predict(self, x: Any, steps: int = 100, asynchronous: bool = True,
-                return_steps: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                return_steps: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray | int]:
         """Let states evolve until they reach a fixed point or ``steps`` steps have passed.
 
         Each unit takes the sign of its input ``sum_j W_ij x_j``, keeping its state on a
@@ -232,8 +236,8 @@ class Hopfield:
 
         Returns
         -------
-        states : ndarray of the shape and dtype of ``x``
-            The final states.
+        states : ndarray of the shape of ``x``
+            The final states, in ``x``'s dtype (int64 when that is bool or unsigned).
         n_steps : ndarray of int of shape (n,), or an int for one state
             Only with ``return_steps=True``.
 
@@ -270,7 +274,10 @@ class Hopfield:
             active = active[changed]
             if active.size == 0:
                 break
-        states = X.astype(arr.dtype, copy=False)
+        # Back in x's dtype, unless it cannot hold -1 (an all-ones bool or unsigned array
+        # is valid input): then int64.
+        out_dtype = arr.dtype if arr.dtype.kind in "if" else np.dtype(np.int64)
+        states = X.astype(out_dtype, copy=False)
         if single:
             states, n_steps = states[0], int(n_steps[0])
         return (states, n_steps) if return_steps else states
