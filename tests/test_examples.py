@@ -6,6 +6,7 @@ that is not blank.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -23,6 +24,10 @@ import fastnn.datasets
 from conftest import REPO_ROOT, needs_mnist
 
 EXAMPLES = REPO_ROOT / "examples"
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
+needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib (plot extra)")
+needs_sklearn = pytest.mark.skipif(not HAVE_SKLEARN, reason="needs scikit-learn (sklearn extra)")
 
 
 def run_example(name: str, cwd: Path, *args: str, quick: bool = True,
@@ -169,9 +174,71 @@ def test_mnist_quick(tmp_path):
         assert_png(tmp_path / "o" / name)
 
 
+# ------------------------------------------------------------------ hopfield.py
+
+def hopfield_rows(stdout: str) -> list[tuple[int, int, int]]:
+    """(digit, copies recalled exactly, copies) for each line hopfield.py printed."""
+    rows = re.findall(r"^digit (\d): (\d+)/(\d+) recalled exactly", stdout, re.M)
+    return [(int(d), int(k), int(n)) for d, k, n in rows]
+
+
+@needs_matplotlib
+def test_hopfield_recalls_noisy_digits(tmp_path):
+    stdout = run_example("hopfield.py", tmp_path, "--out", "o").stdout
+    rows = hopfield_rows(stdout)
+    assert [d for d, _, _ in rows] == [0, 1, 4, 6, 7]
+    # 20 copies per digit in quick mode, each with 15 of its 100 pixels flipped.
+    assert all(n == 20 for _, _, n in rows)
+    assert len(re.findall(r"85\.0% before", stdout)) == 5
+    assert "not fixed points" not in stdout
+    # Five digits in 100 units are recalled nearly always.
+    assert all(k >= 18 for _, k, _ in rows), rows
+    accuracy = float(re.search(r"^recall accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    assert accuracy == pytest.approx(sum(k for _, k, _ in rows) / 100, abs=1e-4)
+    assert accuracy >= 0.95
+    assert_png(tmp_path / "o" / "hopfield_digits.png")
+
+
+@needs_matplotlib
+def test_hopfield_overloaded_with_all_ten_digits(tmp_path):
+    # Ten correlated bitmaps are too many for 100 units: recall fails, as it should.
+    stdout = run_example("hopfield.py", tmp_path, "--digits", "0,1,2,3,4,5,6,7,8,9",
+                         "--out", "o").stdout
+    assert len(hopfield_rows(stdout)) == 10
+    assert "not fixed points" in stdout
+    accuracy = float(re.search(r"^recall accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    assert accuracy < 0.5
+
+
+@needs_matplotlib
+def test_hopfield_bad_digits_is_a_clear_error(tmp_path):
+    proc = run_example("hopfield.py", tmp_path, "--digits", "1,x", check=False)
+    assert proc.returncode == 2 and "--digits must be" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ digits_rbm.py
+
+@needs_sklearn
+@needs_matplotlib
+def test_digits_rbm_prints_both_accuracies(tmp_path):
+    stdout = run_example("digits_rbm.py", tmp_path, "--out", "o").stdout
+    assert stdout.startswith("7185 training digits (with shifted copies), 360 test digits")
+    found = dict(re.findall(r"^MLPClassifier on (RBM features|raw pixels): "
+                            r"test accuracy ([\d.]+)", stdout, re.M))
+    assert set(found) == {"RBM features", "raw pixels"}, stdout
+    # Quick mode (an RBM of 5 passes, 50 epochs) still classifies most digits; chance is 0.1.
+    assert float(found["RBM features"]) > 0.85
+    assert float(found["raw pixels"]) > 0.9
+    assert_png(tmp_path / "o" / "digits_rbm_components.png")
+
+
 # ------------------------------------------------------------------ all of them
 
-@pytest.mark.parametrize("name", ["neuron.py", "gender.py", "xor.py", "chips.py", "mnist.py"])
+@pytest.mark.parametrize("name", [
+    "neuron.py", "gender.py", "xor.py", "chips.py", "mnist.py", "hopfield.py",
+    pytest.param("digits_rbm.py", marks=needs_sklearn),
+])
 def test_example_help(tmp_path, name):
     stdout = run_example(name, tmp_path, "--help", quick=False).stdout
     assert "--out" in stdout and "--quick" in stdout

@@ -4,6 +4,7 @@
 >>> net = fastnn.Network.mlp([784, 128, 10], activation="relu", loss="softmax_cross_entropy")
 """
 
+from fastnn.hopfield import Hopfield
 from fastnn.io import ModelFileError
 from fastnn.layers import Dense
 from fastnn.network import History, Network, Neuron, load
@@ -28,6 +29,7 @@ __all__ = [
     "Adam",
     "Dense",
     "History",
+    "Hopfield",
     "ModelFileError",
     "Network",
     "Neuron",
