@@ -83,11 +83,16 @@ class Layer:
 
     def _checked(self, value: Any, name: str) -> np.ndarray:
         """``value`` as a new C-contiguous array of the layer's dtype and the parameter's shape."""
+        in_place = False
         if _fit_guard.is_claimed(self):
             # The running fit writes into the current arrays: a new one would
             # silently drop that training (or, freed, be written after its end).
-            raise RuntimeError(f"cannot assign {name} while a fit of this layer is running; "
-                               "assign it before or after fit")
+            # Its own callbacks, run between chunks, write into those arrays instead.
+            in_place = _fit_guard.writable_in_place(self)
+            if not in_place:
+                raise RuntimeError(f"cannot assign {name} while a fit of this layer is "
+                                   "running; assign it before or after fit (or from a "
+                                   "callback of that fit)")
         shape = self.param_shapes()[name]
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf":
@@ -97,6 +102,10 @@ class Layer:
         with np.errstate(over="ignore", invalid="ignore"):  # reported just below
             out = np.array(arr, dtype=self.dtype, order="C", copy=True)
         check_finite(out, name, arr)
+        if in_place:
+            current = getattr(self, "_" + name)
+            current[...] = out
+            return current
         return out
 
     def _make_writeable(self) -> None:
