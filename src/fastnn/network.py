@@ -26,6 +26,10 @@ from fastnn.optim import SGD, Optimizer
 from fastnn.progress import Progress
 from fastnn.threads import ThreadChooser, chunk_thread_chooser, core_blas
 
+# The output activation that goes with each loss (fused into the cross-entropies).
+_OUTPUT_ACTIVATIONS = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                       "mse": "identity"}
+
 # Chunks of a compiled epoch: about this long, so that Ctrl-C, progress and
 # callbacks are handled within a fraction of a second, at a negligible cost.
 CHUNK_SECONDS = 0.1
@@ -175,15 +179,40 @@ class Network:
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "mse",
-            output_activation: str = "identity", **kwargs: Any) -> "Network":
+            output_activation: str | None = None, **kwargs: Any) -> "Network":
         """Build a network from layer sizes, e.g. ``Network.mlp([784, 128, 10])``.
 
-        Hidden layers use ``activation``; the last uses ``output_activation``.
-        Remaining keyword arguments go to ``Network``.
+        Parameters
+        ----------
+        sizes : sequence of int
+            The input size, each hidden layer's size, and the output size.
+        activation : str, default "relu"
+            The activation of every hidden layer.
+        loss : str, default "mse"
+            As for ``Network``.
+        output_activation : str, optional
+            The last layer's activation. By default the one that goes with the
+            loss: "softmax" for softmax cross-entropy and "sigmoid" for binary
+            cross-entropy (both fused into the loss: the layer computes logits,
+            and ``predict_proba`` gives the probabilities), and "identity" for
+            MSE (regression outputs of any range; pass "sigmoid" for the
+            tutorials' 0-1 outputs trained with MSE).
+        **kwargs
+            Passed to ``Network`` (dtype, seed, backend, input_shape).
+
+        Examples
+        --------
+        >>> import fastnn
+        >>> [l.activation for l in fastnn.Network.mlp([2, 4, 1], activation="sigmoid").layers]
+        ['sigmoid', 'identity']
+        >>> fastnn.Network.mlp([2, 4, 1], loss="binary_cross_entropy").layers[-1].activation
+        'sigmoid'
         """
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
+        if output_activation is None:
+            output_activation = _OUTPUT_ACTIVATIONS.get(loss, "identity")
         layers = [Dense(a, b, activation) for a, b in zip(sizes[:-2], sizes[1:-1])]
         layers.append(Dense(sizes[-2], sizes[-1], output_activation))
         return cls(layers, loss=loss, **kwargs)

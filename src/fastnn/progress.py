@@ -27,7 +27,7 @@ import time
 from typing import Any, Mapping, TextIO
 
 REFRESH_SECONDS = 0.25  # the bar's redraws: at most four a second
-BAR_DELAY = 0.5         # an epoch shorter than this shows no bar, only its line
+BAR_DELAY = 0.1         # an epoch shorter than this shows no bar, only its line
 LOG_SECONDS = 10.0      # a non-terminal's progress lines within a long epoch
 LINE_BURST = 5          # epoch lines printed before the rate limit applies
 LINE_RATE = 2.0         # then at most this many epoch lines a second
@@ -118,7 +118,8 @@ class Progress:
             if self.bar is None:
                 if done >= self.samples:
                     return
-                self._open_bar(done)
+                self._open_bar(done, loss)
+                return
             self.bar.set_postfix_str(f"loss={loss:.4f}", refresh=False)
             self.bar.update(done - self.bar.n)
         else:
@@ -129,17 +130,20 @@ class Progress:
                         f"samples  {done / elapsed:,.0f} samples/s  ETA "
                         f"{format_seconds(eta)}  loss {loss:.4f}")
 
-    def _open_bar(self, done: int) -> None:
+    def _open_bar(self, done: int, loss: float) -> None:
         from tqdm.auto import tqdm
 
         # Opened once the epoch has run for BAR_DELAY, dated back to the epoch's
         # start so that its first rate and ETA count the samples already done.
-        # (delay > 0: nothing is drawn before that first update.)
+        # (delay > 0: the constructor draws nothing; the first draw is below.)
         bar = tqdm(total=self.samples, desc=f"epoch {self._epoch + 1}/{self.epochs}",
                    unit=" samples", unit_scale=True, mininterval=REFRESH_SECONDS,
                    file=self.stream, leave=False, dynamic_ncols=True, smoothing=0.1,
                    delay=1e-6)
         bar.start_t = bar.last_print_t = time.time() - (time.perf_counter() - self._t0)
+        bar.n = bar.last_print_n = done
+        bar.set_postfix_str(f"loss={loss:.4f}", refresh=False)
+        bar.refresh()
         self.bar = bar
 
     def epoch_end(self, epoch: int, logs: Mapping[str, float], seconds: float,
