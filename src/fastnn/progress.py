@@ -29,8 +29,8 @@ from typing import Any, Mapping, TextIO
 REFRESH_SECONDS = 0.25  # the bar's redraws: at most four a second
 BAR_DELAY = 0.1         # an epoch shorter than this shows no bar, only its line
 LOG_SECONDS = 10.0      # a non-terminal's progress lines within a long epoch
-LINE_BURST = 5          # epoch lines printed before the rate limit applies
-LINE_RATE = 2.0         # then at most this many epoch lines a second
+LINE_BURST = 10         # epoch lines printed before the rate limit applies
+LINE_RATE = 4.0         # then at most this many epoch lines a second
 
 _METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
