@@ -82,7 +82,12 @@ class Layer:
                 setattr(self, name, value)
 
     def _checked(self, value: Any, name: str) -> np.ndarray:
-        """``value`` as a new C-contiguous array of the layer's dtype and the parameter's shape."""
+        """``value`` as a new C-contiguous array of the layer's dtype and the parameter's shape.
+
+        From a callback of the fit that owns the layer (see ``_fit_guard.opened``)
+        the checked values are copied into the current array, which is returned:
+        the fit keeps training that very array.
+        """
         in_place = False
         if _fit_guard.is_claimed(self):
             # The running fit writes into the current arrays: a new one would
