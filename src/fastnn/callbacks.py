@@ -122,8 +122,8 @@ def _number(value: Any, name: str, who: str, positive: bool = False) -> float:
         raise TypeError(f"{who}: {name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{who}: {name} must be a finite {'positive' if positive else 'non-negative'} "
-                         f"number, got {value!r}")
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{who}: {name} must be a finite {kind} number, got {value!r}")
     return value
 
 
@@ -206,8 +206,8 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.mode = mode
         self._maximise = _wants_more(monitor, mode, who)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(min_delta):
+        if isinstance(min_delta, bool) or not isinstance(
+                min_delta, (int, float, np.integer, np.floating)) or not math.isfinite(min_delta):
             raise TypeError(f"{who}: min_delta must be a finite number, got {min_delta!r}")
         self.min_delta = abs(float(min_delta))
         self.patience = _count(patience, "patience", who)

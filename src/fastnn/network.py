@@ -290,8 +290,10 @@ class Network:
             raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}") \
                 from None
         if len(weights) != len(slots):
+            names = ", ".join(f"layers[{i}].{name}" for i, layer in enumerate(self.layers)
+                              for name in layer.param_names)
             raise ValueError(f"weights has {len(weights)} arrays, the network has "
-                             f"{len(slots)} parameters ({', '.join(f'{type(l).__name__}.{n}' for l, n in slots)})")
+                             f"{len(slots)} parameters ({names})")
         done = []
         try:
             for (layer, name), value in zip(slots, weights):

@@ -102,13 +102,22 @@ class Progress:
     # -------------------------------------------------------------- per epoch
 
     def epoch_begin(self, epoch: int) -> None:
+        """Start timing epoch ``epoch`` (counted from 0); its bar opens after ``BAR_DELAY``."""
         self._epoch = epoch
         self._t0 = time.perf_counter()
         self._next = self._t0 + (BAR_DELAY if self.use_bar else
                                  LOG_SECONDS if self.log_within else math.inf)
 
     def update(self, done: int, loss_sum: float) -> None:
-        """Between chunks: ``done`` samples of the epoch trained, their losses summing to ``loss_sum``."""
+        """Between chunks: redraw the bar (or print a progress line) if one is due.
+
+        Parameters
+        ----------
+        done : int
+            Samples of the epoch trained so far.
+        loss_sum : float
+            The sum of their losses (the running loss is ``loss_sum / done``).
+        """
         now = time.perf_counter()
         if now < self._next or done <= 0:
             return
@@ -148,7 +157,19 @@ class Progress:
 
     def epoch_end(self, epoch: int, logs: Mapping[str, float], seconds: float,
                   samples: int) -> None:
-        """The epoch's line: printed now, unless the rate limit holds it (see ``train_end``)."""
+        """Close the bar and print the epoch's line, unless the rate limit holds it back.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, counted from 0.
+        logs : mapping
+            Its metrics (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``).
+        seconds : float
+            Its training time.
+        samples : int
+            The samples it trained (fewer than all when a callback stopped it).
+        """
         self._close_bar()
         self._next = math.inf
         now = time.perf_counter()
