@@ -379,3 +379,9 @@ def test_csv_logger_columns_and_rows(tmp_path, data):
     assert len(rows) == 6 and [r[0] for r in rows].count("epoch") == 1
     _fit(_net(), data, 1, [CSVLogger(path, separator=";")])
     assert open(path).read().splitlines()[0] == "epoch;accuracy;loss;lr"
+
+
+def test_checkpoint_best_only_without_its_metric_warns_and_saves_nothing(tmp_path, data):
+    with pytest.warns(UserWarning, match=r"ModelCheckpoint.*'val_loss'.*not saved"):
+        _fit(_net(), data, 2, [ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)])
+    assert os.listdir(tmp_path) == []
