@@ -111,7 +111,7 @@ def test_training_step(benchmark, ops, n):
                         y.astype(np.intp), 1 / 255)
     order = np.arange(n, dtype=np.intp)
     benchmark.group = f"training step, batch {n}"
-    total, done, bad = benchmark(ops.train_batches, plan, order, 0, n)
+    total, done, bad, _ = benchmark(ops.train_batches, plan, order, 0, n)
     assert done == n and bad == -1
 
 

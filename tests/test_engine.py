@@ -708,17 +708,17 @@ def test_train_batches_time_limit_ends_the_call_after_one_batch(backend, rng, re
     # (start, stop, samples of the one batch): a full batch, one mid-order, a short last one.
     for start, stop, first in ((0, 2000, 8), (800, 2000, 8), (1992, 1997, 5)):
         net, _, plan = _plan(backend, "sgd_momentum", X, y)
-        total, done, bad = net._ops.train_batches(plan, order, start, stop, 1e-9)
+        total, done, bad, _ = net._ops.train_batches(plan, order, start, stop, 1e-9)
         assert (done, bad) == (first, -1), (start, stop)
         assert np.isfinite(total) and total > 0
         # Exactly that batch was trained: the same as a call that asks for it alone.
         alone, _, plan_alone = _plan(backend, "sgd_momentum", X, y)
-        assert alone._ops.train_batches(plan_alone, order, start, start + first)[1:] == (first, -1)
+        assert alone._ops.train_batches(plan_alone, order, start, start + first)[1:3] == (first, -1)
         for a, b in zip(net._params(), alone._params()):
             np.testing.assert_array_equal(a, b)
     for limit in ((), (0.0,), (-1.0,), (1e9,)):  # no limit, 0, negative, generous: all of it
         net, _, plan = _plan(backend, "sgd_momentum", X, y)
-        assert net._ops.train_batches(plan, order, 0, 2000, *limit)[1:] == (2000, -1), limit
+        assert net._ops.train_batches(plan, order, 0, 2000, *limit)[1:3] == (2000, -1), limit
 
 
 @pytest.mark.parametrize("limit", [1e-9, 2e-4])
@@ -728,12 +728,12 @@ def test_time_limited_calls_advancing_by_n_done_equal_one_call(opt, limit, backe
     fastnn.set_num_threads(1)  # the same BLAS kernels in every call: bit equality holds
     X, y, order = _labelled(rng, 2000)
     net_a, opt_a, plan_a = _plan(backend, opt, X, y)
-    total_a, done_a, bad_a = net_a._ops.train_batches(plan_a, order, 0, 2000)
+    total_a, done_a, bad_a, _ = net_a._ops.train_batches(plan_a, order, 0, 2000)
     assert (done_a, bad_a) == (2000, -1)
     net_b, opt_b, plan_b = _plan(backend, opt, X, y)
     total_b, pos, dones = 0.0, 0, []
     while pos < 2000:
-        total, done, bad = net_b._ops.train_batches(plan_b, order, pos, 2000, limit)
+        total, done, bad, _ = net_b._ops.train_batches(plan_b, order, pos, 2000, limit)
         assert bad == -1 and done > 0 and done % 8 == 0, (pos, done)
         total_b += total
         pos += done

@@ -482,7 +482,7 @@ def test_train_batches_matches(case, opt, n, batch_size, sizes, dtype, rng):
         optimizer = OPTIMIZERS[opt]()
         optimizer.prepare([p for layer in layers for p in layer.params()])
         plan = TrainingPlan(layers, acts, loss, optimizer, bs, X, y)
-        total, done, bad = ops.train_batches(plan, order, 0, n)
+        total, done, bad, _ = ops.train_batches(plan, order, 0, n)
         results[ops.name] = (W, b, total, done, bad, optimizer)
     (Wc, bc, tc, dc, badc, oc), (Wp, bp, tp, dp, badp, op) = results["compiled"], results["numpy"]
     assert (dc, badc) == (n, -1) and (dp, badp) == (n, -1)
@@ -523,7 +523,7 @@ def test_train_batches_stops_at_non_finite_loss(backend):
     y = np.zeros((3, 1))
     plan = TrainingPlan(layers, ["identity"], "mse", opt, 2, X, y)
     with np.errstate(over="ignore", invalid="ignore"):
-        total, done, bad = ops.train_batches(plan, np.arange(3, dtype=np.intp), 0, 3)
+        total, done, bad, _ = ops.train_batches(plan, np.arange(3, dtype=np.intp), 0, 3)
     assert bad == 0 and done == 0
     np.testing.assert_array_equal(layers[0].W, W_before)  # the bad batch was not applied
 

@@ -108,7 +108,7 @@ def test_history_contents(blobs, backend):
     assert all(0 <= a <= 1 for a in h.val_accuracy)
     assert all(t >= 0 for t in h.epoch_time)
     assert h["loss"] == h.loss and h.history["val_accuracy"] == h.val_accuracy
-    assert set(h.history) == {"loss", "val_loss", "val_accuracy", "epoch_time", "lr"}
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time", "lr"}
     assert h.lr == [0.05] * 4  # the optimizer's rate, every epoch
     # The last validation entry is the network's score after training.
     final = net.evaluate(X[40:], y[40:])

@@ -17,7 +17,7 @@ def test_summary_counts_the_parameters_of_784_128_10(capsys):
     assert "Total parameters: 101,770" in text
     lines = text.splitlines()
     assert any("Dense (relu)" in l and "(None, 128)" in l and "100,480" in l for l in lines)
-    assert any("Dense (identity)" in l and "(None, 10)" in l and "1,290" in l for l in lines)
+    assert any("Dense (softmax)" in l and "(None, 10)" in l and "1,290" in l for l in lines)
 
 
 def test_summary_prints_through_print_fn_or_not_at_all(capsys):

@@ -22,6 +22,10 @@ from typing import Iterator, Sequence
 
 _lock = threading.Lock()
 _claimed: set[int] = set()  # id() of every object a running fit owns
+# id() of claimed objects -> the thread that may write into them now: the fit's
+# own thread while it runs its callbacks between two chunks (the compiled loop
+# is not running then), so that a callback can set weights.
+_open: dict[int, int] = {}
 
 
 @contextmanager
@@ -52,3 +56,28 @@ def claim(objects: Sequence[tuple[object, str]]) -> Iterator[None]:
 def is_claimed(obj: object) -> bool:
     """True while a running ``fit`` owns ``obj``."""
     return id(obj) in _claimed
+
+
+@contextmanager
+def opened(objects: Sequence[object]) -> Iterator[None]:
+    """Let the calling thread write into these claimed objects for the body.
+
+    The fit that claimed them calls its callbacks inside this, between two
+    chunks: nothing else writes to the weights then, so a callback (restoring
+    the best weights, say) may. Its assignments are copied into the arrays the
+    fit trains (see ``writable_in_place``); any other thread is still refused.
+    """
+    ident = threading.get_ident()
+    with _lock:
+        _open.update((id(obj), ident) for obj in objects)
+    try:
+        yield
+    finally:
+        with _lock:
+            for obj in objects:
+                _open.pop(id(obj), None)
+
+
+def writable_in_place(obj: object) -> bool:
+    """True when the calling thread may write into claimed ``obj`` now (see ``opened``)."""
+    return _open.get(id(obj)) == threading.get_ident()

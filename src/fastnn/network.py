@@ -18,11 +18,17 @@ import numpy as np
 from fastnn import _fit_guard
 from fastnn import _validation as v
 from fastnn._codes import LOSSES
+from fastnn.callbacks import Callback
 from fastnn.layers import Dense, Layer
 from fastnn import io as model_io
 from fastnn.ops import BACKENDS, TrainingPlan, get_ops
 from fastnn.optim import SGD, Optimizer
+from fastnn.progress import Progress
 from fastnn.threads import ThreadChooser, chunk_thread_chooser, core_blas
+
+# The output activation that goes with each loss (fused into the cross-entropies).
+_OUTPUT_ACTIVATIONS = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                       "mse": "identity"}
 
 # Chunks of a compiled epoch: about this long, so that Ctrl-C, progress and
 # callbacks are handled within a fraction of a second, at a negligible cost.
@@ -37,6 +43,13 @@ class History:
     ----------
     loss : list of float
         Mean training loss of each epoch (over its samples, as trained).
+    accuracy : list of float
+        Training accuracy of each epoch, for the cross-entropies (empty for
+        MSE): the share of right predictions, each counted from the outputs
+        its batch's loss was computed on, as trained (so with the weights of
+        that moment, like Keras' training accuracy), weighted by
+        ``sample_weight`` when given. Counted inside the training loop, at no
+        extra pass over the data.
     val_loss, val_accuracy : list of float
         On ``validation_data`` after each epoch (empty without it; accuracy only
         for the cross-entropies).
@@ -47,6 +60,7 @@ class History:
     """
 
     loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
@@ -122,6 +136,8 @@ class Network:
         self.input_shape = self._build(input_shape)
         self._rng = np.random.default_rng(seed)
         self.optimizer: Optimizer | None = None
+        # Set to True by a callback to end a running fit (Keras' attribute).
+        self.stop_training = False
         # Per batch size, as measured by earlier fits: batches per chunk, and thread choice.
         self._chunk_batches: dict[int, int] = {}
         self._choosers: dict[int, ThreadChooser] = {}
@@ -163,15 +179,40 @@ class Network:
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "mse",
-            output_activation: str = "identity", **kwargs: Any) -> "Network":
+            output_activation: str | None = None, **kwargs: Any) -> "Network":
         """Build a network from layer sizes, e.g. ``Network.mlp([784, 128, 10])``.
 
-        Hidden layers use ``activation``; the last uses ``output_activation``.
-        Remaining keyword arguments go to ``Network``.
+        Parameters
+        ----------
+        sizes : sequence of int
+            The input size, each hidden layer's size, and the output size.
+        activation : str, default "relu"
+            The activation of every hidden layer.
+        loss : str, default "mse"
+            As for ``Network``.
+        output_activation : str, optional
+            The last layer's activation. By default the one that goes with the
+            loss: "softmax" for softmax cross-entropy and "sigmoid" for binary
+            cross-entropy (both fused into the loss: the layer computes logits,
+            and ``predict_proba`` gives the probabilities), and "identity" for
+            MSE (regression outputs of any range; pass "sigmoid" for the
+            tutorials' 0-1 outputs trained with MSE).
+        **kwargs
+            Passed to ``Network`` (dtype, seed, backend, input_shape).
+
+        Examples
+        --------
+        >>> import fastnn
+        >>> [l.activation for l in fastnn.Network.mlp([2, 4, 1], activation="sigmoid").layers]
+        ['sigmoid', 'identity']
+        >>> fastnn.Network.mlp([2, 4, 1], loss="binary_cross_entropy").layers[-1].activation
+        'sigmoid'
         """
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
+        if output_activation is None:
+            output_activation = _OUTPUT_ACTIVATIONS.get(loss, "identity")
         layers = [Dense(a, b, activation) for a, b in zip(sizes[:-2], sizes[1:-1])]
         layers.append(Dense(sizes[-2], sizes[-1], output_activation))
         return cls(layers, loss=loss, **kwargs)
@@ -217,6 +258,52 @@ class Network:
     def _params(self) -> list[np.ndarray]:
         """Every parameter array, layer by layer in ``param_names`` order (W, b, ...)."""
         return [p for layer in self.layers for p in layer.params()]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter, layer by layer (``[W0, b0, W1, b1, ...]``, as Keras).
+
+        Returns
+        -------
+        list of ndarray
+            New arrays: training does not change them.
+        """
+        return [p.copy() for p in self._params()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set every parameter from a list shaped as ``get_weights()`` returns it.
+
+        Each array is checked (shape, numbers, finite) and converted to the
+        network's dtype, as ``layer.W = ...`` does; when one is refused, the
+        ones before it are put back, so nothing changes. From a callback of a
+        running ``fit`` the values are copied into the arrays it trains;
+        from anywhere else during a fit it raises ``RuntimeError``.
+
+        Parameters
+        ----------
+        weights : sequence of array-like
+            One array per parameter, in ``get_weights()`` order.
+        """
+        slots = [(layer, name) for layer in self.layers for name in layer.param_names]
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}") \
+                from None
+        if len(weights) != len(slots):
+            names = ", ".join(f"layers[{i}].{name}" for i, layer in enumerate(self.layers)
+                              for name in layer.param_names)
+            raise ValueError(f"weights has {len(weights)} arrays, the network has "
+                             f"{len(slots)} parameters ({names})")
+        done = []
+        try:
+            for (layer, name), value in zip(slots, weights):
+                old = getattr(layer, name).copy()
+                setattr(layer, name, value)
+                done.append((layer, name, old))
+        except BaseException:
+            for layer, name, old in reversed(done):
+                setattr(layer, name, old)
+            raise
 
     def summary(self, print_fn: Callable[[str], Any] | None = print) -> str:
         """A table of the layers: kind, output shape and parameter count, with totals.
@@ -296,7 +383,8 @@ class Network:
             optimizer: Optimizer | None = None, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: int = 0,
             input_scale: float = 1.0, sample_weight: Any = None,
-            validation_split: float = 0.0) -> History:
+            validation_split: float = 0.0,
+            callbacks: Sequence[Callback] | None = None) -> History:
         """Train on (X, y) by mini-batch gradient descent.
 
         Parameters
@@ -313,13 +401,20 @@ class Network:
             batch of an epoch may be smaller.
         optimizer : SGD or Adam, optional
             Defaults to the optimizer of the previous ``fit`` (its state kept, so
-            training resumes exactly), else ``SGD(lr=0.1)``.
+            training resumes exactly), else ``SGD()`` (its default learning rate).
         shuffle : bool, default True
             Shuffle the rows every epoch with the network's own generator.
         validation_data : tuple (X_val, y_val), optional
             Evaluated after each epoch into the History.
         verbose : int, default 0
-            1 prints one line per epoch (loss, samples/s).
+            0 is silent. 1 shows a progress bar within each epoch on a terminal
+            or in a notebook (samples done, samples/s, ETA, running loss,
+            redrawn a few times a second), then a line of the epoch's time and
+            metrics; on a non-terminal (a log file, CI) plain lines only, with
+            a progress line every 10 s of a long epoch. 2 prints the epoch
+            lines alone. Epoch lines are rate-limited: many very short epochs
+            print a few lines a second and the last epoch's line, not one line
+            each (the History has every epoch). See ``fastnn.progress``.
         input_scale : float, default 1.0
             Every input is multiplied by it as it is read (e.g. 1/255 for uint8
             images), without copying X.
@@ -330,11 +425,20 @@ class Network:
             A fraction in [0, 1): the last rows of X and y, taken before any
             shuffling (as Keras does), are held out of training and evaluated
             after each epoch like ``validation_data`` (which cannot be given too).
+        callbacks : list of fastnn.callbacks.Callback, optional
+            Called at the start and end of training and of each epoch, and
+            between the chunks of batches of an epoch (Keras' names and
+            meanings: ``EarlyStopping``, ``ModelCheckpoint``,
+            ``LearningRateScheduler``, ``ReduceLROnPlateau``, ``CSVLogger``;
+            see ``fastnn.callbacks``). One that sets
+            ``model.stop_training = True`` ends training after the current
+            chunk, once that epoch is recorded.
 
         Returns
         -------
         History
-            Per-epoch loss, and validation loss and accuracy when given.
+            Per-epoch loss, training accuracy (cross-entropies), validation
+            loss and accuracy when validating, epoch times and learning rates.
 
         Raises
         ------
@@ -346,7 +450,10 @@ class Network:
         batch_size = v.check_positive_int(batch_size, "batch_size", allow_none=True)
         input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
         if not isinstance(verbose, (int, np.integer)):
-            raise TypeError(f"verbose must be an int, got {verbose!r}")
+            raise TypeError(f"verbose must be an int (0, 1 or 2), got {verbose!r}")
+        if verbose < 0:
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        callbacks = _checked_callbacks(callbacks)
         X, _ = self._check_X(X, keep_uint8=True)
         if X.dtype == np.uint8 and input_scale == 1.0:
             warnings.warn("X is uint8 (images?) and input_scale is 1: the inputs reach the "
@@ -382,7 +489,7 @@ class Network:
             X_val, _ = self._check_X(X_val, keep_uint8=True)
             validation_data = (X_val, self._check_y(y_val, X_val.shape[0]))
         if optimizer is None:
-            optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.1)
+            optimizer = self.optimizer if self.optimizer is not None else SGD()
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn SGD or Adam, got {optimizer!r}")
         # Everything the epoch writes is claimed first, then checked: the checks
@@ -404,6 +511,13 @@ class Network:
             self._ops.train_batches(plan, np.zeros(0, np.intp), 0, 0)
             chooser = self._thread_chooser(bs)
             blas_threads = core_blas().get()
+            self.stop_training = False
+            params = {"epochs": epochs, "samples": n, "batch_size": bs,
+                      "steps": -(-n // bs), "verbose": int(verbose)}
+            for callback in callbacks:
+                callback.set_model(self)
+                callback.set_params(dict(params))
+            progress = Progress(int(verbose), epochs, n) if verbose else None
             began = False
             try:
                 began = chooser is not None and chooser.begin()
@@ -411,8 +525,10 @@ class Network:
                     chooser = None  # another fit is choosing: this one leaves the count alone
                 with _interrupts_at_chunk_ends() as deliver_interrupt:
                     self._fit_epochs(plan, history, epochs, shuffle, chooser, validation_data,
-                                     verbose, deliver_interrupt)
+                                     progress, callbacks, deliver_interrupt)
             finally:
+                if progress is not None:
+                    progress.close()
                 if began:
                     chooser.end(core_blas(), blas_threads)  # as the fit found it
         return history
@@ -429,16 +545,28 @@ class Network:
 
     def _fit_epochs(self, plan: TrainingPlan, history: History, epochs: int, shuffle: bool,
                     chooser: ThreadChooser | None, validation_data: tuple | None,
-                    verbose: int, deliver_interrupt: Callable[[], None]) -> None:
-        """The epochs of ``fit``, recorded into ``history``."""
+                    progress: Progress | None, callbacks: list[Callback],
+                    deliver_interrupt: Callable[[], None]) -> None:
+        """The epochs of ``fit``, recorded into ``history``, with its display and callbacks."""
         n = plan.X.shape[0]
+        counts = self.loss in ("softmax_cross_entropy", "binary_cross_entropy")
+        weights = plan.sample_weight
+        weight_sum = n if weights is None else float(weights.sum(dtype=np.float64))
+        dispatch = self._dispatcher(callbacks)
+        logs: dict[str, float] = {}
+        dispatch("on_train_begin", logs)
         previous = None  # (weights before it, order) of the last epoch, for recovery
         for epoch in range(epochs):
+            dispatch("on_epoch_begin", epoch, {})
+            if progress is not None:
+                progress.epoch_begin(epoch)
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             order = order.astype(np.intp, copy=False)
+            between = self._between_chunks(plan, order, progress, callbacks, dispatch, counts)
             saved = self._snapshot()
             t0 = time.perf_counter()
-            total, done, bad = self._train_epoch(plan, order, chooser, deliver_interrupt)
+            total, done, bad, correct = self._train_epoch(plan, order, chooser,
+                                                          deliver_interrupt, between)
             elapsed = time.perf_counter() - t0
             if bad >= 0 or not self._finite():
                 self._restore(saved)
@@ -449,29 +577,97 @@ class Network:
                     "and the weights are the last ones whose training loss was finite "
                     "(try a smaller learning rate)")
             previous = (saved, order)
-            history.loss.append(total / done)
+            logs = {"loss": total / done}
+            history.loss.append(logs["loss"])
+            if counts:
+                trained = weight_sum if done == n else (
+                    done if weights is None else float(weights[order[:done]].sum(dtype=np.float64)))
+                logs["accuracy"] = correct / trained
+                history.accuracy.append(logs["accuracy"])
             history.epoch_time.append(elapsed)
             history.lr.append(float(getattr(plan.optimizer, "lr", math.nan)))
             if validation_data is not None:
                 scores = self._evaluate_checked(*validation_data, plan.x_scale)
+                logs["val_loss"] = scores["loss"]
                 history.val_loss.append(scores["loss"])
                 if "accuracy" in scores:
+                    logs["val_accuracy"] = scores["accuracy"]
                     history.val_accuracy.append(scores["accuracy"])
-            if verbose:
-                self._report(epoch, epochs, history, n, elapsed)
+            logs["lr"] = history.lr[-1]
+            if progress is not None:
+                progress.epoch_end(epoch, logs, elapsed, done)
+            dispatch("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        if progress is not None:
+            progress.train_end()
+        dispatch("on_train_end", logs)
+
+    def _dispatcher(self, callbacks: list[Callback]) -> Callable[..., None]:
+        """A function calling a method of every callback, each allowed to set weights."""
+        if not callbacks:
+            return lambda method, *args: None
+        layers = self.layers
+
+        def dispatch(method: str, *args: Any) -> None:
+            # Between chunks the compiled loop is not running: the callbacks may write
+            # into the layers this fit claimed (their assignments are copied in place).
+            with _fit_guard.opened(layers):
+                for callback in callbacks:
+                    getattr(callback, method)(*args)
+
+        return dispatch
+
+    def _between_chunks(self, plan: TrainingPlan, order: np.ndarray, progress: Progress | None,
+                        callbacks: list[Callback], dispatch: Callable[..., None],
+                        counts: bool) -> Callable[[int, float, float], bool] | None:
+        """What runs after each chunk of an epoch: the display and ``on_train_batch_end``.
+
+        Returns None when there is nothing to run, else a function of the
+        epoch's (samples done, loss sum, right predictions) that returns True
+        when a callback asked to stop. It is kept to a clock read and a few
+        calls, so that it costs nothing next to a chunk of training.
+        """
+        if progress is None and not callbacks:
+            return None
+        update = progress.update if progress is not None else None
+        bs, weights = plan.batch_size, plan.sample_weight
+        seen = [0, 0.0]  # samples and their weight sum, for a weighted running accuracy
+
+        def between(done: int, total: float, correct: float) -> bool:
+            if update is not None:
+                update(done, total)
+            if not callbacks:
+                return False
+            logs = {"loss": total / done}
+            if counts:
+                if weights is None:
+                    logs["accuracy"] = correct / done
+                else:
+                    seen[1] += float(weights[order[seen[0]:done]].sum(dtype=np.float64))
+                    seen[0] = done
+                    logs["accuracy"] = correct / seen[1] if seen[1] > 0 else 0.0
+            dispatch("on_train_batch_end", -(-done // bs), logs)
+            return self.stop_training
+
+        return between
 
     def _train_epoch(self, plan: TrainingPlan, order: np.ndarray, chooser: ThreadChooser | None,
-                     deliver_interrupt: Callable[[], None]) -> tuple[float, int, int]:
+                     deliver_interrupt: Callable[[], None],
+                     between: Callable[[int, float, float], bool] | None = None,
+                     ) -> tuple[float, int, int, float]:
         """Train the epoch ``order`` in chunks of batches, each about ``CHUNK_SECONDS`` long.
 
         Between chunks the interpreter runs: Ctrl-C raises KeyboardInterrupt
         there (``deliver_interrupt`` raises one held back during the chunk),
         with the weights of the last completed batch. ``chooser`` (None for a
-        fixed count) picks each chunk's BLAS threads. Returns
-        ``(loss_sum, n_done, bad_start)`` as ``train_batches`` does, for the epoch.
+        fixed count) picks each chunk's BLAS threads. ``between`` (see
+        ``_between_chunks``) runs after each chunk and may end the epoch early.
+        Returns ``(loss_sum, n_done, bad_start, n_correct)`` as ``train_batches``
+        does, for the epoch.
         """
         bs, n = plan.batch_size, len(order)
-        total, done, pos = 0.0, 0, 0
+        total, done, pos, correct = 0.0, 0, 0, 0.0
         batches = self._chunk_batches.get(bs, 1)
         blas = core_blas()
         while pos < n:
@@ -483,13 +679,14 @@ class Network:
             # The time limit ends a chunk early when the machine got much busier
             # than the pace it was sized from, or when a probe of the other thread
             # count is far slower (under load, two spinning threads can be 50x so).
-            chunk_total, chunk_done, bad = self._ops.train_batches(
+            chunk_total, chunk_done, bad, chunk_correct = self._ops.train_batches(
                 plan, order, pos, stop, 3 * CHUNK_SECONDS * fraction)
             seconds = time.perf_counter() - t0
             total += chunk_total
             done += chunk_done
+            correct += chunk_correct
             if bad >= 0:
-                return total, done, bad
+                return total, done, bad, correct
             if chooser is not None:
                 chooser.record(threads, seconds, chunk_done)
             # Size the next chunk from this one's pace, growing at most 4x at a time.
@@ -499,8 +696,10 @@ class Network:
                 raise RuntimeError("the training backend returned without training a batch")
             pos += chunk_done
             deliver_interrupt()
+            if between is not None and between(done, total, correct):
+                break
         self._chunk_batches[bs] = batches
-        return total, done, -1
+        return total, done, -1, correct
 
     # The state one step changes, so that a diverging epoch can be undone.
     # (A custom optimizer's state beyond ``optimizer.state`` is not covered.)
@@ -536,7 +735,7 @@ class Network:
         before_last = None  # the state before the last step that was applied
         for start in range(0, len(order), bs):
             saved = self._snapshot()
-            _, _, bad = self._ops.train_batches(plan, order, start, min(start + bs, len(order)))
+            bad = self._ops.train_batches(plan, order, start, min(start + bs, len(order)))[2]
             if bad < 0 and self._finite():
                 before_last = saved
                 continue
@@ -550,15 +749,6 @@ class Network:
                 self._ops.train_batches(plan, prev_order, 0, (len(prev_order) - 1) // bs * bs)
             return start
         return len(order)  # pragma: no cover - the full epoch failed, so some batch does
-
-    def _report(self, epoch: int, epochs: int, history: History, n: int, elapsed: float) -> None:
-        line = (f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  "
-                f"{n / max(elapsed, 1e-9):,.0f} samples/s")
-        if history.val_loss:
-            line += f"  val_loss {history.val_loss[-1]:.4f}"
-        if history.val_accuracy:
-            line += f"  val_accuracy {history.val_accuracy[-1]:.4f}"
-        print(line, file=sys.stdout, flush=True)
 
     # ------------------------------------------------------------ inference
 
@@ -723,6 +913,23 @@ def load(path: str | os.PathLike, backend: str = "compiled") -> Network:
     _check_backend(backend)  # before reading: a bad argument is not a damaged file
     header, layers = model_io.read_model(path)
     return Network._from_model(header, layers, backend, os.fspath(path))
+
+
+def _checked_callbacks(callbacks: Any) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError("callbacks must be a list of fastnn.callbacks.Callback objects, "
+                        f"got {type(callbacks).__name__}") from None
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks[{i}] must be a fastnn.callbacks.Callback (a subclass "
+                            f"of it), got {type(callback).__name__}")
+    return callbacks
 
 
 def _check_backend(backend: Any) -> None:

@@ -280,6 +280,49 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
     return mse_loss(out, targets, weights, grad, n, c)
 
 
+cdef double _correct(int loss, bint use_labels, const floating* out, const Py_ssize_t* labels,
+                     const floating* targets, const floating* weights, int n,
+                     int c) noexcept nogil:
+    """The (weighted) count of right predictions in a batch, from the logits the loss saw.
+
+    Counted as ``Network.evaluate`` counts: the first maximum of each logit row
+    against the label (or the first maximum of the target row) for softmax
+    cross-entropy; for binary cross-entropy the fraction of a row's outputs
+    with ``(z >= 0) == (t >= 0.5)``. Zero for MSE, which has no accuracy.
+    """
+    cdef int i, j, best, truth, hits
+    cdef double count = 0, right
+    cdef const floating* row
+    cdef const floating* t
+    if loss == SOFTMAX_CROSS_ENTROPY:
+        for i in range(n):
+            row = out + <Py_ssize_t>i * c
+            best = 0
+            for j in range(1, c):
+                if row[j] > row[best]:
+                    best = j
+            if use_labels:
+                truth = <int>labels[i]
+            else:
+                t = targets + <Py_ssize_t>i * c
+                truth = 0
+                for j in range(1, c):
+                    if t[j] > t[truth]:
+                        truth = j
+            right = 1.0 if best == truth else 0.0
+            count += right * weights[i] if weights != NULL else right
+    elif loss == BINARY_CROSS_ENTROPY:
+        for i in range(n):
+            row = out + <Py_ssize_t>i * c
+            t = targets + <Py_ssize_t>i * c
+            hits = 0
+            for j in range(c):
+                hits += (row[j] >= 0) == (t[j] >= 0.5)
+            right = <double>hits / c
+            count += right * weights[i] if weights != NULL else right
+    return count
+
+
 # ---------------------------------------------------------------- training
 
 cdef class Workspace:
@@ -435,11 +478,13 @@ cdef class Workspace:
         ends that long after the call began: a chunk sized from a quiet pace
         cannot hold Ctrl-C back for long when the machine gets busy.
 
-        Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-        batch-mean losses, the samples trained on (from ``start``), and the
-        position in ``order`` of the batch whose loss was not finite (-1 when
-        all were; that batch is not applied, so the weights are those of the
-        last finite step).
+        Returns ``(loss_sum, n_done, bad_start, n_correct)``: the sum over
+        samples of the batch-mean losses, the samples trained on (from
+        ``start``), the position in ``order`` of the batch whose loss was not
+        finite (-1 when all were; that batch is not applied, so the weights are
+        those of the last finite step), and the right predictions among the
+        samples trained on, weighted by their sample weights (see ``_correct``;
+        0 for MSE), counted from the outputs each batch's loss was computed on.
         """
         cdef Py_ssize_t i
         _require(0 <= start <= stop <= order.shape[0], "start and stop must lie in order")
@@ -448,7 +493,7 @@ cdef class Workspace:
                 raise ValueError("order indexes outside X")
         self._read_optimizer()
         if start == stop:
-            return 0.0, 0, -1
+            return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
         if self.ftype == cnp.NPY_FLOAT32:
             if self.xtype == cnp.NPY_UINT8:
@@ -479,7 +524,7 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
     cdef LayerC* last = &ws.layers[ws.L - 1]
     cdef int nb, bs = ws.bs, c = ws.c, L = ws.L
     cdef Py_ssize_t i, pos = start, bad = -1, done = 0
-    cdef double batch_loss, total = 0
+    cdef double batch_loss, total = 0, correct = 0
     cdef double deadline = 0
     with nogil:
         if max_seconds > 0:
@@ -501,6 +546,8 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
                 bad = pos
                 break
             total += batch_loss * nb
+            correct += _correct(ws.loss, ws.use_labels, <floating*>last.A, ws.labels_b,
+                                targets_b, wb, nb, c)
             _backward_and_update(ws.layers, L, &ws.opt, Xb, nb)
             done += nb
             pos += nb
@@ -508,7 +555,7 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
                 break
     if ws.opt.kind == OPT_ADAM:
         ws.optimizer.step_count = ws.opt.step
-    return total, done, bad
+    return total, done, bad, correct
 
 
 # ---------------------------------------------------------------- inference

@@ -82,12 +82,22 @@ class Layer:
                 setattr(self, name, value)
 
     def _checked(self, value: Any, name: str) -> np.ndarray:
-        """``value`` as a new C-contiguous array of the layer's dtype and the parameter's shape."""
+        """``value`` as a new C-contiguous array of the layer's dtype and the parameter's shape.
+
+        From a callback of the fit that owns the layer (see ``_fit_guard.opened``)
+        the checked values are copied into the current array, which is returned:
+        the fit keeps training that very array.
+        """
+        in_place = False
         if _fit_guard.is_claimed(self):
             # The running fit writes into the current arrays: a new one would
             # silently drop that training (or, freed, be written after its end).
-            raise RuntimeError(f"cannot assign {name} while a fit of this layer is running; "
-                               "assign it before or after fit")
+            # Its own callbacks, run between chunks, write into those arrays instead.
+            in_place = _fit_guard.writable_in_place(self)
+            if not in_place:
+                raise RuntimeError(f"cannot assign {name} while a fit of this layer is "
+                                   "running; assign it before or after fit (or from a "
+                                   "callback of that fit)")
         shape = self.param_shapes()[name]
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf":
@@ -97,6 +107,10 @@ class Layer:
         with np.errstate(over="ignore", invalid="ignore"):  # reported just below
             out = np.array(arr, dtype=self.dtype, order="C", copy=True)
         check_finite(out, name, arr)
+        if in_place:
+            current = getattr(self, "_" + name)
+            current[...] = out
+            return current
         return out
 
     def _make_writeable(self) -> None:

@@ -42,10 +42,23 @@ class Dense(Layer):
     ----------
     W : ndarray of shape (n_in, n_out)
         Weights, one column per unit: ``W[i, j]`` connects input ``i`` to
-        unit ``j``. (The tutorials' JSON stores the transpose, one row per
-        unit.) Assign a new array to replace them (it is validated and copied).
+        unit ``j``, and the layer computes ``X @ W + b`` (the layout of Keras'
+        ``Dense.kernel``). The tutorials write the transpose, one row of
+        ``n_in`` weights per neuron, as do PyTorch's ``Linear.weight`` and the
+        tutorials' JSON: build such a layer with ``Dense.from_neurons(rows,
+        biases)``, or assign ``rows.T``. A square matrix (n_in == n_out) fits
+        either way, so the layout cannot be checked: given the rows untransposed,
+        the network is silently another one. Assign a new array to replace
+        the weights (it is validated and copied).
     b : ndarray of shape (n_out,)
-        Biases.
+        Biases, one per unit.
+
+    Examples
+    --------
+    >>> Dense.from_neurons([[0.5, -1.0, 2.0], [1.0, 0.0, 0.0]], [0.1, 0.2]).W
+    array([[ 0.5,  1. ],
+           [-1. ,  0. ],
+           [ 2. ,  0. ]])
     """
 
     kind = "dense"
@@ -62,6 +75,71 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+    @classmethod
+    def from_neurons(cls, weights: Any, biases: Any = None,
+                     activation: str = "identity") -> "Dense":
+        """A layer from per-neuron rows, as the tutorials (and PyTorch) write them.
+
+        Parameters
+        ----------
+        weights : array-like of shape (n_out, n_in)
+            One row per neuron (unit): ``weights[j]`` are neuron ``j``'s input
+            weights, so neuron ``j`` computes ``act(weights[j] @ x + biases[j])``.
+            Stored transposed, as ``W`` of shape (n_in, n_out).
+        biases : array-like of shape (n_out,) or (n_out, 1), optional
+            One bias per neuron (the tutorials' JSON writes them as
+            one-element rows); zeros by default.
+        activation : str, default "identity"
+            As for ``Dense``.
+
+        Returns
+        -------
+        Dense
+            A layer holding these weights (copied); a ``Network`` converts
+            them to its dtype.
+
+        Examples
+        --------
+        >>> import fastnn
+        >>> hidden = fastnn.Dense.from_neurons([[0, 1], [0, 1]], [0, 0], "sigmoid")
+        >>> out = fastnn.Dense.from_neurons([[0, 1]], [0], "sigmoid")
+        >>> net = fastnn.Network([hidden, out], dtype="float64")
+        >>> round(float(net.predict([2, 3])[0]), 4)  # the tutorial's 0.7216
+        0.7216
+        """
+        w = np.asarray(weights)
+        if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
+            raise ValueError("weights must be a 2-D array of shape (n_out, n_in), one row per "
+                             f"neuron; got shape {w.shape}")
+        n_out, n_in = w.shape
+        layer = cls(n_in, n_out, activation)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"weights must hold numbers, got dtype {w.dtype}")
+        layer.W = w.T
+        if biases is None:
+            layer.b = np.zeros(n_out)
+        else:
+            b = np.asarray(biases)
+            if b.shape == (n_out, 1):
+                b = b.reshape(n_out)
+            if b.shape != (n_out,):
+                raise ValueError(f"biases must have shape ({n_out},) or ({n_out}, 1), one per "
+                                 f"neuron (row of weights); got shape {b.shape}")
+            layer.b = b
+        return layer
+
+    def neurons(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weights as per-neuron rows and the biases: ``(W.T, b)``, copies.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_out, n_in)
+        biases : ndarray of shape (n_out,)
+        """
+        if self._W is None or self._b is None:
+            raise ValueError("the layer has no weights yet (put it in a Network first)")
+        return self._W.T.copy(), self._b.copy()
 
     @property
     def W(self) -> np.ndarray | None:

@@ -235,13 +235,15 @@ class NumpyOps:
         With ``max_seconds`` > 0 it returns early, after the first batch that
         ends that long after the call began.
 
-        Returns ``(loss_sum, n_done, bad_start)``: the sum over samples of the
-        batch-mean losses, the samples trained on (from ``start``), and the
-        position in ``order`` of the batch whose loss was not finite (-1 if
-        none; that batch is not applied).
+        Returns ``(loss_sum, n_done, bad_start, n_correct)``: the sum over
+        samples of the batch-mean losses, the samples trained on (from
+        ``start``), the position in ``order`` of the batch whose loss was not
+        finite (-1 if none; that batch is not applied), and the right
+        predictions among the samples trained on (weighted by their sample
+        weights; 0 for MSE), counted from the outputs each batch's loss saw.
         """
         bs, dt = plan.batch_size, plan.dtype
-        total, done = 0.0, 0
+        total, done, correct = 0.0, 0, 0.0
         deadline = time.perf_counter() + max_seconds if max_seconds > 0 else math.inf
         for pos in range(start, stop, bs):
             rows = order[pos:min(pos + bs, stop)]
@@ -251,15 +253,38 @@ class NumpyOps:
             wb = None if plan.sample_weight is None else plan.sample_weight[rows]
             loss, grad = self.loss(plan.loss, out, plan.y[rows], sample_weight=wb)
             if not np.isfinite(loss):
-                return total, done, pos
+                return total, done, pos, correct
             total += loss * len(rows)
+            correct += correct_count(plan.loss, out, plan.y[rows], wb)
             grads = self.backward_walk(plan.layers, ctxs, grad)
             plan.optimizer.update(self, plan.params, [g for per in grads for g in per],
                                   plan.decay)
             done += len(rows)
             if time.perf_counter() > deadline:  # after a batch: every call makes progress
                 break
-        return total, done, -1
+        return total, done, -1, correct
+
+
+def correct_count(loss: str, out: np.ndarray, y: np.ndarray,
+                  sample_weight: np.ndarray | None = None) -> float:
+    """The (weighted) number of right predictions of the outputs ``out`` for ``y``.
+
+    Softmax cross-entropy: the first maximum of each row of ``out`` against
+    the label, or against the first maximum of the target row. Binary
+    cross-entropy: the fraction of a row's outputs with ``(z >= 0) == (y >= 0.5)``.
+    MSE: 0 (no accuracy). ``Network.evaluate`` divides the same count by the
+    number (or total weight) of the samples.
+    """
+    if loss == "softmax_cross_entropy":
+        truth = y if y.ndim == 1 else y.argmax(axis=1)
+        right = (out.argmax(axis=1) == truth).astype(np.float64)
+    elif loss == "binary_cross_entropy":
+        right = ((out >= 0) == (y >= 0.5)).mean(axis=1)
+    else:
+        return 0.0
+    if sample_weight is not None:
+        return float(np.dot(right, sample_weight.astype(np.float64)))
+    return float(right.sum())
 
 
 def _weighted_sum(per_sample: np.ndarray, sample_weight: np.ndarray | None) -> float:
