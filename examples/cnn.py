@@ -9,7 +9,7 @@ The network the from-scratch CNN tutorial builds by hand, one sample at a time:
     Dense(128, 10)                           softmax cross-entropy
 
 Images are channels-last (NHWC); the flat 784-pixel rows of ``load_mnist`` are read as
-28x28x1 because of ``input_shape``. Prints the test accuracy after every epoch and saves
+28x28x1 because of ``input_shape``. Prints the accuracy after every epoch and saves
 the ten learned filters, one test digit's ten feature maps before and after pooling, and
 the loss and accuracy curves. MNIST is read by fastnn.datasets.load_mnist (set
 FASTNN_DATA_DIR to the folder holding the IDX files, or let it download them).
@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fastnn  # noqa: E402
+import fastnn.plot  # noqa: E402
 from fastnn.datasets import load_mnist  # noqa: E402
 
 
@@ -73,25 +74,6 @@ def draw_feature_maps(net, image, label, scale, path):
     save(fig, path)
 
 
-def draw_curves(curves, path):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(curves["loss"]) + 1)
-    left.plot(epochs, curves["loss"], "o-", label="training")
-    left.plot(epochs, curves["val_loss"], "s-", label="test")
-    left.set_xlabel("epoch")
-    left.set_ylabel("softmax cross-entropy")
-    left.set_title("loss")
-    left.legend()
-    right.plot(epochs, 100 * np.array(curves["accuracy"]), "o-", label="training")
-    right.plot(epochs, 100 * np.array(curves["val_accuracy"]), "s-", label="test")
-    right.set_xlabel("epoch")
-    right.set_ylabel("accuracy, %")
-    right.set_title("accuracy")
-    right.legend()
-    fig.tight_layout()
-    save(fig, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="fastnn-examples-out", help="folder for the figures")
@@ -114,24 +96,20 @@ def main(argv=None):
     net.summary()
     scale = 1 / 255  # pixels 0-255 are scaled as they are read, without a float copy
     optimizer = fastnn.SGD(lr=0.05, momentum=0.9)
-    curves = {"loss": [], "val_loss": [], "accuracy": [], "val_accuracy": []}
-    for epoch in range(1, epochs + 1):
-        # One epoch per call: the optimizer (and its momentum) carries over between calls.
-        h = net.fit(X_train, y_train, epochs=1, batch_size=64, optimizer=optimizer,
-                    validation_data=(X_test, y_test), input_scale=scale)
-        train = net.evaluate(X_train, y_train, input_scale=scale)
-        curves["loss"] += h.loss
-        curves["val_loss"] += h.val_loss
-        curves["accuracy"].append(train["accuracy"])
-        curves["val_accuracy"] += h.val_accuracy
-        print(f"epoch {epoch}/{epochs}: loss {h.loss[0]:.4f}, "
-              f"train accuracy {100 * train['accuracy']:.2f}%, "
-              f"test accuracy {100 * h.val_accuracy[0]:.2f}%, {h.epoch_time[0]:.1f} s")
-    print(f"test accuracy: {100 * curves['val_accuracy'][-1]:.2f}%")
+    # verbose=1: a bar within each epoch, then a line of its metrics; the History keeps
+    # the training accuracy too, counted as the epoch trained.
+    history = net.fit(X_train, y_train, epochs=epochs, batch_size=64, optimizer=optimizer,
+                      validation_data=(X_test, y_test), input_scale=scale, verbose=1)
+    print(f"train accuracy: {history.accuracy[-1]:.4f} (during the last epoch)")
+    print(f"test accuracy: {history.val_accuracy[-1]:.4f}")
 
+    ax = fastnn.plot.loss_curve(history, labels=("training", "test"))
+    ax.set_ylabel("softmax cross-entropy")
+    save(ax.figure, out / "cnn_loss.png")
+    ax = fastnn.plot.loss_curve(history, metric="accuracy", labels=("training", "test"))
+    save(ax.figure, out / "cnn_accuracy.png")
     draw_filters(net.layers[0], out / "cnn_filters.png")
     draw_feature_maps(net, X_test[0], int(y_test[0]), scale, out / "cnn_feature_maps.png")
-    draw_curves(curves, out / "cnn_curves.png")
 
 
 if __name__ == "__main__":
