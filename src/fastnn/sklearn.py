@@ -558,6 +558,7 @@ class _BaseMLP(BaseEstimator):
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self._learning_rate = (float(self.learning_rate_init)
                                        / (self.t_ + 1) ** self.power_t)
+                self._apply_learning_rate(optimizer)
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if early_stopping else "Training loss"
                 msg = (f"{what} did not improve more than tol={self.tol:f} for "
@@ -565,6 +566,7 @@ class _BaseMLP(BaseEstimator):
                 if self._trigger_stopping(msg):
                     break
                 self._no_improvement_count = 0
+                self._apply_learning_rate(optimizer)
             if incremental:
                 break
             if n_iter == max_iter:
@@ -629,8 +631,23 @@ class _BaseMLP(BaseEstimator):
         return False
 
     def _apply_learning_rate(self, optimizer: Optimizer) -> None:
-        if self.solver == "sgd":
-            optimizer.lr = self._learning_rate / self._gradient_scale()
+        """Set SGD's step to ``_learning_rate``, keeping scikit-learn's momentum.
+
+        scikit-learn's velocity holds past steps (``v = mu v - lr g``); fastnn's,
+        PyTorch's, past gradients (``v = mu v + g``, step ``lr v``), so scikit-learn's
+        velocity is ``-lr`` times fastnn's. When the step changes (invscaling,
+        adaptive), fastnn's velocity is rescaled by ``old / new`` so that both
+        keep moving as scikit-learn's does.
+        """
+        if self.solver != "sgd":
+            return
+        new = self._learning_rate / self._gradient_scale()
+        old = optimizer.lr
+        if new != old and optimizer.momentum > 0 and optimizer.state:
+            for per_param in optimizer.state:
+                # A new array, not in place: the state may be a read-only memory map.
+                per_param[0] = (per_param[0] * (old / new)).astype(per_param[0].dtype)
+        optimizer.lr = new
 
     def _train_epoch(self, X, y_net, sw_net, batch_size: int, optimizer: Optimizer) -> float:
         """One epoch; returns fastnn's mean training loss of it."""
@@ -670,8 +687,7 @@ class _BaseMLP(BaseEstimator):
             # Keep the state (moments, velocity); only the step hyper-parameters may change.
             opt.weight_decay = weight_decay
             if self.solver == "sgd":
-                opt.lr = self.learning_rate_init / scale
-                opt.gradient_scale = scale
+                opt.gradient_scale = scale  # opt.lr: set with the velocity, per epoch
                 if opt.momentum != self.momentum or opt.nesterov != self._nesterov():
                     resume = False
             else:
@@ -758,6 +774,12 @@ class _BaseMLP(BaseEstimator):
             p[...] = result.x[lo:hi].reshape(p.shape)
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
+        if self._loss_value_scale() != 1 / self._gradient_scale():
+            # Several squared-error outputs: the objective sums them per sample (the
+            # gradient scikit-learn follows); scikit-learn reports their mean.
+            loss, _ = self._full_loss_and_grads(X, y_net, sw)
+            weight = 1.0 if sw is None else n / sw_sum
+            self.loss_ += loss * weight * (self._loss_value_scale() - 1 / self._gradient_scale())
         if self.verbose:
             print(f"L-BFGS: {self.n_iter_} iterations, {result.nfev} function evaluations, "
                   f"loss = {self.loss_:.8f}")
