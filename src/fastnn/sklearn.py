@@ -100,7 +100,7 @@ _NONFINITE_MESSAGE = ("Solver produced non-finite parameter weights. The input d
 
 # Sparse X is densified this many bytes of rows at a time (a whole number of
 # batches), never as a whole: the dense chunk feeds the compiled loop as usual.
-SPARSE_CHUNK_BYTES = 4 << 20
+SPARSE_CHUNK_BYTES = 16 << 20
 
 
 # ---------------------------------------------------------------- thread limits
