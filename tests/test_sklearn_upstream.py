@@ -31,7 +31,10 @@ FASTNN_IMPORT = "from fastnn.sklearn import MLPClassifier, MLPRegressor"
 
 
 def _upstream_path() -> str | None:
-    spec = importlib.util.find_spec("sklearn")
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return None
     if spec is None or spec.origin is None:
         return None
     return os.path.join(os.path.dirname(spec.origin), "neural_network", "tests", "test_mlp.py")
