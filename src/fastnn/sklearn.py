@@ -1,10 +1,12 @@
 """scikit-learn estimators over fastnn networks: ``MLPClassifier`` and ``MLPRegressor``.
 
 They follow scikit-learn's estimator conventions (``get_params``/``set_params``,
-``clone``, pickling, ``score``, ``partial_fit``) and name their parameters as
-``sklearn.neural_network`` does where the meaning is the same, so they drop into
-``Pipeline``, ``GridSearchCV`` and joblib's parallel back ends (threads, processes,
-Dask or Ray).
+``clone``, pickling, ``score``, ``partial_fit``) and take every parameter of
+``sklearn.neural_network``'s MLPs with its meaning, so they drop into ``Pipeline``,
+``GridSearchCV`` and joblib's parallel back ends (threads, processes, Dask or Ray).
+scikit-learn's own ``test_mlp.py`` passes against them (``tests/test_sklearn_upstream.py``).
+Weights are initialised from ``random_state`` as scikit-learn draws them, so with
+the same settings (and no shuffling) a fit follows scikit-learn's weights.
 
 Importing this module needs scikit-learn (the ``sklearn`` extra); ``import fastnn``
 never imports it.
@@ -20,12 +22,26 @@ scikit-learn uses that batch's own size; fastnn keeps the nominal batch size.
 
 For regression scikit-learn's squared loss is ``0.5 * sum over outputs`` per sample
 (its gradient), while fastnn's "mse" is the mean over all ``n_outputs`` elements,
-whose gradient is ``2 / n_outputs`` times larger. The estimator compensates, so the
-updates equal scikit-learn's: the SGD learning rate is multiplied by ``n_outputs / 2``,
-Adam's ``epsilon`` by ``2 / n_outputs`` (Adam is otherwise scale-free), and
-``weight_decay`` by ``2 / n_outputs``. ``loss_curve_`` is reported as scikit-learn
-reports it (half the mean squared error, plus the L2 term at the end of the epoch),
-so ``tol`` means the same.
+whose gradient is ``2 / n_outputs`` times larger; its binary cross-entropy
+(multilabel) and Poisson deviance sum over the outputs where fastnn's average
+(``1 / n_outputs``). The estimators compensate (``_gradient_scale``), so the
+updates equal scikit-learn's: the SGD learning rate is divided by that scale,
+Adam's ``epsilon`` and ``weight_decay`` multiplied by it (Adam is otherwise
+scale-free). ``loss_curve_`` is reported as scikit-learn reports it (for the
+squared error half the mean over all elements, plus the L2 term at the end of the
+epoch), so ``tol`` means the same. L-BFGS minimises the loss on scikit-learn's
+gradient scale plus ``alpha/(2 sum(w)) ||W||^2`` over the full batch.
+
+fastnn's SGD is PyTorch's (the velocity sums gradients; scikit-learn's sums steps).
+The two agree while the learning rate is constant; when "invscaling" or "adaptive"
+changes it, the velocity is rescaled by ``old / new`` so the steps stay scikit-learn's.
+
+Sparse input
+------------
+CSR or CSC ``X`` is converted to CSR once and densified only a chunk of rows at a
+time (``SPARSE_CHUNK_BYTES``, whole batches) into an ordinary array for the compiled
+loop; each epoch is shuffled first with the network's generator, so the batches
+are those the dense ``X`` would give. Prediction and L-BFGS go a chunk at a time too.
 
 Sample and class weights
 ------------------------
