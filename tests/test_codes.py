@@ -101,6 +101,8 @@ def test_every_loss_and_output_runs_on_the_compiled_core(loss, rng):
         y = rng.integers(0, 3, 40)
     elif loss == "binary_cross_entropy":
         y = (rng.uniform(size=(40, 3)) < 0.5).astype(float)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (40, 3)).astype(float)  # predict() takes the OUT_EXP path
     else:
         y = rng.standard_normal((40, 3))
     results = {}
@@ -109,7 +111,7 @@ def test_every_loss_and_output_runs_on_the_compiled_core(loss, rng):
                           backend=backend)
         history = net.fit(X, y, epochs=2, batch_size=8)
         out = [np.asarray(history.loss), net.predict(X), net.evaluate(X, y)["loss"]]
-        if loss != "mse":
+        if loss not in ("mse", "poisson"):
             out.append(net.predict_proba(X))  # OUT_SOFTMAX / OUT_SIGMOID
         results[backend] = out + [p.copy() for p in net._params()]
     for got, want in zip(results["compiled"], results["numpy"]):

@@ -1,7 +1,7 @@
 """Central-difference gradient checks of ``Network.loss_and_grads`` in float64.
 
 Every activation, every loss (softmax cross-entropy with labels and with
-one-hot rows), depths 1 to 3, on both backends; plus the fused output
+one-hot rows, the Poisson deviance with its exp link), depths 1 to 3, on both backends; plus the fused output
 activations of the cross-entropies.
 """
 
@@ -14,7 +14,8 @@ from fastnn import Dense, Network
 
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
 # softmax_soft: non-negative target rows that are not one-hot and do not sum to 1.
-LOSSES = ["mse", "binary_cross_entropy", "softmax_labels", "softmax_onehot", "softmax_soft"]
+LOSSES = ["mse", "binary_cross_entropy", "softmax_labels", "softmax_onehot", "softmax_soft",
+          "poisson"]
 EPS = 1e-6
 N_SAMPLES = 5
 
@@ -39,6 +40,8 @@ def _make_problem(seed: int, activation: str, case: str, depth: int, backend: st
         y = rng.standard_normal((N_SAMPLES, sizes[-1]))
     elif case == "binary_cross_entropy":
         y = rng.uniform(0, 1, (N_SAMPLES, sizes[-1]))
+    elif case == "poisson":
+        y = rng.poisson(1.5, (N_SAMPLES, sizes[-1])).astype(np.float64)  # counts, zeros too
     elif case == "softmax_soft":
         y = rng.uniform(0, 1, (N_SAMPLES, sizes[-1]))
     else:
@@ -203,3 +206,22 @@ def test_sigmoid_output_with_mse_is_applied():
     X = np.array([[1.0, 1.0], [0.0, 3.0]])
     z = X @ np.array([1.0, -2.0]) + 0.5
     np.testing.assert_allclose(net.predict(X)[:, 0], 1 / (1 + np.exp(-z)), rtol=1e-14)
+
+
+def test_poisson_loss_is_the_half_deviance_of_the_exp_output(backend):
+    """The fused exp link: predict returns exp(z); loss_and_grads is scikit-learn's value."""
+    rng = np.random.default_rng(5)
+    net = Network([Dense(4, 6, "tanh"), Dense(6, 2)], loss="poisson", dtype="float64",
+                  seed=0, backend=backend)
+    X = rng.standard_normal((9, 4))
+    z = np.tanh(X @ net.layers[0].W + net.layers[0].b) @ net.layers[1].W + net.layers[1].b
+    y = rng.poisson(np.exp(z)).astype(np.float64)
+    mu = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ylogy = np.where(y > 0, y * np.log(y / mu), 0.0)
+    expected = (ylogy - y + mu).mean()
+    np.testing.assert_allclose(net.predict(X), mu, rtol=1e-12)
+    np.testing.assert_allclose(net.loss_and_grads(X, y)[0], expected, rtol=1e-10)
+    np.testing.assert_allclose(net.evaluate(X, y)["loss"], expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="non-negative"):
+        net.loss_and_grads(X, -y - 1)

@@ -268,7 +268,50 @@ def test_mean_squared_error_matches(n, m, need_grad, kind, dtype, rng):
     assert_close(grad_c, 2 * d / d.size, dtype)
 
 
-@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy", "softmax_cross_entropy"])
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 4), (10, 1), (25, 3)])
+@pytest.mark.parametrize("need_grad", [True, False])
+@pytest.mark.parametrize("kind", ["c", "fortran", "strided"])
+def test_poisson_deviance_matches(n, m, need_grad, kind, dtype, rng):
+    Z = layout(randn(rng, (n, m), dtype), kind)                        # log-means
+    T = rng.poisson(2.0, (n, m)).astype(dtype)
+    T[0, 0] = 0  # a zero count: its y log y term is 0
+    T = layout(T, kind)
+    loss_c, grad_c = C.poisson_deviance(Z, T, need_grad)
+    loss_p, grad_p = P.poisson_deviance(Z, T, need_grad)
+    mu, t = np.exp(Z.astype(np.float64)), T.astype(np.float64)
+    # scikit-learn's definition: y log(y / mu) - y + mu, averaged over the elements.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ylogy = np.where(t > 0, t * np.log(t / mu), 0.0)
+    ref = (ylogy - t + mu).mean()
+    for loss in (loss_c, loss_p):
+        np.testing.assert_allclose(loss, ref, rtol=RTOL[dtype], atol=RTOL[dtype])
+    if not need_grad:
+        assert grad_c is None and grad_p is None
+        return
+    assert grad_c.shape == (n, m) and grad_c.dtype == dtype
+    assert_close(grad_c, grad_p, dtype)
+    assert_close(grad_c, (mu - t) / (n * m), dtype)
+
+
+@pytest.mark.parametrize("ops", [C, P], ids=["compiled", "numpy"])
+def test_poisson_deviance_weights_and_exact_fit(ops, dtype, rng):
+    T = rng.poisson(3.0, (7, 2)).astype(dtype) + 1
+    Z = np.log(T.astype(np.float64)).astype(dtype)
+    loss, grad = ops.poisson_deviance(Z, T)
+    # At exp(z) == y the deviance and its gradient vanish.
+    assert abs(loss) < 10 * RTOL[dtype] * float(T.max())
+    assert np.abs(grad).max() < 10 * RTOL[dtype] * float(T.max())
+    Z = randn(rng, (7, 2), dtype)
+    w = rng.uniform(0, 2, 7).astype(dtype)
+    lw, gw = ops.poisson_deviance(Z, T, sample_weight=w)
+    l1, g1 = ops.poisson_deviance(Z, T)
+    assert_close(gw, g1 * w[:, None], dtype)
+    terms = [ops.poisson_deviance(Z[i:i + 1], T[i:i + 1])[0] * 2 for i in range(7)]
+    np.testing.assert_allclose(lw, np.dot(w, terms) / 14, rtol=RTOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy", "softmax_cross_entropy",
+                                  "poisson"])
 def test_loss_dispatch(name, dtype, rng):
     Z = randn(rng, (6, 3), dtype)
     y = rng.uniform(0, 1, (6, 3)).astype(dtype)
@@ -377,7 +420,7 @@ def _layers(W, b, acts, dtype):
     return layers
 
 
-@pytest.mark.parametrize("output", ["raw", "softmax", "sigmoid"])
+@pytest.mark.parametrize("output", ["raw", "softmax", "sigmoid", "exp"])
 @pytest.mark.parametrize("sizes", [[3, 1], [1, 4, 2], [5, 7, 6, 3], [4, 1, 1, 2]])
 @pytest.mark.parametrize("n,chunk", [(1, 1024), (10, 4), (10, 10), (9, 1), (50, 1024)])
 def test_forward_chunks_matches(output, sizes, n, chunk, dtype, rng):
@@ -391,7 +434,7 @@ def test_forward_chunks_matches(output, sizes, n, chunk, dtype, rng):
     h = X
     for Wl, bl, a in zip(W, b, acts):
         h = P.dense_forward(h, Wl, bl, a)
-    h = {"raw": h, "softmax": P.softmax(h), "sigmoid": P.sigmoid(h)}[output]
+    h = {"raw": h, "softmax": P.softmax(h), "sigmoid": P.sigmoid(h), "exp": np.exp(h)}[output]
     assert_close(got, h, dtype)
 
 
@@ -584,6 +627,13 @@ def test_cross_entropies_stable_for_huge_logits(ops, dtype):
     np.testing.assert_allclose(loss, ref, rtol=RTOL[dtype])
 
     loss, grad = ops.mean_squared_error(Z, T)
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+
+    # Poisson: a very negative log-mean and huge counts stay finite (nothing
+    # computes y / exp(z) or log(exp(z))).
+    Zp = np.array([[-1e4, 0.0], [-50.0, 10.0]], dtype=dtype)
+    Tp = np.array([[0.0, 1e30], [3.0, 0.0]], dtype=dtype)
+    loss, grad = ops.poisson_deviance(Zp, Tp)
     assert np.isfinite(loss) and np.isfinite(grad).all()
 
 

@@ -36,35 +36,29 @@ from fastnn.threads import MAX_THREADS  # noqa: E402
 
 # ---------------------------------------------------------------- scikit-learn's checks
 
-# Small, fast settings that still reach the accuracy the checks demand. Each solver
-# is checked in each dtype across the two estimators.
+# Small, fast settings that still reach the accuracy the checks demand: each solver
+# on each estimator, all with the default dtype=None (the input's float dtype, as
+# scikit-learn). Every check scikit-learn yields runs and passes: there are no
+# exceptions (check_array_api_input runs too, in a subprocess, see below).
 CHECKED = [
     MLPClassifier(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=100,
                   random_state=0),
     MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.05,
-                  max_iter=100, random_state=0, dtype="float64"),
+                  max_iter=100, random_state=0),
+    MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, random_state=0),
     MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=50,
                  random_state=0),
     MLPRegressor(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.0015,
-                 max_iter=100, random_state=0, dtype="float64"),
+                 max_iter=100, random_state=0),
+    MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, random_state=0),
 ]
 
-# Checks not run, with the reason. Everything else scikit-learn yields must pass.
+# Checks run another way, with the reason.
 SKIPPED_CHECKS = {
-    # Weighted rows equal repeated rows here only up to rounding: the check demands
-    # rtol=1e-7, below float32's resolution (~6e-8 per operation, accumulated over
-    # the epochs). The same check runs and passes on the float64 instances above.
-    ("float32", "check_sample_weight_equivalence_on_dense_data"):
-        "float32 rounding exceeds the check's rtol=1e-7; passes with dtype='float64'",
-    # A row's float32 output can differ in the last bit or two with the number of
-    # rows predicted together (BLAS blocks the product by the row count); the check
-    # demands rtol=atol=1e-7, float32's resolution at 1.0. Passes with float64.
-    ("float32", "check_methods_subset_invariance"):
-        "float32 outputs differ by 1-2 ulp with the batch size; passes with dtype='float64'",
     # scikit-learn runs this check only when SCIPY_ARRAY_API=1 was set before SciPy
     # was imported (else it raises SkipTest). test_array_api_dispatch runs it in a
     # subprocess with that variable set.
-    ("*", "check_array_api_input"): "needs SCIPY_ARRAY_API=1 at start-up; run in a subprocess",
+    "check_array_api_input": "needs SCIPY_ARRAY_API=1 at start-up; run in a subprocess",
 }
 
 
@@ -73,16 +67,14 @@ def _check_name(check) -> str:
 
 
 def _skip_reason(estimator, check) -> str | None:
-    name = _check_name(check)
-    return (SKIPPED_CHECKS.get((estimator.dtype, name))
-            or SKIPPED_CHECKS.get(("*", name)))
+    return SKIPPED_CHECKS.get(_check_name(check))
 
 
 def _all_checks():
     for est in CHECKED:
         for estimator, check in estimator_checks_generator(est, legacy=True):
             if _skip_reason(est, check) is None:
-                label = f"{type(est).__name__}-{est.solver}-{est.dtype}-{_check_name(check)}"
+                label = f"{type(est).__name__}-{est.solver}-{_check_name(check)}"
                 yield pytest.param(estimator, check, id=label)
 
 
@@ -95,7 +87,7 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_skipped_checks_exist():
     """Every skip names a check scikit-learn really yields (no stale entries)."""
     yielded = {_check_name(c) for est in CHECKED for _, c in estimator_checks_generator(est)}
-    for (_, name) in SKIPPED_CHECKS:
+    for name in SKIPPED_CHECKS:
         assert name in yielded
 
 
@@ -314,7 +306,7 @@ def test_partial_fit_errors(multiclass):
         MLPClassifier().partial_fit(X, y)
     clf = MLPClassifier(hidden_layer_sizes=(4,)).partial_fit(X, y, classes=[0, 1, 2, 3])
     assert clf.coefs_[-1].shape == (4, 4)  # room for a class not seen yet
-    with pytest.raises(ValueError, match="not in classes_"):
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
         clf.partial_fit(X, y + 5)
     with pytest.raises(ValueError, match="early_stopping"):
         MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
@@ -500,7 +492,12 @@ def test_regressor_shapes(regression):
     (dict(hidden_layer_sizes=(0,)), ValueError, "hidden_layer_sizes"),
     (dict(hidden_layer_sizes="big"), ValueError, "hidden_layer_sizes"),
     (dict(activation="softmax"), ValueError, "activation"),
-    (dict(solver="lbfgs"), ValueError, "solver"),
+    (dict(solver="newton"), ValueError, "solver"),
+    (dict(learning_rate="cosine"), ValueError, "learning_rate"),
+    (dict(power_t=-1.0), ValueError, "power_t"),
+    (dict(max_fun=0), ValueError, "max_fun"),
+    (dict(n_iter_no_change=0), ValueError, "n_iter_no_change"),
+    (dict(n_iter_no_change=2.5), TypeError, "n_iter_no_change"),
     (dict(alpha=-1.0), ValueError, "alpha"),
     (dict(learning_rate_init=0), ValueError, "learning_rate_init"),
     (dict(max_iter=0), ValueError, "max_iter"),
@@ -705,17 +702,25 @@ def test_thread_limits_are_given_back_when_setting_openmp_fails(monkeypatch):
 # ---------------------------------------------------------------- sparse and masked input
 
 
-def test_sparse_input_is_refused_with_its_remedy(binary):
+def test_sparse_input_trains_and_predicts_like_dense(binary):
+    """CSR and CSC X give the model of the dense X (the same batches, densified in chunks)."""
     import scipy.sparse
 
     X, y = binary
-    with pytest.raises(TypeError, match=r"X is a scipy.sparse matrix.*X.toarray\(\)"):
-        MLPClassifier(max_iter=1).fit(scipy.sparse.csr_array(X), y)
-    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1)
-    with _quiet(clf):
-        clf.fit(X, y)
-    with pytest.raises(TypeError, match=r"X is a scipy.sparse matrix"):
-        clf.predict(scipy.sparse.csr_matrix(X))
+    X = np.where(np.abs(X) < 0.7, 0.0, X)  # mostly zeros, as sparse data are
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=16, max_iter=4, tol=0,
+              random_state=0)
+    dense = MLPClassifier(**kw)
+    with _quiet(dense):
+        dense.fit(X, y)
+    for kind in (scipy.sparse.csr_matrix, scipy.sparse.csc_array):
+        sparse = MLPClassifier(**kw)
+        with _quiet(sparse):
+            sparse.fit(kind(X), y)
+        for a, b in zip(dense.coefs_ + dense.intercepts_, sparse.coefs_ + sparse.intercepts_):
+            assert_close(a, b, np.float64)
+        assert_close(sparse.predict_proba(kind(X)), dense.predict_proba(X), np.float64)
+        np.testing.assert_array_equal(sparse.predict(kind(X)), dense.predict(X))
 
 
 def test_masked_input_is_refused_unless_nothing_is_masked(binary):

@@ -93,8 +93,10 @@ class Network:
         (a Dense layer's ``n_in`` equals the previous ``n_out``).
     loss : str, default "mse"
         "mse" (mean over all elements), "binary_cross_entropy" (sigmoid fused,
-        mean over elements) or "softmax_cross_entropy" (softmax fused, mean over
-        samples). For the cross-entropies the last layer produces logits: a last
+        mean over elements), "softmax_cross_entropy" (softmax fused, mean over
+        samples) or "poisson" (half Poisson deviance with an exponential link
+        fused: the last layer produces log-means, ``predict`` returns their exp;
+        mean over elements; targets are non-negative counts or rates). For the cross-entropies the last layer produces logits: a last
         "sigmoid" (binary) or "softmax" (softmax) activation is fused into the
         loss, never applied twice.
     dtype : {"float32", "float64"}, default "float32"
@@ -375,6 +377,8 @@ class Network:
             raise ValueError("y for binary cross-entropy must lie in [0, 1]")
         if self.loss == "softmax_cross_entropy" and (y < 0).any():
             raise ValueError("target rows for softmax cross-entropy must be non-negative")
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError("y for the Poisson loss must be non-negative")
         return y
 
     # ------------------------------------------------------------ training
@@ -776,7 +780,7 @@ class Network:
 
         Class labels (argmax) for softmax cross-entropy; 0/1 at ``threshold`` for
         binary cross-entropy (shape (n,) for one output); the network's outputs
-        for MSE. A single 1-D sample gives the result for that sample alone.
+        for MSE, and their exp (the predicted mean) for the Poisson loss. A single 1-D sample gives the result for that sample alone.
         """
         X, single = self._check_X(X, keep_uint8=True, finite=False)
         if self.loss == "binary_cross_entropy" and not (
@@ -789,7 +793,7 @@ class Network:
             if out.shape[1] == 1:
                 out = out[:, 0]
         else:
-            out = self._output(X, "raw", input_scale)
+            out = self._output(X, "exp" if self.loss == "poisson" else "raw", input_scale)
         return out[0] if single else out
 
     def evaluate(self, X: Any, y: Any, input_scale: float = 1.0,
@@ -830,8 +834,17 @@ class Network:
         scores["accuracy"] = float(np.average(correct, weights=sample_weight))
         return scores
 
-    def loss_and_grads(self, X: Any, y: Any) -> tuple[float, list[tuple[np.ndarray, ...] | None]]:
+    def loss_and_grads(self, X: Any, y: Any, sample_weight: Any = None,
+                       ) -> tuple[float, list[tuple[np.ndarray, ...] | None]]:
         """Mean loss on (X, y) and its gradient for every layer, without updating.
+
+        Parameters
+        ----------
+        X, y : array-like
+            As for ``fit``.
+        sample_weight : array-like of shape (n_samples,), optional
+            Multiplies each sample's loss; the mean still divides by the number
+            of samples, as in training.
 
         Returns
         -------
@@ -842,9 +855,10 @@ class Network:
         """
         X, _ = self._check_X(X)
         y = self._check_y(y, X.shape[0])
+        sample_weight = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         ctxs = [{} for _ in self.layers]
         out = self._ops.forward_walk(self.layers, self._compute_activations, X, ctxs, train=False)
-        loss, grad = self._ops.loss(self.loss, out, y)
+        loss, grad = self._ops.loss(self.loss, out, y, sample_weight=sample_weight)
         grads = self._ops.backward_walk(self.layers, ctxs, grad)
         return float(loss), [tuple(g) if g else None for g in grads]
 

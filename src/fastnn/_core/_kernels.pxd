@@ -29,6 +29,9 @@ cdef double sigmoid_bce(const floating* Z, const floating* T,
                         const floating* w, floating* dZ, int n, int c) noexcept nogil
 cdef double mse_loss(const floating* P, const floating* T,
                      const floating* w, floating* dP, int n, int c) noexcept nogil
+cdef double poisson_loss(const floating* Z, const floating* T,
+                         const floating* w, floating* dZ, int n, int c) noexcept nogil
+cdef void exp_inplace(floating* z, Py_ssize_t n) noexcept nogil
 
 cdef void sgd_step(floating* p, const floating* g, floating* v, Py_ssize_t n,
                    double lr, double momentum, bint nesterov, double weight_decay) noexcept nogil

@@ -272,6 +272,43 @@ cdef double mse_loss(const floating* P, const floating* T,
     return total / (<Py_ssize_t>n * c)
 
 
+
+cdef double poisson_loss(const floating* Z, const floating* T,
+                         const floating* w, floating* dZ, int n, int c) noexcept nogil:
+    """Mean half Poisson deviance of exp(Z) against counts T, from the log-means Z.
+
+    Per element exp(z) - t z + t log(t) - t (scikit-learn's "poisson" loss: zero
+    where exp(z) == t). Computed from z itself, never from log(exp(z)) or t / exp(z),
+    so it is exact wherever exp(z) is finite; the gradient is w_i (exp(z) - t) / (n c).
+    """
+    cdef int i, j
+    cdef Py_ssize_t k
+    cdef double total = 0, row
+    cdef floating z, t, mu, wi = 1, inv = (<floating>1) / (<Py_ssize_t>n * c)
+    for i in range(n):
+        if w != NULL:
+            wi = w[i]
+        row = 0
+        for j in range(c):
+            k = <Py_ssize_t>i * c + j
+            z = Z[k]
+            t = T[k]
+            mu = _exp(z)
+            row += mu - t * z
+            if t > 0:
+                row += t * (_log(t) - 1)
+            if dZ != NULL:
+                dZ[k] = (mu - t) * (wi * inv)
+        total += wi * row
+    return total / (<Py_ssize_t>n * c)
+
+
+cdef void exp_inplace(floating* z, Py_ssize_t n) noexcept nogil:
+    """z[:] = exp(z): the inverse of the Poisson loss's log link, for inference."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        z[i] = _exp(z[i])
+
 # ---------------------------------------------------------------- optimizers
 
 cdef void sgd_step(floating* p, const floating* g, floating* v, Py_ssize_t n,
@@ -465,6 +502,18 @@ def mean_squared_error(const floating[:, ::1] P, const floating[:, ::1] T,
         loss = mse_loss(&P[0, 0], &T[0, 0], w, d, P.shape[0], P.shape[1])
     return loss
 
+
+
+def poisson_deviance(const floating[:, ::1] Z, const floating[:, ::1] T,
+                     floating[:, ::1] dZ, const floating[::1] weights=None):
+    """Mean half Poisson deviance of exp(Z) against T (log link); fills dZ unless it is None."""
+    _check_pair(Z, T, dZ)
+    cdef const floating* w = _weights_ptr(weights, Z.shape[0])
+    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
+    cdef double loss
+    with nogil:
+        loss = poisson_loss(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
+    return loss
 
 def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
                double lr, double momentum, bint nesterov, double weight_decay):

@@ -25,10 +25,10 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
-    IDENTITY, SIGMOID, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY,
-    OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, LAYER_DENSE, OPT_SGD, OPT_ADAM,
+    IDENTITY, SIGMOID, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, POISSON,
+    OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, OUT_EXP, LAYER_DENSE, OPT_SGD, OPT_ADAM,
     activate, output_grad, dense_forward_ptr, softmax_rows,
-    softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
+    softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss, poisson_loss, exp_inplace,
     sgd_step, adam_step,
 )
 
@@ -277,6 +277,8 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
         return softmax_xent_targets(out, targets, weights, grad, n, c)
     if loss == BINARY_CROSS_ENTROPY:
         return sigmoid_bce(out, targets, weights, grad, n, c)
+    if loss == POISSON:
+        return poisson_loss(out, targets, weights, grad, n, c)
     return mse_loss(out, targets, weights, grad, n, c)
 
 
@@ -376,7 +378,7 @@ cdef class Workspace:
         _require(self.bs > 0, "the batch size must be positive")
         self.c = self.layers[L - 1].n_out
         self.loss = plan.loss_code
-        _require(0 <= self.loss <= SOFTMAX_CROSS_ENTROPY, "unknown loss code")
+        _require(0 <= self.loss <= POISSON, "unknown loss code")
 
         grads = _checked_list(plan.grads, len(params), "grads")
         A = _checked_list(plan.A, L, "A")
@@ -573,7 +575,7 @@ def forward_chunks(object X, object out, list kinds, list acts, list geometry, l
     X is uint8, float32 or float64; out (and the parameters) float32 or float64.
     The layers are described as for ``Workspace`` (``params`` flat, read-only
     arrays accepted). output: OUT_RAW the last layer's values, OUT_SOFTMAX
-    their row-wise softmax, OUT_SIGMOID their sigmoid. With ``check_finite``
+    their row-wise softmax, OUT_SIGMOID their sigmoid, OUT_EXP their exp. With ``check_finite``
     a float X holding NaN or infinity raises ValueError.
 
     The dtypes are dispatched here by hand: Cython's automatic dispatch of a
@@ -641,7 +643,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
              and cnp.PyArray_IS_C_CONTIGUOUS(outa) and cnp.PyArray_ISWRITEABLE(outa),
              "out has the wrong shape")
     _require(chunk > 0, "chunk must be positive")
-    _require(OUT_RAW <= output <= OUT_SIGMOID, "unknown output mode")
+    _require(OUT_RAW <= output <= OUT_EXP, "unknown output mode")
     if n == 0:
         return 0
     cdef const input_t* X = <const input_t*>cnp.PyArray_DATA(Xa)
@@ -687,6 +689,8 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
                     softmax_rows(out + start * c, out + start * c, nb, c)
                 elif output == OUT_SIGMOID:
                     activate(SIGMOID, out + start * c, <Py_ssize_t>nb * c)
+                elif output == OUT_EXP:
+                    exp_inplace(out + start * c, <Py_ssize_t>nb * c)
                 start += nb
     finally:
         free(bufs)

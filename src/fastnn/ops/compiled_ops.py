@@ -145,6 +145,9 @@ class CompiledOps(NumpyOps):
     def mean_squared_error(self, pred, y, need_grad=True, sample_weight=None):
         return self._loss(_kernels.mean_squared_error, pred, y, need_grad, sample_weight)
 
+    def poisson_deviance(self, log_mean, y, need_grad=True, sample_weight=None):
+        return self._loss(_kernels.poisson_deviance, log_mean, y, need_grad, sample_weight)
+
     # ------------------------------------------------------------ optimizer updates
     # The arrays are updated in place, so they must already be C-contiguous
     # arrays of one float dtype: converting would update a copy.

@@ -138,6 +138,24 @@ class NumpyOps:
             return float(loss), None
         return float(loss), _scaled_grad(2 * d, sample_weight, d.size, pred.dtype)
 
+    def poisson_deviance(self, log_mean: np.ndarray, y: np.ndarray, need_grad: bool = True,
+                         sample_weight: np.ndarray | None = None):
+        """Mean over elements of the half Poisson deviance of exp(log_mean) against y.
+
+        Per element ``exp(z) - y z + y log(y) - y`` (0 where exp(z) == y, the
+        ``y log y`` term 0 for y == 0): scikit-learn's "poisson" loss with its
+        exponential link, computed from z so that nothing divides by exp(z).
+        The gradient is (exp(z) - y) / size.
+        """
+        z = log_mean
+        mu = np.exp(z)
+        safe = np.where(y > 0, y, 1)
+        terms = mu - y * z + np.where(y > 0, y * (np.log(safe) - 1), 0)
+        loss = _weighted_sum(terms.sum(axis=1, dtype=np.float64), sample_weight) / z.size
+        if not need_grad:
+            return float(loss), None
+        return float(loss), _scaled_grad(mu - y, sample_weight, z.size, z.dtype)
+
     def loss(self, name: str, out: np.ndarray, y: np.ndarray, need_grad: bool = True,
              sample_weight: np.ndarray | None = None):
         """Dispatch to the loss called ``name`` (see ``LOSSES``)."""
@@ -147,6 +165,8 @@ class NumpyOps:
             return self.sigmoid_binary_cross_entropy(out, y, need_grad, sample_weight)
         if name == "mse":
             return self.mean_squared_error(out, y, need_grad, sample_weight)
+        if name == "poisson":
+            return self.poisson_deviance(out, y, need_grad, sample_weight)
         raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
 
     # ------------------------------------------------------------ optimizer updates
@@ -190,7 +210,8 @@ class NumpyOps:
         """The network's output for every row of X, ``chunk`` rows at a time.
 
         ``layers`` are built layers; ``activations`` the one each computes.
-        ``output`` is "raw" (the last layer's values), "softmax" or "sigmoid".
+        ``output`` is "raw" (the last layer's values), "softmax", "sigmoid" or
+        "exp" (the mean of the Poisson loss's log link).
         X may be uint8 (then converted and multiplied by ``x_scale``). With
         ``check_finite``, NaN or infinity in X raises ValueError.
         """
@@ -208,6 +229,8 @@ class NumpyOps:
                 h = self.softmax(h)
             elif output == "sigmoid":
                 h = self.sigmoid(h)
+            elif output == "exp":
+                h = np.exp(h)
             out[start:start + chunk] = h
         return out
 
