@@ -254,34 +254,13 @@ def plot(report: dict, path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         return False
     models = [m for m in ("cnn", "dropout") if m in report["floors_s"]]
     fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), squeeze=False)
     for ax, model in zip(axes[0], models):
         rows = [r for r in report["results"] if r["model"] == model and not r.get("skipped")]
-        batch_sizes = sorted({r["batch_size"] for r in rows})
-        contenders = [c for c in LABELS if any(r["contender"] == c for r in rows)]
-        width = 0.8 / max(len(contenders), 1)
-        xs = np.arange(len(batch_sizes))
-        for i, c in enumerate(contenders):
-            vals = [next((r["epoch_s"] for r in rows if r["contender"] == c
-                          and r["batch_size"] == bs), np.nan) for bs in batch_sizes]
-            bars = ax.bar(xs + (i - (len(contenders) - 1) / 2) * width, vals, width,
-                          label=LABELS[c])
-            ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.2f}" for v in vals],
-                         fontsize=6, padding=1)
-        floor = report["floors_s"][model]
-        ax.axhline(floor, color="k", linestyle="--", linewidth=1,
-                   label=f"floor {floor:.3f} s (GEMM FLOPs / "
-                         f"{report['gemm']['rate'] / 1e9:.0f} GFLOP/s)")
-        ax.set_yscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.set_xticks(xs, [f"batch {bs}" for bs in batch_sizes])
-        ax.set_ylabel("seconds per epoch (median, log scale)")
+        mb.draw_epoch_bars(ax, rows, LABELS, report["floors_s"][model], report["gemm"]["rate"])
         title = ("conv 10@5x5 - pool 2 - 1440-128-10" if model == "cnn"
                  else "784-128-10 with Dropout(0.2)")
         ax.set_title(f"MNIST {title}, {report['config']['threads']} threads", fontsize=10)

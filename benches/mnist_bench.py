@@ -538,36 +538,24 @@ def check_targets(rows, inference) -> list[dict]:
     return checks
 
 
-def plot(report: dict, path: Path) -> bool:
-    try:
-        import matplotlib
+def draw_epoch_bars(ax, rows: list[dict], labels: dict, floor_s: float, rate: float) -> list:
+    """Median epoch seconds of each contender (``labels`` order) per batch size, log scale,
+    with the floor as a dashed line; returns the batch sizes (the x positions' order)."""
+    import matplotlib.ticker
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        return False
-    rows = [r for r in report["results"] if not r.get("skipped")]
     batch_sizes = sorted({r["batch_size"] for r in rows})
-    contenders = [c for c in ALL_CONTENDERS if any(r["contender"] == c for r in rows)]
-    fig, ax = plt.subplots(figsize=(9, 5))
+    contenders = [c for c in labels if any(r["contender"] == c for r in rows)]
     width = 0.8 / max(len(contenders), 1)
     xs = np.arange(len(batch_sizes))
     for i, c in enumerate(contenders):
         vals = [next((r["epoch_s"] for r in rows if r["contender"] == c
                       and r["batch_size"] == bs), np.nan) for bs in batch_sizes]
         bars = ax.bar(xs + (i - (len(contenders) - 1) / 2) * width, vals, width,
-                      label=LABELS[c])
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6, padding=1)
-    ax.axhline(report["floor_s"], color="k", linestyle="--", linewidth=1,
-               label=f"floor {report['floor_s']:.3f} s (GEMM FLOPs / "
-                     f"{report['gemm']['rate'] / 1e9:.0f} GFLOP/s)")
-    gemm_only = report.get("gemm_only_epoch", {})
-    for j, bs in enumerate(batch_sizes):
-        ge = gemm_only.get(str(bs))
-        if ge:
-            ax.hlines(ge["median_s"], j - 0.45, j + 0.45, colors="grey", linestyles=":",
-                      label="only the GEMMs of an epoch, at these shapes" if j == 0 else None)
+                      label=labels[c])
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.3g}" for v in vals],
+                     fontsize=6, padding=1)
+    ax.axhline(floor_s, color="k", linestyle="--", linewidth=1,
+               label=f"floor {floor_s:.3f} s (GEMM FLOPs / {rate / 1e9:.0f} GFLOP/s)")
     ax.set_yscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(plain)
@@ -575,6 +563,26 @@ def plot(report: dict, path: Path) -> bool:
     ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xticks(xs, [f"batch {bs}" for bs in batch_sizes])
     ax.set_ylabel("seconds per epoch (median, log scale)")
+    return batch_sizes
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in report["results"] if not r.get("skipped")]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    batch_sizes = draw_epoch_bars(ax, rows, LABELS, report["floor_s"], report["gemm"]["rate"])
+    gemm_only = report.get("gemm_only_epoch", {})
+    for j, bs in enumerate(batch_sizes):
+        ge = gemm_only.get(str(bs))
+        if ge:
+            ax.hlines(ge["median_s"], j - 0.45, j + 0.45, colors="grey", linestyles=":",
+                      label="only the GEMMs of an epoch, at these shapes" if j == 0 else None)
     sizes = "-".join(map(str, report["config"]["sizes"]))
     ax.set_title(f"MNIST {sizes} training epoch, {report['config']['threads']} threads")
     ax.legend(fontsize=8)
