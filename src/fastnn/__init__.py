@@ -5,7 +5,7 @@
 """
 
 from fastnn.io import ModelFileError
-from fastnn.layers import Dense
+from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from fastnn.network import History, Network, Neuron, load
 from fastnn.optim import SGD, Adam
 from fastnn.threads import get_num_threads, set_num_threads
@@ -26,8 +26,12 @@ def __getattr__(name: str):
 
 __all__ = [
     "Adam",
+    "Conv2D",
     "Dense",
+    "Dropout",
+    "Flatten",
     "History",
+    "MaxPool2D",
     "ModelFileError",
     "Network",
     "Neuron",

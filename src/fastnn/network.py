@@ -18,7 +18,8 @@ import numpy as np
 from fastnn import _fit_guard
 from fastnn import _validation as v
 from fastnn._codes import LOSSES
-from fastnn.layers import Dense, Layer
+from fastnn.layers import Dense, Dropout, Flatten, Layer
+from fastnn.layers._geometry import shape_text
 from fastnn import io as model_io
 from fastnn.ops import BACKENDS, TrainingPlan, get_ops
 from fastnn.optim import SGD, Optimizer
@@ -120,6 +121,7 @@ class Network:
         self.backend = backend
         self._ops = get_ops(backend)
         self.input_shape = self._build(input_shape)
+        self._n_in = math.prod(self.input_shape)
         self._rng = np.random.default_rng(seed)
         self.optimizer: Optimizer | None = None
         # Per batch size, as measured by earlier fits: batches per chunk, and thread choice.
@@ -134,6 +136,13 @@ class Network:
                 for name, shape in layer.param_shapes().items():
                     if getattr(layer, name) is None:  # weights given without biases
                         setattr(layer, name, np.zeros(shape))
+        # Dropout's key and batch counter: the masks are a hash of (key, counter,
+        # layer, element), so both backends draw the same ones and a network built
+        # with the same seed repeats them. The counter is part of the training
+        # state (restored with the weights when a diverging epoch is undone).
+        self._dropout_state = None
+        if any(isinstance(layer, Dropout) for layer in layers):
+            self._dropout_state = np.array([_dropout_key(seed, self._rng), 0], np.uint64)
 
     def _build(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
         """Build each layer from the previous one's output shape; return the input shape."""
@@ -157,8 +166,16 @@ class Network:
             try:
                 out = layer.build(out)
             except ValueError as exc:
+                prev = self.layers[i - 1] if i else None
+                if isinstance(prev, Flatten) and hasattr(layer, "n_in") and len(prev.in_shape) > 1:
+                    raise ValueError(
+                        f"Flatten gives {out[0]} = {shape_text(prev.in_shape)} features but "
+                        f"layers[{i}] takes {layer.n_in}") from None
                 where = "the input" if i == 0 else f"layers[{i - 1}]"
                 raise ValueError(f"layers[{i}] does not fit {where}: {exc}") from None
+        if len(out) != 1:
+            raise ValueError(f"the last layer gives samples of shape {out}; a network's output "
+                             "must be a vector per sample (end with Flatten and Dense)")
         return shape
 
     @classmethod
@@ -178,7 +195,7 @@ class Network:
 
     def _fused_activations(self) -> list[str]:
         """The activations actually computed, with an output sigmoid/softmax fused into the loss."""
-        acts = [layer.activation for layer in self.layers]
+        acts = [getattr(layer, "activation", "identity") for layer in self.layers]
         last = acts[-1]
         for i, a in enumerate(acts[:-1]):
             if a == "softmax":
@@ -267,7 +284,7 @@ class Network:
         if type(X) is np.ndarray and X.dtype is self.dtype and X.flags.c_contiguous \
                 and not finite:
             # The fast path of predicting one sample: nothing to convert or copy.
-            n_in = self.layers[0].n_in
+            n_in = self._n_in
             if X.ndim == 1 and X.shape[0] == n_in:
                 return X.reshape(1, n_in), True
             if X.ndim == 2 and X.shape[1] == n_in and X.shape[0] > 0:
@@ -276,8 +293,39 @@ class Network:
         single = X.ndim == 1
         if single:
             X = X.reshape(1, -1)
+        elif X.ndim > 2 or (X.ndim == 2 and len(self.input_shape) == 3
+                            and X.shape == self.input_shape[:2] and self.input_shape[2] == 1
+                            and X.shape[1] != self._n_in):
+            X, single = self._flat_images(X)
         return v.check_input(X, self.n_inputs, self.dtype, keep_uint8=keep_uint8,
                              finite=finite), single
+
+    def _flat_images(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Images (n, H, W, C), (n, H, W) when C is 1, or one image, as rows (n, H*W*C)."""
+        shape = tuple(self.input_shape)
+        if len(shape) != 3:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
+                             f"the network takes samples of shape {shape}")
+        H, W, C = shape
+        single = X.shape == shape or (C == 1 and X.shape == (H, W))
+        images = X[None] if single else X
+        if images.ndim == 3 and C == 1:
+            images = images[..., None]
+        if images.ndim != 4:
+            raise ValueError(f"X must be images of shape (n, {H}, {W}, {C})"
+                             + (f" or (n, {H}, {W})" if C == 1 else "")
+                             + f" or rows (n, {H * W * C}), got shape {X.shape}")
+        n, h, w, c = images.shape
+        if c != C and (h, w) == (H, W):
+            raise ValueError(f"X has images of {c} channels, the network takes {C} "
+                             f"(input_shape={shape}); images are channels-last (n, H, W, C)")
+        if (h, w, c) != shape:
+            hint = (" (channels-first? fastnn takes channels-last (n, H, W, C))"
+                    if (images.shape[1], images.shape[2], images.shape[3]) == (C, H, W)
+                    or images.shape[1:] == (C, H, W) else "")
+            raise ValueError(f"X has images of shape {(h, w, c)}, the network's input_shape is "
+                             f"{shape}{hint}")
+        return images.reshape(n, H * W * C), single
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         if self.loss == "softmax_cross_entropy" and (
@@ -397,7 +445,7 @@ class Network:
             optimizer.prepare(self._params())
             bs = n if batch_size is None else min(batch_size, n)
             plan = TrainingPlan(self.layers, self._compute_activations, self.loss, optimizer, bs,
-                                X, y, input_scale, sample_weight)
+                                X, y, input_scale, sample_weight, self._dropout_state)
             history = History()
             # A call with no batches makes the backend's workspace: its cost is
             # the fit's, not the first chunk's, which the thread chooser times.
@@ -505,7 +553,9 @@ class Network:
     # The state one step changes, so that a diverging epoch can be undone.
     # (A custom optimizer's state beyond ``optimizer.state`` is not covered.)
     def _state_arrays(self) -> list[np.ndarray]:
-        return self._params() + [a for per_param in self.optimizer.state for a in per_param]
+        extra = [] if self._dropout_state is None else [self._dropout_state]
+        return (self._params() + [a for per_param in self.optimizer.state for a in per_param]
+                + extra)
 
     def _snapshot(self) -> list[np.ndarray | int]:
         return [a.copy() for a in self._state_arrays()] + [getattr(self.optimizer, "step_count", 0)]
@@ -723,6 +773,15 @@ def load(path: str | os.PathLike, backend: str = "compiled") -> Network:
     _check_backend(backend)  # before reading: a bad argument is not a damaged file
     header, layers = model_io.read_model(path)
     return Network._from_model(header, layers, backend, os.fspath(path))
+
+
+def _dropout_key(seed: Any, rng: np.random.Generator) -> int:
+    """The key of the dropout masks: from the seed (not from ``rng``, so that adding a
+    Dropout layer changes neither the initial weights nor the shuffling)."""
+    try:
+        return int(np.random.SeedSequence(seed, spawn_key=(0xD0,)).generate_state(1, np.uint64)[0])
+    except (TypeError, ValueError):  # a seed SeedSequence does not take: draw one
+        return int(rng.integers(0, 2 ** 63))
 
 
 def _check_backend(backend: Any) -> None:

@@ -7,6 +7,9 @@ Python entry points that check every shape first, then release the GIL. They
 write into output arrays the caller allocates (see ``fastnn.ops.CompiledOps``).
 """
 from cython cimport floating
+from libc.stdint cimport uint8_t, uint64_t, int32_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, fabs
 
 from fastnn._core._blas cimport gemm, vecmat
@@ -121,6 +124,289 @@ cdef void dense_backward_ptr(const floating* X, const floating* W, const floatin
     if dX != NULL:
         gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out, <floating>0, dX, n_in)
 
+
+
+# ---------------------------------------------------------------- images (channels-last)
+#
+# A convolution is im2col + one GEMM: the receptive field of every output pixel
+# of the batch becomes a row of ``cols`` (n*OH*OW x KH*KW*C, (p, q, c)
+# row-major, matching W's (KH, KW, C, CO) layout), and ``cols @ W`` gives the
+# pre-activations (n*OH*OW x CO) already channels-last. One window row
+# (KW*C values) is contiguous in the input, so each is one memcpy. benches/NOTES.md
+# has the measurement against a direct convolution.
+
+cdef enum:
+    G_H = 0
+    G_W = 1
+    G_C = 2
+    G_OH = 3
+    G_OW = 4
+    G_CO = 5       # conv2d
+    G_KH = 6
+    G_KW = 7
+    G_SH = 8
+    G_SW = 9
+    G_PT = 10
+    G_PL = 11
+    P_PH = 5       # maxpool2d
+    P_PW = 6
+    P_SH = 7
+    P_SW = 8
+
+DEF INT_MAX_ = 2147483647
+
+
+cdef int check_conv_geometry(const int* g, int length) except -1:
+    """Refuse a conv2d geometry whose sizes are not positive or whose products overflow."""
+    cdef int j
+    if length != 12:
+        raise ValueError("a conv2d layer's geometry is [H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL]")
+    for j in range(10):
+        if g[j] <= 0:
+            raise ValueError("conv2d sizes and strides must be positive")
+    if g[G_PT] < 0 or g[G_PL] < 0 or g[G_PT] >= g[G_KH] or g[G_PL] >= g[G_KW]:
+        raise ValueError("conv2d padding must be non-negative and smaller than the kernel")
+    if (<long long>g[G_H] * g[G_W] * g[G_C] > INT_MAX_
+            or <long long>g[G_OH] * g[G_OW] * g[G_CO] > INT_MAX_
+            or <long long>g[G_KH] * g[G_KW] * g[G_C] * g[G_CO] > INT_MAX_):
+        raise ValueError("conv2d sizes too large")
+    # Every window starts inside the padded input (im2col checks each pixel anyway).
+    if (<long long>(g[G_OH] - 1) * g[G_SH] - g[G_PT] >= g[G_H]
+            or <long long>(g[G_OW] - 1) * g[G_SW] - g[G_PL] >= g[G_W]):
+        raise ValueError("conv2d output larger than its input allows")
+    return 0
+
+
+cdef int check_pool_geometry(const int* g, int length) except -1:
+    """Refuse a maxpool2d geometry with a window outside the input: argmax must stay inside."""
+    cdef int j
+    if length != 9:
+        raise ValueError("a maxpool2d layer's geometry is [H, W, C, OH, OW, PH, PW, SH, SW]")
+    for j in range(9):
+        if g[j] <= 0:
+            raise ValueError("maxpool2d sizes and strides must be positive")
+    if <long long>g[G_H] * g[G_W] * g[G_C] > INT_MAX_:
+        raise ValueError("maxpool2d sizes too large")
+    if (<long long>(g[G_OH] - 1) * g[P_SH] + g[P_PH] > g[G_H]
+            or <long long>(g[G_OW] - 1) * g[P_SW] + g[P_PW] > g[G_W]):
+        raise ValueError("maxpool2d windows reach outside the input")
+    return 0
+
+
+cdef void im2col_ptr(const floating* X, floating* cols, int n, const int* g) noexcept nogil:
+    """cols (n*OH*OW x KH*KW*C) = the zero-padded receptive field of every output pixel."""
+    cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
+    cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
+    cdef int s, oh, ow, i, j, ih, iw, iw0
+    cdef Py_ssize_t K = <Py_ssize_t>KH * KW * C, krow = <Py_ssize_t>KW * C
+    cdef floating* dst
+    cdef const floating* src
+    for s in range(n):
+        for oh in range(OH):
+            for ow in range(OW):
+                dst = cols + ((<Py_ssize_t>s * OH + oh) * OW + ow) * K
+                iw0 = ow * SW - PL
+                for i in range(KH):
+                    ih = oh * SH - PT + i
+                    if ih < 0 or ih >= H:
+                        memset(dst, 0, krow * sizeof(floating))
+                    else:
+                        src = X + ((<Py_ssize_t>s * H + ih) * W) * C
+                        if iw0 >= 0 and iw0 + KW <= W:
+                            memcpy(dst, src + <Py_ssize_t>iw0 * C, krow * sizeof(floating))
+                        else:
+                            for j in range(KW):
+                                iw = iw0 + j
+                                if iw < 0 or iw >= W:
+                                    memset(dst + j * C, 0, C * sizeof(floating))
+                                else:
+                                    memcpy(dst + j * C, src + <Py_ssize_t>iw * C,
+                                           C * sizeof(floating))
+                    dst += krow
+
+
+cdef void col2im_ptr(const floating* cols, floating* dX, int n, const int* g) noexcept nogil:
+    """dX (n x H*W*C) = the sum of every column row back at its receptive field (im2col's adjoint)."""
+    cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
+    cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
+    cdef int s, oh, ow, i, j, ih, iw, iw0
+    cdef Py_ssize_t k, K = <Py_ssize_t>KH * KW * C, krow = <Py_ssize_t>KW * C
+    cdef const floating* src
+    cdef floating* dst
+    memset(dX, 0, <Py_ssize_t>n * H * W * C * sizeof(floating))
+    for s in range(n):
+        for oh in range(OH):
+            for ow in range(OW):
+                src = cols + ((<Py_ssize_t>s * OH + oh) * OW + ow) * K
+                iw0 = ow * SW - PL
+                for i in range(KH):
+                    ih = oh * SH - PT + i
+                    if ih >= 0 and ih < H:
+                        dst = dX + ((<Py_ssize_t>s * H + ih) * W) * C
+                        if iw0 >= 0 and iw0 + KW <= W:
+                            dst = dst + <Py_ssize_t>iw0 * C
+                            for k in range(krow):
+                                dst[k] += src[k]
+                        else:
+                            for j in range(KW):
+                                iw = iw0 + j
+                                if iw >= 0 and iw < W:
+                                    for k in range(C):
+                                        dst[<Py_ssize_t>iw * C + k] += src[j * C + k]
+                    src += krow
+
+
+cdef void _bias_act(floating* Y, const floating* b, Py_ssize_t rows, int m, int act) noexcept nogil:
+    """Y (rows x m) = act(Y + b), a row at a time while it is in cache."""
+    cdef Py_ssize_t i
+    cdef int j
+    cdef floating* row
+    for i in range(rows):
+        row = Y + i * m
+        if act == RELU:
+            for j in range(m):
+                row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
+        else:
+            for j in range(m):
+                row[j] += b[j]
+            activate(act, row, m)
+
+
+cdef void conv_forward_ptr(const floating* X, const floating* W, const floating* b, floating* Y,
+                           floating* cols, int n, int blk, const int* g, int act) noexcept nogil:
+    """Y (n x OH*OW*CO) = act(conv(X) + b), ``blk`` samples per im2col and GEMM.
+
+    ``cols`` holds blk samples' columns; with blk >= n (training) it is left
+    holding the whole batch's, which the weight gradient reuses.
+    """
+    cdef int s0, nb, CO = g[G_CO]
+    cdef int K = g[G_KH] * g[G_KW] * g[G_C], P = g[G_OH] * g[G_OW]
+    cdef Py_ssize_t in_size = <Py_ssize_t>g[G_H] * g[G_W] * g[G_C], out_size = <Py_ssize_t>P * CO
+    cdef floating* y
+    s0 = 0
+    while s0 < n:
+        nb = blk if n - s0 > blk else n - s0
+        im2col_ptr(X + s0 * in_size, cols, nb, g)
+        y = Y + s0 * out_size
+        gemm(False, False, nb * P, CO, K, <floating>1, cols, K, W, CO, <floating>0, y, CO)
+        _bias_act(y, b, <Py_ssize_t>nb * P, CO, act)
+        s0 += nb
+
+
+cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, floating* dW,
+                            floating* db, floating* dX, int n, const int* g) noexcept nogil:
+    """From dZ = dL/d(pre-activation) and cols = im2col(X) of all n samples: dW = cols^T dZ,
+    db = column sums of dZ and, unless dX is NULL, dX = col2im(dZ W^T) (which overwrites cols).
+    """
+    cdef int CO = g[G_CO], K = g[G_KH] * g[G_KW] * g[G_C], rows = n * g[G_OH] * g[G_OW]
+    cdef int i, j
+    cdef const floating* row
+    if db != NULL:
+        for j in range(CO):
+            db[j] = 0
+        for i in range(rows):
+            row = dZ + <Py_ssize_t>i * CO
+            for j in range(CO):
+                db[j] += row[j]
+    gemm(True, False, K, CO, rows, <floating>1, cols, K, dZ, CO, <floating>0, dW, CO)
+    if dX != NULL:
+        gemm(False, True, rows, K, CO, <floating>1, dZ, CO, W, CO, <floating>0, cols, K)
+        col2im_ptr(cols, dX, n, g)
+
+
+cdef void maxpool_forward_ptr(const floating* X, floating* Y, int32_t* argmax, int n,
+                              const int* g) noexcept nogil:
+    """Y = the maximum of each window; argmax (unless NULL) = its offset within the sample.
+
+    Channels are innermost, so each window position is one vector compare over
+    C values; a strict > keeps the first maximum in row-major window order.
+    """
+    cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
+    cdef int PH = g[P_PH], PW = g[P_PW], SH = g[P_SH], SW = g[P_SW]
+    cdef int s, oh, ow, i, j, c, off
+    cdef Py_ssize_t in_size = <Py_ssize_t>H * W * C, out_size = <Py_ssize_t>OH * OW * C
+    cdef const floating* xs
+    cdef const floating* p
+    cdef floating* y
+    cdef int32_t* am
+    for s in range(n):
+        xs = X + s * in_size
+        for oh in range(OH):
+            for ow in range(OW):
+                y = Y + s * out_size + (oh * OW + ow) * C
+                off = ((oh * SH) * W + ow * SW) * C
+                for c in range(C):
+                    y[c] = xs[off + c]
+                if argmax != NULL:
+                    am = argmax + s * out_size + (oh * OW + ow) * C
+                    for c in range(C):
+                        am[c] = off + c
+                for i in range(PH):
+                    for j in range(PW):
+                        if i == 0 and j == 0:
+                            continue
+                        off = ((oh * SH + i) * W + ow * SW + j) * C
+                        p = xs + off
+                        if argmax != NULL:
+                            for c in range(C):
+                                if p[c] > y[c]:
+                                    y[c] = p[c]
+                                    am[c] = off + c
+                        else:
+                            for c in range(C):
+                                y[c] = p[c] if p[c] > y[c] else y[c]
+
+
+cdef void maxpool_backward_ptr(const floating* dY, const int32_t* argmax, floating* dX, int n,
+                               const int* g) noexcept nogil:
+    """dX = 0, then each output's gradient added at its maximum (windows may overlap)."""
+    cdef Py_ssize_t in_size = <Py_ssize_t>g[G_H] * g[G_W] * g[G_C]
+    cdef Py_ssize_t out_size = <Py_ssize_t>g[G_OH] * g[G_OW] * g[G_C]
+    cdef Py_ssize_t s, k
+    cdef floating* dxs
+    memset(dX, 0, n * in_size * sizeof(floating))
+    for s in range(n):
+        dxs = dX + s * in_size
+        for k in range(out_size):
+            dxs[argmax[s * out_size + k]] += dY[s * out_size + k]
+
+
+# ---------------------------------------------------------------- dropout
+# A counter-based generator: splitmix64's finaliser over (key, batch counter,
+# layer index, element index), in the same uint64 arithmetic as the NumPy twin
+# (fastnn.ops.numpy_ops), so both draw identical masks.
+
+cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t _batch_seed(uint64_t key, uint64_t counter, int index) noexcept nogil:
+    cdef uint64_t golden = <uint64_t>0x9E3779B97F4A7C15ULL
+    return _mix64(_mix64(key + counter * golden) + <uint64_t>(index + 1) * golden)
+
+
+cdef void dropout_forward_ptr(const floating* X, floating* Y, uint8_t* mask, Py_ssize_t size,
+                              uint64_t key, uint64_t counter, int index, int t) noexcept nogil:
+    """Y = X * mask / keep-probability; an element is kept when its hash's top 31 bits >= t."""
+    cdef uint64_t golden = <uint64_t>0x9E3779B97F4A7C15ULL
+    cdef uint64_t seed = _batch_seed(key, counter, index), thr = <uint64_t>t
+    cdef floating scale = <floating>(2147483648.0 / (2147483648.0 - t))
+    cdef Py_ssize_t i
+    cdef uint8_t keep
+    for i in range(size):
+        keep = (_mix64(seed + <uint64_t>(i + 1) * golden) >> 33) >= thr
+        mask[i] = keep
+        Y[i] = X[i] * scale if keep else 0
+
+
+cdef void dropout_backward_ptr(const floating* dY, const uint8_t* mask, floating* dX,
+                               Py_ssize_t size, int t) noexcept nogil:
+    cdef floating scale = <floating>(2147483648.0 / (2147483648.0 - t))
+    cdef Py_ssize_t i
+    for i in range(size):
+        dX[i] = dY[i] * scale if mask[i] else 0
 
 # ---------------------------------------------------------------- losses
 
@@ -491,6 +777,157 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
     with nogil:
         adam_step(&param[0], &grad[0], &m[0], &v[0], n, lr, beta1, beta2, eps,
                   weight_decay, step)
+
+
+# ---------------------------------------------------------------- image entry points
+
+cdef int _geometry(object geometry, int* g, int kind) except -1:
+    """Copy a geometry list into g[16] and check it for its layer kind."""
+    cdef int j, length
+    if not isinstance(geometry, (list, tuple)) or len(geometry) > 16:
+        raise ValueError("geometry must be a list of at most 16 ints")
+    length = len(geometry)
+    for j in range(length):
+        g[j] = geometry[j]
+    if kind == LAYER_CONV2D:
+        check_conv_geometry(g, length)
+    else:
+        check_pool_geometry(g, length)
+    return 0
+
+
+cdef inline void _rows(object name, Py_ssize_t got_n, Py_ssize_t got_d, Py_ssize_t n,
+                       Py_ssize_t d) except *:
+    if got_n != n or got_d != d:
+        raise ValueError(f"{name} has shape ({got_n}, {got_d}), expected ({n}, {d})")
+
+
+def conv2d_forward(const floating[:, ::1] X, const floating[::1] W, const floating[::1] b,
+                   floating[:, ::1] Y, list geometry, int act):
+    """Y[:] = act(conv(X) + b); X (n, H*W*C) rows, W flat (KH*KW*C*CO), Y (n, OH*OW*CO)."""
+    _check_act(act)
+    cdef int g[16]
+    _geometry(geometry, g, LAYER_CONV2D)
+    cdef int n = X.shape[0], K = g[G_KH] * g[G_KW] * g[G_C], P = g[G_OH] * g[G_OW]
+    _require(n > 0, "empty X")
+    _rows("X", X.shape[0], X.shape[1], n, <Py_ssize_t>g[G_H] * g[G_W] * g[G_C])
+    _rows("Y", Y.shape[0], Y.shape[1], n, <Py_ssize_t>P * g[G_CO])
+    _require(W.shape[0] == <Py_ssize_t>K * g[G_CO], "W has the wrong size")
+    _require(b.shape[0] == g[G_CO], "b has the wrong size")
+    # Columns for a block of samples at a time: about 4 MB, at least one sample.
+    cdef int blk = <int>max(1, min(<Py_ssize_t>n, (4 << 20) // (<Py_ssize_t>P * K * sizeof(floating))))
+    cdef floating* cols = <floating*>malloc(<Py_ssize_t>blk * P * K * sizeof(floating))
+    if cols == NULL:
+        raise MemoryError()
+    with nogil:
+        conv_forward_ptr(&X[0, 0], &W[0], &b[0], &Y[0, 0], cols, n, blk, g, act)
+    free(cols)
+
+
+def conv2d_backward_weight(const floating[:, ::1] X, const floating[:, ::1] dZ,
+                           floating[::1] dW, floating[::1] db, list geometry):
+    """dW (flat) = im2col(X)^T dZ and db = column sums of dZ (n*OH*OW, CO)."""
+    cdef int g[16]
+    _geometry(geometry, g, LAYER_CONV2D)
+    cdef int n = X.shape[0], K = g[G_KH] * g[G_KW] * g[G_C], P = g[G_OH] * g[G_OW]
+    _require(n > 0, "empty X")
+    _require(<long long>n * P * K <= INT_MAX_, "batch too large for one product")
+    _rows("X", X.shape[0], X.shape[1], n, <Py_ssize_t>g[G_H] * g[G_W] * g[G_C])
+    _rows("dZ", dZ.shape[0], dZ.shape[1], n * P, g[G_CO])
+    _require(dW.shape[0] == <Py_ssize_t>K * g[G_CO], "dW has the wrong size")
+    _require(db.shape[0] == g[G_CO], "db has the wrong size")
+    cdef floating* cols = <floating*>malloc(<Py_ssize_t>n * P * K * sizeof(floating))
+    if cols == NULL:
+        raise MemoryError()
+    with nogil:
+        im2col_ptr(&X[0, 0], cols, n, g)
+        conv_backward_ptr(<floating*>NULL, <floating*>&dZ[0, 0], cols, &dW[0], &db[0],
+                          <floating*>NULL, n, g)
+    free(cols)
+
+
+def conv2d_backward_input(const floating[:, ::1] dZ, const floating[::1] W,
+                          floating[:, ::1] dX, list geometry):
+    """dX (n, H*W*C) = col2im(dZ W^T), dZ (n*OH*OW, CO)."""
+    cdef int g[16]
+    _geometry(geometry, g, LAYER_CONV2D)
+    cdef int n = dX.shape[0], K = g[G_KH] * g[G_KW] * g[G_C], P = g[G_OH] * g[G_OW]
+    cdef int CO = g[G_CO]
+    _require(n > 0, "empty dX")
+    _require(<long long>n * P * K <= INT_MAX_, "batch too large for one product")
+    _rows("dX", dX.shape[0], dX.shape[1], n, <Py_ssize_t>g[G_H] * g[G_W] * g[G_C])
+    _rows("dZ", dZ.shape[0], dZ.shape[1], n * P, CO)
+    _require(W.shape[0] == <Py_ssize_t>K * CO, "W has the wrong size")
+    cdef floating* cols = <floating*>malloc(<Py_ssize_t>n * P * K * sizeof(floating))
+    if cols == NULL:
+        raise MemoryError()
+    with nogil:
+        gemm(False, True, n * P, K, CO, <floating>1, &dZ[0, 0], CO, &W[0], CO, <floating>0,
+             cols, K)
+        col2im_ptr(cols, &dX[0, 0], n, g)
+    free(cols)
+
+
+def maxpool2d_forward(const floating[:, ::1] X, floating[:, ::1] Y, int32_t[:, ::1] argmax,
+                      list geometry):
+    """Y (n, OH*OW*C) = window maxima of X (n, H*W*C); argmax = their offsets in the sample."""
+    cdef int g[16]
+    _geometry(geometry, g, LAYER_MAXPOOL2D)
+    cdef int n = X.shape[0]
+    cdef Py_ssize_t out_size = <Py_ssize_t>g[G_OH] * g[G_OW] * g[G_C]
+    _require(n > 0, "empty X")
+    _rows("X", X.shape[0], X.shape[1], n, <Py_ssize_t>g[G_H] * g[G_W] * g[G_C])
+    _rows("Y", Y.shape[0], Y.shape[1], n, out_size)
+    _rows("argmax", argmax.shape[0], argmax.shape[1], n, out_size)
+    with nogil:
+        maxpool_forward_ptr(&X[0, 0], &Y[0, 0], &argmax[0, 0], n, g)
+
+
+def maxpool2d_backward(const floating[:, ::1] dY, const int32_t[:, ::1] argmax,
+                       floating[:, ::1] dX, list geometry):
+    """dX (n, H*W*C) = zeros, plus each of dY (n, OH*OW*C) at its argmax offset."""
+    cdef int g[16]
+    _geometry(geometry, g, LAYER_MAXPOOL2D)
+    cdef int n = dY.shape[0]
+    cdef Py_ssize_t i, j, in_size = <Py_ssize_t>g[G_H] * g[G_W] * g[G_C]
+    cdef Py_ssize_t out_size = <Py_ssize_t>g[G_OH] * g[G_OW] * g[G_C]
+    _require(n > 0, "empty dY")
+    _rows("dY", dY.shape[0], dY.shape[1], n, out_size)
+    _rows("argmax", argmax.shape[0], argmax.shape[1], n, out_size)
+    _rows("dX", dX.shape[0], dX.shape[1], n, in_size)
+    cdef bint ok = True
+    with nogil:
+        for i in range(n):
+            for j in range(out_size):
+                ok &= 0 <= argmax[i, j] < in_size
+    _require(ok, f"argmax holds offsets outside [0, {in_size})")
+    with nogil:
+        maxpool_backward_ptr(&dY[0, 0], &argmax[0, 0], &dX[0, 0], n, g)
+
+
+def dropout_forward(const floating[::1] X, floating[::1] Y, uint8_t[::1] mask, uint64_t key,
+                    uint64_t counter, int index, int threshold):
+    """Y = X * mask / keep-probability, the mask drawn from (key, counter, index); flat arrays."""
+    cdef Py_ssize_t size = X.shape[0]
+    _require(Y.shape[0] == size and mask.shape[0] == size, "X, Y and mask differ in size")
+    _require(0 <= threshold < 2147483647, "threshold outside [0, 2**31)")
+    _require(index >= 0, "negative layer index")
+    if size == 0:
+        return
+    with nogil:
+        dropout_forward_ptr(&X[0], &Y[0], &mask[0], size, key, counter, index, threshold)
+
+
+def dropout_backward(const floating[::1] dY, const uint8_t[::1] mask, floating[::1] dX,
+                     int threshold):
+    """dX = dY * mask / keep-probability; flat arrays."""
+    cdef Py_ssize_t size = dY.shape[0]
+    _require(dX.shape[0] == size and mask.shape[0] == size, "dY, dX and mask differ in size")
+    _require(0 <= threshold < 2147483647, "threshold outside [0, 2**31)")
+    if size == 0:
+        return
+    with nogil:
+        dropout_backward_ptr(&dY[0], &mask[0], &dX[0], size, threshold)
 
 
 def compiled_codes():
