@@ -219,9 +219,10 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
 
 
 cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
-                         int n, const uint64_t* rng) noexcept nogil:
-    """One layer's output for n rows. ``rng`` (dropout's key and batch counter) is
-    NULL outside training: dropout is then the identity, and pooling keeps no argmax."""
+                         int n, bint train, const uint64_t* rng) noexcept nogil:
+    """One layer's output for n rows. Outside training pooling keeps no argmax and
+    dropout is the identity; in training ``rng`` holds dropout's key and batch counter
+    (NULL in a network without dropout)."""
     if lay.kind == LAYER_DENSE:
         dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                           n, lay.n_in, lay.n_out, lay.act)
@@ -229,9 +230,9 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
         conv_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                          <floating*>lay.work, n, lay.blk, lay.geometry, lay.act)
     elif lay.kind == LAYER_MAXPOOL2D:
-        maxpool_forward_ptr(inp, out, <int32_t*>lay.work if rng != NULL else NULL, n,
+        maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
                             lay.geometry)
-    elif lay.kind == LAYER_DROPOUT and rng != NULL and lay.geometry[1] > 0:
+    elif lay.kind == LAYER_DROPOUT and train and rng != NULL and lay.geometry[1] > 0:
         dropout_forward_ptr(inp, out, <uint8_t*>lay.work, <Py_ssize_t>n * lay.n_out,
                             rng[0], rng[1], lay.index, lay.geometry[1])
     else:   # flatten, and dropout outside training
@@ -243,7 +244,7 @@ cdef void _forward(LayerC* layers, int L, const floating* X, int n,
     cdef int l
     cdef const floating* inp = X
     for l in range(L):
-        _layer_forward(&layers[l], inp, <floating*>layers[l].A, n, rng)
+        _layer_forward(&layers[l], inp, <floating*>layers[l].A, n, True, rng)
         inp = <floating*>layers[l].A
 
 
@@ -764,7 +765,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
                     inp = xb
                 for l in range(L):
                     dst = out + start * c if l == L - 1 else (ping if l % 2 == 0 else pong)
-                    _layer_forward(&layers[l], inp, dst, nb, <uint64_t*>NULL)
+                    _layer_forward(&layers[l], inp, dst, nb, False, <uint64_t*>NULL)
                     inp = dst
                 if output == OUT_SOFTMAX:
                     softmax_rows(out + start * c, out + start * c, nb, c)
