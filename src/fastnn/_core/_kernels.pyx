@@ -40,6 +40,109 @@ cdef inline floating _sigmoid(floating x) noexcept nogil:
     return e / (1 + e)
 
 
+# Float32 sigmoid and tanh without a libm call per value: expf does not
+# vectorise, and a convolution's activation runs on every output pixel (5,760
+# values per image in the tutorial's network, where libm's sigmoid took twice as
+# long as the convolution's product). Cephes' expf polynomial (about 1 ulp on
+# its range), four values at a time with SSE2 (every x86-64 has it), else one
+# at a time; the vector and scalar paths do the same IEEE operations, so a value
+# gets the same result wherever it lies in the array. float64 keeps libm.
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    static inline float fastnn_expf(float x) {
+        /* Above 88.38, n = 128 makes 2^n infinite: exp overflows (a little early,
+           true expf does at 88.72), so sigmoid(-huge) is exactly 0 and tanh 1. */
+        x = x < -87.0f ? -87.0f : (x > 89.0f ? 89.0f : x);
+        /* n = round(x / ln 2), by the 1.5 * 2^23 trick */
+        float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = (p * (r * r) + r) + 1.0f;
+        union { int i; float f; } scale;
+        scale.i = ((int)n + 127) << 23;       /* 2^n, n in [-126, 128] (128: inf) */
+        return p * scale.f;
+    }
+    #if defined(__SSE2__)
+    static inline __m128 fastnn_expf4(__m128 x) {
+        const __m128 magic = _mm_set1_ps(12582912.0f);
+        /* (max and min return their second operand when one is NaN: NaN stays NaN) */
+        x = _mm_min_ps(_mm_set1_ps(89.0f), _mm_max_ps(_mm_set1_ps(-87.0f), x));
+        __m128 n = _mm_sub_ps(_mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(1.44269504088896341f)),
+                                         magic), magic);
+        __m128 r = _mm_add_ps(_mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(0.693359375f))),
+                              _mm_mul_ps(n, _mm_set1_ps(2.12194440e-4f)));
+        __m128 p = _mm_set1_ps(1.9875691500e-4f);
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.3981999507e-3f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.3334519073e-3f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.1665795894e-2f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.6666665459e-1f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(5.0000001201e-1f));
+        p = _mm_add_ps(_mm_add_ps(_mm_mul_ps(p, _mm_mul_ps(r, r)), r), _mm_set1_ps(1.0f));
+        __m128i e = _mm_slli_epi32(_mm_add_epi32(_mm_cvttps_epi32(n), _mm_set1_epi32(127)), 23);
+        return _mm_mul_ps(p, _mm_castsi128_ps(e));
+    }
+    #endif
+    static inline float fastnn_sigmoidf(float x) {
+        return 1.0f / (1.0f + fastnn_expf(-x));
+    }
+    static inline float fastnn_tanhf(float x) {
+        float a = x < 0 ? -x : x;
+        float big = 1.0f - 2.0f / (fastnn_expf(2.0f * a) + 1.0f);
+        /* near zero that subtraction cancels: the Taylor series instead */
+        float a2 = a * a;
+        float small = a * (1.0f + a2 * (-0.333333333f + a2 * (0.133333333f
+                                                             - 0.0539682540f * a2)));
+        float y = a < 0.0625f ? small : big;
+        return x < 0 ? -y : y;
+    }
+    static void fastnn_sigmoid_array(float* z, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
+        for (; i + 4 <= n; i += 4) {
+            __m128 x = _mm_loadu_ps(z + i);
+            __m128 e = fastnn_expf4(_mm_sub_ps(zero, x));
+            _mm_storeu_ps(z + i, _mm_div_ps(one, _mm_add_ps(one, e)));
+        }
+    #endif
+        for (; i < n; i++) z[i] = fastnn_sigmoidf(z[i]);
+    }
+    static void fastnn_tanh_array(float* z, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        const __m128 one = _mm_set1_ps(1.0f), two = _mm_set1_ps(2.0f);
+        const __m128 sign = _mm_set1_ps(-0.0f);
+        for (; i + 4 <= n; i += 4) {
+            __m128 x = _mm_loadu_ps(z + i);
+            __m128 a = _mm_andnot_ps(sign, x);
+            __m128 big = _mm_sub_ps(one, _mm_div_ps(two, _mm_add_ps(
+                fastnn_expf4(_mm_mul_ps(two, a)), one)));
+            __m128 a2 = _mm_mul_ps(a, a);
+            __m128 q = _mm_sub_ps(_mm_set1_ps(0.133333333f),
+                                  _mm_mul_ps(_mm_set1_ps(0.0539682540f), a2));
+            q = _mm_add_ps(_mm_set1_ps(-0.333333333f), _mm_mul_ps(a2, q));
+            __m128 small = _mm_mul_ps(a, _mm_add_ps(one, _mm_mul_ps(a2, q)));
+            __m128 use_small = _mm_cmplt_ps(a, _mm_set1_ps(0.0625f));
+            __m128 y = _mm_or_ps(_mm_and_ps(use_small, small), _mm_andnot_ps(use_small, big));
+            _mm_storeu_ps(z + i, _mm_or_ps(y, _mm_and_ps(sign, x)));
+        }
+    #endif
+        for (; i < n; i++) z[i] = fastnn_tanhf(z[i]);
+    }
+    """
+    float fastnn_sigmoidf(float x) nogil
+    void fastnn_sigmoid_array(float* z, Py_ssize_t n) nogil
+    void fastnn_tanh_array(float* z, Py_ssize_t n) nogil
+
+
 # ---------------------------------------------------------------- activations
 
 cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil:
@@ -51,13 +154,16 @@ cdef void activate(int act, floating* z, Py_ssize_t n) noexcept nogil:
         for i in range(n):
             z[i] = 0 if z[i] < 0 else z[i]    # NaN stays NaN, as in NumPy
     elif act == SIGMOID:
-        for i in range(n):
-            z[i] = _sigmoid(z[i])
+        if floating is float:
+            fastnn_sigmoid_array(z, n)
+        else:
+            for i in range(n):
+                z[i] = _sigmoid(z[i])
     elif act == TANH:
-        for i in range(n):
-            if floating is float:
-                z[i] = tanhf(z[i])
-            else:
+        if floating is float:
+            fastnn_tanh_array(z, n)
+        else:
+            for i in range(n):
                 z[i] = tanh(z[i])
 
 
@@ -128,12 +234,15 @@ cdef void dense_backward_ptr(const floating* X, const floating* W, const floatin
 
 # ---------------------------------------------------------------- images (channels-last)
 #
-# A convolution is im2col + one GEMM: the receptive field of every output pixel
-# of the batch becomes a row of ``cols`` (n*OH*OW x KH*KW*C, (p, q, c)
-# row-major, matching W's (KH, KW, C, CO) layout), and ``cols @ W`` gives the
-# pre-activations (n*OH*OW x CO) already channels-last. One window row
-# (KW*C values) is contiguous in the input, so each is one memcpy. benches/NOTES.md
-# has the measurement against a direct convolution.
+# A convolution is im2col + one GEMM. ``cols`` is stored transposed,
+# K x M (K = KH*KW*C in (p, q, c) order, matching W's (KH, KW, C, CO) layout;
+# M = n*OH*OW output pixels): for one kernel offset and channel, a row holds
+# that input value for every output pixel, and along an output row these are
+# OW values of one input row at stride SW*C: contiguous for one channel at
+# stride 1, so im2col is a few long vector copies instead of many short ones
+# (the tutorial's 5x5 on one channel: 600 copies of 24 values per image,
+# against 2,880 of 5). ``cols^T @ W`` gives the pre-activations (M x CO),
+# already channels-last. benches/NOTES.md has the measurements.
 
 cdef enum:
     G_H = 0
@@ -193,83 +302,107 @@ cdef int check_pool_geometry(const int* g, int length) except -1:
     return 0
 
 
+cdef inline void _valid_range(int j, int OW, int W, int SW, int PL, int* lo,
+                              int* hi) noexcept nogil:
+    """[lo, hi): the output columns ow whose input column ow*SW - PL + j lies in [0, W)."""
+    cdef int first = PL - j       # ow*SW >= PL - j
+    lo[0] = 0 if first <= 0 else (first + SW - 1) // SW
+    hi[0] = (W - 1 + PL - j) // SW + 1 if W - 1 + PL - j >= 0 else 0
+    if hi[0] > OW:
+        hi[0] = OW
+    if lo[0] > hi[0]:
+        lo[0] = hi[0]
+
+
 cdef void im2col_ptr(const floating* X, floating* cols, int n, const int* g) noexcept nogil:
-    """cols (n*OH*OW x KH*KW*C) = the zero-padded receptive field of every output pixel."""
+    """cols (K x n*OH*OW, see above) = the zero-padded receptive fields of n samples."""
     cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
     cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
-    cdef int s, oh, ow, i, j, ih, iw, iw0
-    cdef Py_ssize_t K = <Py_ssize_t>KH * KW * C, krow = <Py_ssize_t>KW * C
+    cdef int s, oh, ow, i, j, c, ih, lo, hi
+    cdef Py_ssize_t ld = <Py_ssize_t>n * OH * OW, step = <Py_ssize_t>SW * C
+    cdef floating* row
     cdef floating* dst
     cdef const floating* src
-    for s in range(n):
-        for oh in range(OH):
-            for ow in range(OW):
-                dst = cols + ((<Py_ssize_t>s * OH + oh) * OW + ow) * K
-                iw0 = ow * SW - PL
-                for i in range(KH):
-                    ih = oh * SH - PT + i
-                    if ih < 0 or ih >= H:
-                        memset(dst, 0, krow * sizeof(floating))
-                    else:
-                        src = X + ((<Py_ssize_t>s * H + ih) * W) * C
-                        if iw0 >= 0 and iw0 + KW <= W:
-                            memcpy(dst, src + <Py_ssize_t>iw0 * C, krow * sizeof(floating))
+    for i in range(KH):
+        for j in range(KW):
+            _valid_range(j, OW, W, SW, PL, &lo, &hi)
+            for c in range(C):
+                row = cols + ((<Py_ssize_t>i * KW + j) * C + c) * ld
+                for s in range(n):
+                    for oh in range(OH):
+                        dst = row + (<Py_ssize_t>s * OH + oh) * OW
+                        ih = oh * SH - PT + i
+                        if ih < 0 or ih >= H:
+                            for ow in range(OW):
+                                dst[ow] = 0
+                            continue
+                        for ow in range(lo):
+                            dst[ow] = 0
+                        for ow in range(hi, OW):
+                            dst[ow] = 0
+                        # src[ow * step] is the input under output column ow.
+                        src = X + ((<Py_ssize_t>s * H + ih) * W + (j - PL)) * C + c
+                        if step == 1:
+                            for ow in range(lo, hi):
+                                dst[ow] = src[ow]
                         else:
-                            for j in range(KW):
-                                iw = iw0 + j
-                                if iw < 0 or iw >= W:
-                                    memset(dst + j * C, 0, C * sizeof(floating))
-                                else:
-                                    memcpy(dst + j * C, src + <Py_ssize_t>iw * C,
-                                           C * sizeof(floating))
-                    dst += krow
+                            for ow in range(lo, hi):
+                                dst[ow] = src[ow * step]
 
 
 cdef void col2im_ptr(const floating* cols, floating* dX, int n, const int* g) noexcept nogil:
-    """dX (n x H*W*C) = the sum of every column row back at its receptive field (im2col's adjoint)."""
+    """dX (n x H*W*C) = every value of cols added back under its output pixel (im2col's adjoint)."""
     cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
     cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
-    cdef int s, oh, ow, i, j, ih, iw, iw0
-    cdef Py_ssize_t k, K = <Py_ssize_t>KH * KW * C, krow = <Py_ssize_t>KW * C
+    cdef int s, oh, ow, i, j, c, ih, lo, hi
+    cdef Py_ssize_t ld = <Py_ssize_t>n * OH * OW, step = <Py_ssize_t>SW * C
+    cdef const floating* row
     cdef const floating* src
     cdef floating* dst
     memset(dX, 0, <Py_ssize_t>n * H * W * C * sizeof(floating))
-    for s in range(n):
-        for oh in range(OH):
-            for ow in range(OW):
-                src = cols + ((<Py_ssize_t>s * OH + oh) * OW + ow) * K
-                iw0 = ow * SW - PL
-                for i in range(KH):
-                    ih = oh * SH - PT + i
-                    if ih >= 0 and ih < H:
-                        dst = dX + ((<Py_ssize_t>s * H + ih) * W) * C
-                        if iw0 >= 0 and iw0 + KW <= W:
-                            dst = dst + <Py_ssize_t>iw0 * C
-                            for k in range(krow):
-                                dst[k] += src[k]
+    for i in range(KH):
+        for j in range(KW):
+            _valid_range(j, OW, W, SW, PL, &lo, &hi)
+            for c in range(C):
+                row = cols + ((<Py_ssize_t>i * KW + j) * C + c) * ld
+                for s in range(n):
+                    for oh in range(OH):
+                        ih = oh * SH - PT + i
+                        if ih < 0 or ih >= H:
+                            continue
+                        src = row + (<Py_ssize_t>s * OH + oh) * OW
+                        dst = dX + ((<Py_ssize_t>s * H + ih) * W + (j - PL)) * C + c
+                        if step == 1:
+                            for ow in range(lo, hi):
+                                dst[ow] += src[ow]
                         else:
-                            for j in range(KW):
-                                iw = iw0 + j
-                                if iw >= 0 and iw < W:
-                                    for k in range(C):
-                                        dst[<Py_ssize_t>iw * C + k] += src[j * C + k]
-                    src += krow
+                            for ow in range(lo, hi):
+                                dst[ow * step] += src[ow]
 
 
 cdef void _bias_act(floating* Y, const floating* b, Py_ssize_t rows, int m, int act) noexcept nogil:
-    """Y (rows x m) = act(Y + b), a row at a time while it is in cache."""
-    cdef Py_ssize_t i
+    """Y (rows x m) = act(Y + b), the activation over blocks of rows still in cache."""
+    cdef Py_ssize_t i, r0, nr
     cdef int j
     cdef floating* row
-    for i in range(rows):
-        row = Y + i * m
-        if act == RELU:
-            for j in range(m):
-                row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
-        else:
-            for j in range(m):
-                row[j] += b[j]
-            activate(act, row, m)
+    r0 = 0
+    while r0 < rows:
+        # A block of 8 KB or so: added to, then activated in one vector loop
+        # (rows of a few channels are too short for one).
+        nr = 2048 // m + 1
+        if nr > rows - r0:
+            nr = rows - r0
+        for i in range(r0, r0 + nr):
+            row = Y + i * m
+            if act == RELU:
+                for j in range(m):
+                    row[j] = 0 if row[j] + b[j] < 0 else row[j] + b[j]
+            else:
+                for j in range(m):
+                    row[j] += b[j]
+        if act != RELU:
+            activate(act, Y + r0 * m, nr * m)
+        r0 += nr
 
 
 cdef void conv_forward_ptr(const floating* X, const floating* W, const floating* b, floating* Y,
@@ -288,7 +421,7 @@ cdef void conv_forward_ptr(const floating* X, const floating* W, const floating*
         nb = blk if n - s0 > blk else n - s0
         im2col_ptr(X + s0 * in_size, cols, nb, g)
         y = Y + s0 * out_size
-        gemm(False, False, nb * P, CO, K, <floating>1, cols, K, W, CO, <floating>0, y, CO)
+        gemm(True, False, nb * P, CO, K, <floating>1, cols, nb * P, W, CO, <floating>0, y, CO)
         _bias_act(y, b, <Py_ssize_t>nb * P, CO, act)
         s0 += nb
 
@@ -308,9 +441,9 @@ cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, flo
             row = dZ + <Py_ssize_t>i * CO
             for j in range(CO):
                 db[j] += row[j]
-    gemm(True, False, K, CO, rows, <floating>1, cols, K, dZ, CO, <floating>0, dW, CO)
+    gemm(False, False, K, CO, rows, <floating>1, cols, rows, dZ, CO, <floating>0, dW, CO)
     if dX != NULL:
-        gemm(False, True, rows, K, CO, <floating>1, dZ, CO, W, CO, <floating>0, cols, K)
+        gemm(False, True, K, rows, CO, <floating>1, W, CO, dZ, CO, <floating>0, cols, rows)
         col2im_ptr(cols, dX, n, g)
 
 
@@ -862,8 +995,8 @@ def conv2d_backward_input(const floating[:, ::1] dZ, const floating[::1] W,
     if cols == NULL:
         raise MemoryError()
     with nogil:
-        gemm(False, True, n * P, K, CO, <floating>1, &dZ[0, 0], CO, &W[0], CO, <floating>0,
-             cols, K)
+        gemm(False, True, K, n * P, CO, <floating>1, &W[0], CO, &dZ[0, 0], CO, <floating>0,
+             cols, n * P)
         col2im_ptr(cols, &dX[0, 0], n, g)
     free(cols)
 
