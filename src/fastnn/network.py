@@ -321,8 +321,7 @@ class Network:
                              f"(input_shape={shape}); images are channels-last (n, H, W, C)")
         if (h, w, c) != shape:
             hint = (" (channels-first? fastnn takes channels-last (n, H, W, C))"
-                    if (images.shape[1], images.shape[2], images.shape[3]) == (C, H, W)
-                    or images.shape[1:] == (C, H, W) else "")
+                    if (h, w, c) == (C, H, W) else "")
             raise ValueError(f"X has images of shape {(h, w, c)}, the network's input_shape is "
                              f"{shape}{hint}")
         return images.reshape(n, H * W * C), single

@@ -429,7 +429,10 @@ cdef class Workspace:
                     lay.state[j][k] = lay.grad[j]   # never read: no such state
                 p += 1
         self.keep += grads + A + D
-        self._take_work(plan.work_buffers(), ft)
+        work = getattr(plan, "work", None)
+        if work is None and hasattr(plan, "work_buffers"):
+            work = plan.work_buffers()      # a TrainingPlan makes them on first use
+        self._take_work([[] for _ in range(L)] if work is None else work, ft)
         self.rng = NULL
         rng = getattr(plan, "dropout_state", None)
         if rng is not None:
