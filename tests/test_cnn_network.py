@@ -603,3 +603,65 @@ def test_compiled_entry_points_refuse_mismatched_buffers(name, crash_results):
 
 if __name__ == "__main__" and _CASES_FLAG in sys.argv:
     _run_crash_cases()
+
+
+# ---------------------------------------------------------------- the engine's other paths
+
+
+class _PlainSGD(SGD):
+    """SGD's rule in Python: the compiled backend then runs each batch op by op."""
+
+    def update(self, ops, params, grads, decay):
+        for p, g in zip(params, grads):
+            p -= p.dtype.type(self.lr) * g
+
+
+def test_a_custom_optimizer_trains_a_cnn_on_both_backends():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((30, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    nets = {b: _small_cnn(b, dropout=0.3, seed=9) for b in BACKENDS}
+    for net in nets.values():
+        net.fit(X, y, epochs=2, batch_size=8, optimizer=_PlainSGD(lr=0.1))
+    fused = _small_cnn("compiled", dropout=0.3, seed=9)
+    fused.fit(X, y, epochs=2, batch_size=8, optimizer=SGD(lr=0.1))
+    for other in (nets["numpy"], fused):
+        for a, b in zip(nets["compiled"]._params(), other._params()):
+            assert_close(a, b, np.float32, rtol=10 * RTOL[np.dtype(np.float32)])
+    assert int(nets["compiled"]._dropout_state[1]) == int(fused._dropout_state[1]) == 8
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_with_dropout_restores_the_last_finite_weights():
+    """Recovery replays batches: the dropout counter is restored with the weights, so the
+    replay draws the masks the failed run drew, and both backends end alike."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((64, 8, 8, 1)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    ends = {}
+    for b in BACKENDS:
+        net = Network([Conv2D(1, 2, 3), Flatten(), Dropout(0.5), Dense(72, 1)], loss="mse",
+                      seed=3, backend=b, input_shape=(8, 8, 1))
+        with pytest.raises(FloatingPointError):
+            net.fit(X, y, epochs=50, batch_size=8, optimizer=SGD(lr=0.5))
+        assert all(np.isfinite(p).all() for p in net._params())
+        ends[b] = net
+    for a, b in zip(ends["compiled"]._params(), ends["numpy"]._params()):
+        assert_close(a, b, np.float32, rtol=10 * RTOL[np.dtype(np.float32)])
+    np.testing.assert_array_equal(ends["compiled"]._dropout_state, ends["numpy"]._dropout_state)
+
+
+def test_float64_cnn_with_validation_data_and_sample_weights():
+    rng = np.random.default_rng(9)
+    X = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 40)
+    w = rng.uniform(0.5, 2, 40)
+    hists = {}
+    for b in BACKENDS:
+        net = _small_cnn(b, dtype="float64", seed=2)
+        hists[b] = net.fit(X[:30], y[:30], epochs=2, batch_size=7, input_scale=1 / 255,
+                           sample_weight=w[:30], validation_data=(X[30:, :, :, 0], y[30:]))
+        assert net.layers[0].W.dtype == np.float64
+    np.testing.assert_allclose(hists["compiled"].val_loss, hists["numpy"].val_loss, rtol=1e-9)
+    np.testing.assert_allclose(hists["compiled"].loss, hists["numpy"].loss, rtol=1e-9)
