@@ -41,10 +41,13 @@ cdef void adam_step(floating* p, const floating* g, floating* m, floating* v, Py
 # conv2d [H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL], maxpool2d [H, W, C, OH, OW, PH, PW, SH, SW].
 cdef int check_conv_geometry(const int* g, int length) except -1
 cdef int check_pool_geometry(const int* g, int length) except -1
-cdef void im2col_ptr(const floating* X, floating* cols, int n, const int* g) noexcept nogil
-cdef void col2im_ptr(const floating* cols, floating* dX, int n, const int* g) noexcept nogil
+cdef void im2col_ptr(const floating* X, floating* cols, int n, Py_ssize_t ld,
+                     const int* g) noexcept nogil
+cdef void col2im_ptr(const floating* cols, floating* dX, int n, Py_ssize_t ld,
+                     const int* g) noexcept nogil
 cdef void conv_forward_ptr(const floating* X, const floating* W, const floating* b, floating* Y,
-                           floating* cols, int n, int blk, const int* g, int act) noexcept nogil
+                           floating* cols, int n, int blk, bint keep, const int* g,
+                           int act) noexcept nogil
 cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, floating* dW,
                             floating* db, floating* dX, int n, const int* g) noexcept nogil
 cdef void maxpool_forward_ptr(const floating* X, floating* Y, int32_t* argmax, int n,

@@ -314,12 +314,14 @@ cdef inline void _valid_range(int j, int OW, int W, int SW, int PL, int* lo,
         lo[0] = hi[0]
 
 
-cdef void im2col_ptr(const floating* X, floating* cols, int n, const int* g) noexcept nogil:
-    """cols (K x n*OH*OW, see above) = the zero-padded receptive fields of n samples."""
+cdef void im2col_ptr(const floating* X, floating* cols, int n, Py_ssize_t ld,
+                     const int* g) noexcept nogil:
+    """cols (K x n*OH*OW, rows ``ld`` apart; see above) = the zero-padded receptive
+    fields of n samples."""
     cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
     cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
     cdef int s, oh, ow, i, j, c, ih, lo, hi
-    cdef Py_ssize_t ld = <Py_ssize_t>n * OH * OW, step = <Py_ssize_t>SW * C
+    cdef Py_ssize_t step = <Py_ssize_t>SW * C
     cdef floating* row
     cdef floating* dst
     cdef const floating* src
@@ -350,12 +352,14 @@ cdef void im2col_ptr(const floating* X, floating* cols, int n, const int* g) noe
                                 dst[ow] = src[ow * step]
 
 
-cdef void col2im_ptr(const floating* cols, floating* dX, int n, const int* g) noexcept nogil:
-    """dX (n x H*W*C) = every value of cols added back under its output pixel (im2col's adjoint)."""
+cdef void col2im_ptr(const floating* cols, floating* dX, int n, Py_ssize_t ld,
+                     const int* g) noexcept nogil:
+    """dX (n x H*W*C) = every value of cols (rows ``ld`` apart) added back under its
+    output pixel (im2col's adjoint)."""
     cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
     cdef int KH = g[G_KH], KW = g[G_KW], SH = g[G_SH], SW = g[G_SW], PT = g[G_PT], PL = g[G_PL]
     cdef int s, oh, ow, i, j, c, ih, lo, hi
-    cdef Py_ssize_t ld = <Py_ssize_t>n * OH * OW, step = <Py_ssize_t>SW * C
+    cdef Py_ssize_t step = <Py_ssize_t>SW * C
     cdef const floating* row
     cdef const floating* src
     cdef floating* dst
@@ -406,22 +410,29 @@ cdef void _bias_act(floating* Y, const floating* b, Py_ssize_t rows, int m, int 
 
 
 cdef void conv_forward_ptr(const floating* X, const floating* W, const floating* b, floating* Y,
-                           floating* cols, int n, int blk, const int* g, int act) noexcept nogil:
+                           floating* cols, int n, int blk, bint keep, const int* g,
+                           int act) noexcept nogil:
     """Y (n x OH*OW*CO) = act(conv(X) + b), ``blk`` samples per im2col and GEMM.
 
-    ``cols`` holds blk samples' columns; with blk >= n (training) it is left
-    holding the whole batch's, which the weight gradient reuses.
+    With ``keep`` (training) ``cols`` holds all n samples' columns, which the
+    weight gradient reuses; each block is written into its place. Otherwise it
+    holds one block's. Blocks keep the columns and outputs of one GEMM in cache
+    between im2col, the product and the activation.
     """
     cdef int s0, nb, CO = g[G_CO]
     cdef int K = g[G_KH] * g[G_KW] * g[G_C], P = g[G_OH] * g[G_OW]
     cdef Py_ssize_t in_size = <Py_ssize_t>g[G_H] * g[G_W] * g[G_C], out_size = <Py_ssize_t>P * CO
+    cdef Py_ssize_t ld
     cdef floating* y
+    cdef floating* c
     s0 = 0
     while s0 < n:
         nb = blk if n - s0 > blk else n - s0
-        im2col_ptr(X + s0 * in_size, cols, nb, g)
+        c = cols + <Py_ssize_t>s0 * P if keep else cols
+        ld = <Py_ssize_t>n * P if keep else <Py_ssize_t>nb * P
+        im2col_ptr(X + s0 * in_size, c, nb, ld, g)
         y = Y + s0 * out_size
-        gemm(True, False, nb * P, CO, K, <floating>1, cols, nb * P, W, CO, <floating>0, y, CO)
+        gemm(True, False, nb * P, CO, K, <floating>1, c, <int>ld, W, CO, <floating>0, y, CO)
         _bias_act(y, b, <Py_ssize_t>nb * P, CO, act)
         s0 += nb
 
@@ -444,7 +455,7 @@ cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, flo
     gemm(False, False, K, CO, rows, <floating>1, cols, rows, dZ, CO, <floating>0, dW, CO)
     if dX != NULL:
         gemm(False, True, K, rows, CO, <floating>1, W, CO, dZ, CO, <floating>0, cols, rows)
-        col2im_ptr(cols, dX, n, g)
+        col2im_ptr(cols, dX, n, rows, g)
 
 
 # One window position of max pooling over C channels, for float32: compare and
@@ -994,7 +1005,7 @@ def conv2d_forward(const floating[:, ::1] X, const floating[::1] W, const floati
     if cols == NULL:
         raise MemoryError()
     with nogil:
-        conv_forward_ptr(&X[0, 0], &W[0], &b[0], &Y[0, 0], cols, n, blk, g, act)
+        conv_forward_ptr(&X[0, 0], &W[0], &b[0], &Y[0, 0], cols, n, blk, False, g, act)
     free(cols)
 
 
@@ -1014,7 +1025,7 @@ def conv2d_backward_weight(const floating[:, ::1] X, const floating[:, ::1] dZ,
     if cols == NULL:
         raise MemoryError()
     with nogil:
-        im2col_ptr(&X[0, 0], cols, n, g)
+        im2col_ptr(&X[0, 0], cols, n, <Py_ssize_t>n * P, g)
         conv_backward_ptr(<floating*>NULL, <floating*>&dZ[0, 0], cols, &dW[0], &db[0],
                           <floating*>NULL, n, g)
     free(cols)
@@ -1038,7 +1049,7 @@ def conv2d_backward_input(const floating[:, ::1] dZ, const floating[::1] W,
     with nogil:
         gemm(False, True, K, n * P, CO, <floating>1, &W[0], CO, &dZ[0, 0], CO, <floating>0,
              cols, n * P)
-        col2im_ptr(cols, &dX[0, 0], n, g)
+        col2im_ptr(cols, &dX[0, 0], n, <Py_ssize_t>n * P, g)
     free(cols)
 
 

@@ -228,7 +228,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                           n, lay.n_in, lay.n_out, lay.act)
     elif lay.kind == LAYER_CONV2D:
         conv_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
-                         <floating*>lay.work, n, lay.blk, lay.geometry, lay.act)
+                         <floating*>lay.work, n, lay.blk, train, lay.geometry, lay.act)
     elif lay.kind == LAYER_MAXPOOL2D:
         maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
                             lay.geometry)
@@ -509,7 +509,12 @@ cdef class Workspace:
                          "the batch is too large for one convolution product")
                 lay.work = _data(bufs[0], rows * lay.geometry[6] * lay.geometry[7]
                                  * lay.geometry[2], "cols", ft, True)
-                lay.blk = bs
+                # Blocks of samples whose columns take about 256 KB, so that each
+                # block's im2col, product and activation work in cache; the
+                # columns of the whole batch stay for the weight gradient.
+                lay.blk = <int>max(1, min(bs, (256 << 10) // max(1, rows // bs * lay.geometry[6]
+                                              * lay.geometry[7] * lay.geometry[2]
+                                              * (4 if ft == cnp.NPY_FLOAT32 else 8))))
             elif lay.kind == LAYER_MAXPOOL2D:
                 _require(len(bufs) == 1, "a maxpool2d layer has one work buffer")
                 lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "argmax", cnp.NPY_INT32,
