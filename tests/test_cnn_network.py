@@ -665,3 +665,21 @@ def test_float64_cnn_with_validation_data_and_sample_weights():
         assert net.layers[0].W.dtype == np.float64
     np.testing.assert_allclose(hists["compiled"].val_loss, hists["numpy"].val_loss, rtol=1e-9)
     np.testing.assert_allclose(hists["compiled"].loss, hists["numpy"].loss, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_in_blocks_of_samples_matches_numpy(dtype):
+    """A 28x28 convolution with 25 taps is im2col'ed a few samples at a time in training
+    (blocks of about 256 KB of columns: 4 float32 images, 2 float64), each block written
+    into its place in the batch's columns; batches of 10 leave a partial block."""
+    rng = np.random.default_rng(10)
+    X = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 30)
+    nets = {b: Network([Conv2D(1, 4, 5, padding=1, activation="tanh"), MaxPool2D(2),
+                        Flatten(), Dense(676, 10)], loss="softmax_cross_entropy", dtype=dtype,
+                       seed=1, backend=b, input_shape=(28, 28, 1)) for b in BACKENDS}
+    for net in nets.values():
+        net.fit(X, y, epochs=2, batch_size=10, input_scale=1 / 255,
+                optimizer=SGD(lr=0.05, momentum=0.9))
+    for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
+        assert_close(a, b, dtype, rtol=10 * RTOL[np.dtype(dtype)])
