@@ -103,8 +103,56 @@ cdef extern from *:
         float y = a < 0.0625f ? small : big;
         return x < 0 ? -y : y;
     }
+    /* Eight values at a time where the CPU has AVX2 (chosen at run time; the
+       build targets baseline x86-64). No FMA: the same IEEE operations as the
+       four-wide and scalar paths, so results do not depend on the CPU. */
+    #if defined(__GNUC__) && defined(__x86_64__) && defined(__SSE2__)
+    #define FASTNN_AVX2 1
+    #include <immintrin.h>
+    static int fastnn_avx2_state = -1;
+    static inline int fastnn_has_avx2(void) {
+        if (fastnn_avx2_state < 0) {  /* a benign race: every thread writes the same */
+            __builtin_cpu_init();
+            fastnn_avx2_state = __builtin_cpu_supports("avx2") ? 1 : 0;
+        }
+        return fastnn_avx2_state;
+    }
+    __attribute__((target("avx2")))
+    static inline __m256 fastnn_expf8(__m256 x) {
+        const __m256 magic = _mm256_set1_ps(12582912.0f);
+        x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
+        __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(
+            x, _mm256_set1_ps(1.44269504088896341f)), magic), magic);
+        __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
+                                 _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
+        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+        p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
+                          _mm256_set1_ps(1.0f));
+        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n),
+                                                       _mm256_set1_epi32(127)), 23);
+        return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    }
+    __attribute__((target("avx2")))
+    static Py_ssize_t fastnn_sigmoid_avx2(float* z, Py_ssize_t n) {
+        const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+        Py_ssize_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 e = fastnn_expf8(_mm256_sub_ps(zero, _mm256_loadu_ps(z + i)));
+            _mm256_storeu_ps(z + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+        }
+        return i;
+    }
+    #endif
     static void fastnn_sigmoid_array(float* z, Py_ssize_t n) {
         Py_ssize_t i = 0;
+    #if defined(FASTNN_AVX2)
+        if (fastnn_has_avx2()) i = fastnn_sigmoid_avx2(z, n);
+    #endif
     #if defined(__SSE2__)
         const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
         for (; i + 4 <= n; i += 4) {
@@ -458,88 +506,134 @@ cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, flo
         col2im_ptr(cols, dX, n, rows, g)
 
 
-# One window position of max pooling over C channels, for float32: compare and
-# select four channels at a time, without branches (a data-dependent branch
-# mispredicts on about half of random inputs, which made pooling cost as much
-# as the convolution before it). The same strict > as the scalar loop: the
-# first maximum wins, and a NaN never replaces the current value.
+# One output pixel of max pooling over C channels, for float32: each group of
+# channels keeps its running maximum and argmax in registers over the window
+# (compare and select, no branches: a data-dependent branch mispredicts on
+# about half of random inputs) and is stored once. The last group overlaps the
+# one before when C is not a multiple of the vector width (recomputing a
+# channel gives the same result). The same strict > as the scalar loop: the
+# first maximum wins, and a NaN never replaces the running value.
 cdef extern from *:
     """
-    static inline void fastnn_pool_step_f(const float* p, float* y, int32_t* am, int off,
-                                          int C) {
-        int c = 0;
-    #if defined(__SSE2__)
-        const __m128i lane = _mm_set_epi32(3, 2, 1, 0);
-        /* The last four channels once more instead of a scalar tail: a step is
-           idempotent (after it y >= p), so channels done twice do not change. */
-        for (; c < C && C >= 4; c += 4) {
-            if (c + 4 > C) c = C - 4;
-            __m128 v = _mm_loadu_ps(p + c), cur = _mm_loadu_ps(y + c);
-            __m128 gt = _mm_cmpgt_ps(v, cur);
-            _mm_storeu_ps(y + c, _mm_or_ps(_mm_and_ps(gt, v), _mm_andnot_ps(gt, cur)));
-            if (am) {
-                __m128i m = _mm_castps_si128(gt);
-                __m128i idx = _mm_add_epi32(_mm_set1_epi32(off + c), lane);
-                __m128i old = _mm_loadu_si128((const __m128i*)(am + c));
-                _mm_storeu_si128((__m128i*)(am + c),
-                                 _mm_or_si128(_mm_and_si128(m, idx), _mm_andnot_si128(m, old)));
+    #if defined(FASTNN_AVX2)
+    __attribute__((target("avx2")))
+    static void fastnn_pool_pixel_avx2(const float* x, int off0, int row, int C, int PH,
+                                       int PW, float* y, int32_t* am) {
+        const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        for (int c = 0; c < C; c += 8) {
+            if (c + 8 > C) c = C - 8;
+            __m256 acc = _mm256_loadu_ps(x + off0 + c);
+            __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(off0 + c), lane);
+            for (int i = 0; i < PH; i++) {
+                for (int j = (i == 0); j < PW; j++) {
+                    int off = off0 + i * row + j * C + c;
+                    __m256 v = _mm256_loadu_ps(x + off);
+                    __m256 gt = _mm256_cmp_ps(v, acc, _CMP_GT_OQ);
+                    acc = _mm256_blendv_ps(acc, v, gt);
+                    idx = _mm256_blendv_epi8(idx, _mm256_add_epi32(_mm256_set1_epi32(off), lane),
+                                             _mm256_castps_si256(gt));
+                }
             }
+            _mm256_storeu_ps(y + c, acc);
+            if (am) _mm256_storeu_si256((__m256i*)(am + c), idx);
+        }
+    }
+    #endif
+    static inline void fastnn_pool_pixel_f(const float* x, int off0, int row, int C, int PH,
+                                           int PW, float* y, int32_t* am) {
+    #if defined(FASTNN_AVX2)
+        if (C >= 8 && fastnn_has_avx2()) {
+            fastnn_pool_pixel_avx2(x, off0, row, C, PH, PW, y, am);
+            return;
         }
     #endif
-        for (; c < C; c++) {
-            if (p[c] > y[c]) {
-                y[c] = p[c];
-                if (am) am[c] = off + c;
+    #if defined(__SSE2__)
+        if (C >= 4) {
+            const __m128i lane = _mm_set_epi32(3, 2, 1, 0);
+            for (int c = 0; c < C; c += 4) {
+                if (c + 4 > C) c = C - 4;
+                __m128 acc = _mm_loadu_ps(x + off0 + c);
+                __m128i idx = _mm_add_epi32(_mm_set1_epi32(off0 + c), lane);
+                for (int i = 0; i < PH; i++) {
+                    for (int j = (i == 0); j < PW; j++) {
+                        int off = off0 + i * row + j * C + c;
+                        __m128 v = _mm_loadu_ps(x + off);
+                        __m128 gt = _mm_cmpgt_ps(v, acc);
+                        __m128i m = _mm_castps_si128(gt);
+                        acc = _mm_or_ps(_mm_and_ps(gt, v), _mm_andnot_ps(gt, acc));
+                        idx = _mm_or_si128(_mm_and_si128(m, _mm_add_epi32(_mm_set1_epi32(off), lane)),
+                                           _mm_andnot_si128(m, idx));
+                    }
+                }
+                _mm_storeu_ps(y + c, acc);
+                if (am) _mm_storeu_si128((__m128i*)(am + c), idx);
             }
+            return;
+        }
+    #endif
+        for (int c = 0; c < C; c++) {
+            float best = x[off0 + c];
+            int at = off0 + c;
+            for (int i = 0; i < PH; i++) {
+                for (int j = (i == 0); j < PW; j++) {
+                    int off = off0 + i * row + j * C + c;
+                    if (x[off] > best) { best = x[off]; at = off; }
+                }
+            }
+            y[c] = best;
+            if (am) am[c] = at;
         }
     }
     """
-    void fastnn_pool_step_f(const float* p, float* y, int32_t* am, int off, int C) nogil
+    void fastnn_pool_pixel_f(const float* x, int off0, int row, int C, int PH, int PW,
+                             float* y, int32_t* am) nogil
+
+
+cdef inline void _pool_pixel(const floating* x, int off0, int row, int C, int PH, int PW,
+                             floating* y, int32_t* am) noexcept nogil:
+    """One output pixel, one channel at a time (float64)."""
+    cdef int c, i, j, off, at
+    cdef floating best
+    for c in range(C):
+        best = x[off0 + c]
+        at = off0 + c
+        for i in range(PH):
+            for j in range(1 if i == 0 else 0, PW):
+                off = off0 + i * row + j * C + c
+                if x[off] > best:
+                    best = x[off]
+                    at = off
+        y[c] = best
+        if am != NULL:
+            am[c] = at
 
 
 cdef void maxpool_forward_ptr(const floating* X, floating* Y, int32_t* argmax, int n,
                               const int* g) noexcept nogil:
     """Y = the maximum of each window; argmax (unless NULL) = its offset within the sample.
 
-    Channels are innermost, so each window position is one vector compare over
-    C values; a strict > keeps the first maximum in row-major window order.
+    A strict > keeps the first maximum in row-major window order.
     """
     cdef int H = g[G_H], W = g[G_W], C = g[G_C], OH = g[G_OH], OW = g[G_OW]
     cdef int PH = g[P_PH], PW = g[P_PW], SH = g[P_SH], SW = g[P_SW]
-    cdef int s, oh, ow, i, j, c, off
+    cdef int s, oh, ow, off
     cdef Py_ssize_t in_size = <Py_ssize_t>H * W * C, out_size = <Py_ssize_t>OH * OW * C
     cdef const floating* xs
-    cdef const floating* p
     cdef floating* y
-    cdef int32_t* am = NULL
     for s in range(n):
         xs = X + s * in_size
         for oh in range(OH):
             for ow in range(OW):
                 y = Y + s * out_size + (oh * OW + ow) * C
                 off = ((oh * SH) * W + ow * SW) * C
-                for c in range(C):
-                    y[c] = xs[off + c]
-                if argmax != NULL:
-                    am = argmax + s * out_size + (oh * OW + ow) * C
-                    for c in range(C):
-                        am[c] = off + c
-                for i in range(PH):
-                    for j in range(PW):
-                        if i == 0 and j == 0:
-                            continue
-                        off = ((oh * SH + i) * W + ow * SW + j) * C
-                        p = xs + off
-                        if floating is float:
-                            fastnn_pool_step_f(p, y, am if argmax != NULL else NULL, off, C)
-                        elif argmax != NULL:
-                            for c in range(C):
-                                if p[c] > y[c]:
-                                    y[c] = p[c]
-                                    am[c] = off + c
-                        else:
-                            for c in range(C):
-                                y[c] = p[c] if p[c] > y[c] else y[c]
+                if floating is float:
+                    fastnn_pool_pixel_f(xs, off, W * C, C, PH, PW, y,
+                                        argmax + s * out_size + (oh * OW + ow) * C
+                                        if argmax != NULL else NULL)
+                else:
+                    _pool_pixel(xs, off, W * C, C, PH, PW, y,
+                                argmax + s * out_size + (oh * OW + ow) * C
+                                if argmax != NULL else NULL)
 
 
 cdef void maxpool_backward_ptr(const floating* dY, const int32_t* argmax, floating* dX, int n,
