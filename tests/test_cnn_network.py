@@ -514,7 +514,7 @@ def _crash_cases():
         "conv_fwd_geometry_zero": lambda: _kernels.conv2d_forward(
             z((2, 36)), z(18), z(2), z((2, 32)), [6, 6, 1, 4, 4, 2, 3, 0, 1, 1, 0, 0], 0),
         "conv_fwd_huge_pad": lambda: _kernels.conv2d_forward(
-            z((2, 36)), z(18), z(2), z((2, 32)), [6, 6, 1, 4, 4, 2, 3, 3, 1, 1, 50, 0], 0),
+            z((2, 36)), z(18), z(2), z((2, 32)), [6, 6, 1, 4, 4, 2, 3, 3, 1, 1, 1 << 30, 0], 0),
         "conv_fwd_dtypes": lambda: _kernels.conv2d_forward(z((2, 36), np.float32), z(18), z(2),
                                                            z((2, 32)), conv, 0),
         "conv_dW_size": lambda: _kernels.conv2d_backward_weight(z((2, 36)), z((32, 2)), z(17),

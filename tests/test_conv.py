@@ -32,6 +32,8 @@ CONV_CASES = [
     (2, 11, 5, 3, 2, 3, 5, (1, 2), (1, 2)),
     (5, 28, 28, 1, 10, 5, 5, 1, 0),          # the tutorial's layer
     (2, 4, 3, 2, 3, 3, 3, 1, "same"),
+    (2, 3, 4, 1, 2, 1, 2, 1, (2, 3)),        # padding beyond the kernel: windows of zeros
+    (1, 5, 5, 2, 2, 2, 2, 2, (3, 2)),
 ]
 # (n, H, W, C, pool, stride)
 POOL_CASES = [

@@ -321,15 +321,21 @@ cdef int check_conv_geometry(const int* g, int length) except -1:
     for j in range(10):
         if g[j] <= 0:
             raise ValueError("conv2d sizes and strides must be positive")
-    if g[G_PT] < 0 or g[G_PL] < 0 or g[G_PT] >= g[G_KH] or g[G_PL] >= g[G_KW]:
-        raise ValueError("conv2d padding must be non-negative and smaller than the kernel")
+    # Padding may exceed the kernel (windows wholly in the zeros are valid, as in
+    # PyTorch); the bound only keeps the index arithmetic far from overflow.
+    if not (0 <= g[G_PT] <= 65536 and 0 <= g[G_PL] <= 65536 and g[G_SH] <= 65536
+            and g[G_SW] <= 65536):
+        raise ValueError("conv2d padding must be in [0, 65536] and strides at most 65536")
     if (<long long>g[G_H] * g[G_W] * g[G_C] > INT_MAX_
             or <long long>g[G_OH] * g[G_OW] * g[G_CO] > INT_MAX_
             or <long long>g[G_KH] * g[G_KW] * g[G_C] * g[G_CO] > INT_MAX_):
         raise ValueError("conv2d sizes too large")
-    # Every window starts inside the padded input (im2col checks each pixel anyway).
-    if (<long long>(g[G_OH] - 1) * g[G_SH] - g[G_PT] >= g[G_H]
-            or <long long>(g[G_OW] - 1) * g[G_SW] - g[G_PL] >= g[G_W]):
+    # The output fits the padded input: the last window starts at most as far past
+    # the image as the padding before it reaches (PyTorch's "same" pads one more
+    # zero after than before, and a window is at least one wide). im2col checks
+    # each pixel anyway; this refuses a geometry that cannot be a layer's.
+    if (<long long>(g[G_OH] - 1) * g[G_SH] - g[G_PT] > <long long>g[G_H] + g[G_PT]
+            or <long long>(g[G_OW] - 1) * g[G_SW] - g[G_PL] > <long long>g[G_W] + g[G_PL]):
         raise ValueError("conv2d output larger than its input allows")
     return 0
 
