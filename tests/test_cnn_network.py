@@ -183,6 +183,7 @@ def test_conv_needs_an_input_shape():
     (lambda: MaxPool2D(2, stride=True), TypeError, "int"),
     (lambda: Dropout(1.0), ValueError, r"\[0, 1\)"),
     (lambda: Dropout(-0.1), ValueError, r"\[0, 1\)"),
+    (lambda: Dropout(1 - 1e-12), ValueError, "too close to 1"),
     (lambda: Dropout("0.5"), TypeError, "number"),
 ])
 def test_bad_layer_arguments(make, error, match):

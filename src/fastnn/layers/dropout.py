@@ -50,6 +50,9 @@ class Dropout(Layer):
             raise ValueError(f"rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.threshold = dropout_threshold(self.rate)
+        if self.threshold >= 2 ** THRESHOLD_BITS - 1:
+            raise ValueError(f"rate {rate!r} is too close to 1: the masks resolve rates up to "
+                             f"1 - 2**-{THRESHOLD_BITS - 1}")
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         self.in_shape = self.out_shape = tuple(int(d) for d in in_shape)
