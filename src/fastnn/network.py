@@ -1,4 +1,4 @@
-"""The user-facing network: a stack of dense layers, a loss, fit and predict."""
+"""The user-facing network: a stack of layers (dense, convolutional), a loss, fit and predict."""
 
 from __future__ import annotations
 
@@ -71,13 +71,14 @@ class History:
 
 
 class Network:
-    """A feed-forward network of dense layers trained by mini-batch gradient descent.
+    """A feed-forward network of layers trained by mini-batch gradient descent.
 
     Parameters
     ----------
     layers : sequence of Layer
-        The layers, in order; each must accept the previous one's output
-        (a Dense layer's ``n_in`` equals the previous ``n_out``).
+        The layers, in order (Dense, Conv2D, MaxPool2D, Flatten, Dropout); each
+        must accept the previous one's output (a Dense layer's ``n_in`` equals
+        the previous ``n_out``), and the last must give a vector per sample.
     loss : str, default "mse"
         "mse" (mean over all elements), "binary_cross_entropy" (sigmoid fused,
         mean over elements) or "softmax_cross_entropy" (softmax fused, mean over
@@ -87,11 +88,14 @@ class Network:
     dtype : {"float32", "float64"}, default "float32"
         Precision of the parameters and of all computation.
     seed : int or None, default None
-        Seeds the network's own random generator (initialisation and shuffling).
+        Seeds the network's own random generator (initialisation and shuffling)
+        and the dropout masks.
     backend : {"compiled", "numpy"}, default "compiled"
         "numpy" runs everything on the plain-NumPy reference ops.
     input_shape : tuple of int, optional
-        The shape of one sample; by default ``(layers[0].n_in,)``.
+        The shape of one sample: ``(n_features,)``, or ``(H, W, C)`` for images
+        (channels-last); by default ``(layers[0].n_in,)``. With images, X may be
+        ``(n, H, W, C)``, ``(n, H, W)`` when C is 1, or rows ``(n, H*W*C)``.
 
     Examples
     --------
@@ -348,8 +352,10 @@ class Network:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_inputs)
-            Inputs. uint8 input (images) is converted batch by batch.
+        X : array-like of shape (n_samples, n_inputs), or images
+            Inputs; images as ``(n, H, W, C)`` (or ``(n, H, W)`` for one channel)
+            when ``input_shape`` is ``(H, W, C)``. uint8 input (images) is
+            converted batch by batch.
         y : array-like
             Integer labels (n_samples,) or one-hot rows for softmax cross-entropy;
             targets (n_samples, n_outputs), or (n_samples,) for one output, otherwise.
