@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled kernels: activations, dense layers, fused losses, optimizer updates.
+"""Compiled kernels: activations, dense layers, convolution (im2col + GEMM), max pooling,
+dropout, fused losses, optimizer updates.
 
 The ``cdef ... nogil`` functions work on raw pointers and are shared with the
 whole-epoch loop in ``_train.pyx``. The ``def`` functions below them are thin
