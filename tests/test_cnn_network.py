@@ -684,3 +684,24 @@ def test_training_in_blocks_of_samples_matches_numpy(dtype):
                 optimizer=SGD(lr=0.05, momentum=0.9))
     for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
         assert_close(a, b, dtype, rtol=10 * RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_engine_matches_numpy_for_every_activation_before_a_pool(activation):
+    """In the compiled loop a pool's backward also applies the activation derivative
+    and bias gradient of the convolution before it; overlapping windows and a second
+    convolution (whose input gradient goes through col2im) included."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((24, 11, 10, 2)).astype(np.float64)
+    y = rng.integers(0, 4, 24)
+    nets = {b: Network([Conv2D(2, 3, 3, activation=activation),          # 9x8x3
+                        MaxPool2D(3, stride=2),                          # 4x3x3
+                        Conv2D(3, 4, 2, padding="same", activation=activation),
+                        MaxPool2D(2), Flatten(), Dense(8, 4)],           # 2x1x4
+                       loss="softmax_cross_entropy", dtype="float64", seed=6, backend=b,
+                       input_shape=(11, 10, 2)) for b in BACKENDS}
+    for net in nets.values():
+        _randomise_biases(net, np.random.default_rng(1))
+        net.fit(X, y, epochs=3, batch_size=5, optimizer=Adam(lr=1e-2))
+    for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
+        assert_close(a, b, np.float64, rtol=1e-9)

@@ -54,6 +54,9 @@ cdef void maxpool_forward_ptr(const floating* X, floating* Y, int32_t* argmax, i
                               const int* g) noexcept nogil
 cdef void maxpool_backward_ptr(const floating* dY, const int32_t* argmax, floating* dX, int n,
                                const int* g) noexcept nogil
+cdef void maxpool_backward_act_ptr(const floating* dY, const int32_t* argmax, floating* dZ,
+                                   const floating* A, floating* db, int act, int n,
+                                   const int* g) noexcept nogil
 cdef void dropout_forward_ptr(const floating* X, floating* Y, uint8_t* mask, Py_ssize_t size,
                               uint64_t key, uint64_t counter, int index, int t) noexcept nogil
 cdef void dropout_backward_ptr(const floating* dY, const uint8_t* mask, floating* dX,

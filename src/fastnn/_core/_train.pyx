@@ -31,7 +31,8 @@ from fastnn._core._kernels cimport (
     LAYER_FLATTEN, LAYER_DROPOUT, OPT_SGD, OPT_ADAM,
     activate, output_grad, dense_forward_ptr, softmax_rows,
     check_conv_geometry, check_pool_geometry, conv_forward_ptr, conv_backward_ptr,
-    maxpool_forward_ptr, maxpool_backward_ptr, dropout_forward_ptr, dropout_backward_ptr,
+    maxpool_forward_ptr, maxpool_backward_ptr, maxpool_backward_act_ptr,
+    dropout_forward_ptr, dropout_backward_ptr,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss,
     sgd_step, adam_step,
 )
@@ -68,6 +69,7 @@ cdef struct LayerC:
     void* work                      # conv2d: im2col columns; maxpool2d: argmax; dropout: mask
     int blk                         # conv2d: samples whose columns ``work`` holds
     int index                       # the layer's position (dropout hashes it)
+    bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
 
 
 cdef struct Optim:
@@ -266,17 +268,24 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
     cdef floating* v
     cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
     cdef bint fold = opt.kind == OPT_SGD and not opt.nesterov
+    cdef LayerC* prev
     if lay.kind == LAYER_CONV2D:
         # The weight gradient is stored, not folded into the update: W is small,
         # and the columns of the input gradient overwrite those of the forward.
-        output_grad(lay.act, <floating*>lay.A, dZ, db, n * lay.geometry[3] * lay.geometry[4],
-                    lay.geometry[5])
+        if not lay.grad_ready:
+            output_grad(lay.act, <floating*>lay.A, dZ, db,
+                        n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
         conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>lay.grad[0], <floating*>NULL,
                           dinp, n, lay.geometry)
         _update(lay, opt, 0, <floating>0)
         _update(lay, opt, 1, <floating>0)
     elif lay.kind == LAYER_MAXPOOL2D:
-        if dinp != NULL:
+        if dinp != NULL and lay.index > 0 and (lay - 1).grad_ready:
+            # The convolution before: its activation's derivative and bias gradient too.
+            prev = lay - 1
+            maxpool_backward_act_ptr(dZ, <int32_t*>lay.work, dinp, <floating*>prev.A,
+                                     <floating*>prev.grad[1], prev.act, n, lay.geometry)
+        elif dinp != NULL:
             maxpool_backward_ptr(dZ, <int32_t*>lay.work, dinp, n, lay.geometry)
     elif lay.kind == LAYER_DROPOUT:
         if dinp != NULL and lay.geometry[1] > 0:
@@ -429,6 +438,11 @@ cdef class Workspace:
                     lay.state[j][k] = lay.grad[j]   # never read: no such state
                 p += 1
         self.keep += grads + A + D
+        # A convolution followed by a pool gets its dL/dZ and bias gradient from the
+        # pool's backward (the layers array is contiguous: the pool reads lay - 1).
+        for l in range(1, L):
+            self.layers[l - 1].grad_ready = (self.layers[l].kind == LAYER_MAXPOOL2D
+                                             and self.layers[l - 1].kind == LAYER_CONV2D)
         work = getattr(plan, "work", None)
         if work is None and hasattr(plan, "work_buffers"):
             work = plan.work_buffers()      # a TrainingPlan makes them on first use
