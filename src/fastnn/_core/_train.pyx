@@ -743,6 +743,11 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     for l in range(L - 1):
         if layers[l].n_out > width:
             width = layers[l].n_out
+    # Wide layers (a convolution's 5,760 values per image) take fewer rows per
+    # chunk: each of the two hidden buffers stays near 4 MB instead of growing to
+    # tens of MB, and a chunk's passes stay closer to the cache.
+    if <Py_ssize_t>chunk * width > (1 << 20):
+        chunk = <int>max(1, (1 << 20) // width)
     # Convolutions im2col a block of samples at a time into one shared buffer
     # of about 4 MB (at least one sample), whatever the chunk.
     for l in range(L):
