@@ -705,3 +705,12 @@ def test_engine_matches_numpy_for_every_activation_before_a_pool(activation):
         net.fit(X, y, epochs=3, batch_size=5, optimizer=Adam(lr=1e-2))
     for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
         assert_close(a, b, np.float64, rtol=1e-9)
+
+
+def test_samples_of_any_shape_before_a_flatten():
+    net = Network([Flatten(), Dense(12, 2)], input_shape=(3, 4), seed=0)
+    X = np.random.default_rng(0).standard_normal((5, 3, 4))
+    np.testing.assert_array_equal(net.predict(X), net.predict(X.reshape(5, 12)))
+    np.testing.assert_array_equal(net.predict(X[0]), net.predict(X.reshape(5, 12))[0])
+    with pytest.raises(ValueError, match=r"samples of shape \(3, 4\)"):
+        net.predict(np.zeros((5, 4, 3)))

@@ -305,9 +305,17 @@ class Network:
                              finite=finite), single
 
     def _flat_images(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
-        """Images (n, H, W, C), (n, H, W) when C is 1, or one image, as rows (n, H*W*C)."""
+        """Images (n, H, W, C), (n, H, W) when C is 1, or one image, as rows (n, H*W*C).
+
+        Any other multi-dimensional input shape (say (H, W) before a Flatten) is
+        taken as samples of exactly that shape.
+        """
         shape = tuple(self.input_shape)
         if len(shape) != 3:
+            if len(shape) > 1 and X.shape[1:] == shape:
+                return X.reshape(X.shape[0], -1), False
+            if len(shape) > 1 and X.shape == shape:
+                return X.reshape(1, -1), True
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
                              f"the network takes samples of shape {shape}")
         H, W, C = shape
