@@ -297,10 +297,11 @@ class Network:
         single = X.ndim == 1
         if single:
             X = X.reshape(1, -1)
-        elif X.ndim > 2 or (X.ndim == 2 and len(self.input_shape) == 3
-                            and X.shape == self.input_shape[:2] and self.input_shape[2] == 1
-                            and X.shape[1] != self._n_in):
-            X, single = self._flat_images(X)
+        elif X.ndim > 2 or (X.ndim == 2 and X.shape[1] != self._n_in and (
+                X.shape == tuple(self.input_shape) or (len(self.input_shape) == 3
+                                                       and self.input_shape[2] == 1
+                                                       and X.shape == self.input_shape[:2]))):
+            X, single = self._flat_images(X)  # images, or one sample of a 2-D input_shape
         return v.check_input(X, self.n_inputs, self.dtype, keep_uint8=keep_uint8,
                              finite=finite), single
 
