@@ -714,3 +714,22 @@ def test_samples_of_any_shape_before_a_flatten():
     np.testing.assert_array_equal(net.predict(X[0]), net.predict(X.reshape(5, 12))[0])
     with pytest.raises(ValueError, match=r"samples of shape \(3, 4\)"):
         net.predict(np.zeros((5, 4, 3)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blocked_backward_of_an_inner_convolution_matches_numpy(dtype):
+    """The second convolution's columns take more than the block budget per image, so
+    its weight gradient accumulates over one-image blocks and its input gradient is
+    col2im'ed block by block."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((7, 26, 26, 2))
+    y = rng.integers(0, 3, 7)
+    nets = {b: Network([Conv2D(2, 3, 3, activation="tanh"), Conv2D(3, 4, 5, padding=1,
+                                                                     activation="sigmoid"),
+                        MaxPool2D(2), Flatten(), Dense(484, 3)],
+                       loss="softmax_cross_entropy", dtype=dtype, seed=2, backend=b,
+                       input_shape=(26, 26, 2)) for b in BACKENDS}
+    for net in nets.values():
+        net.fit(X, y, epochs=2, batch_size=3, optimizer=SGD(lr=0.05, momentum=0.5))
+    for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
+        assert_close(a, b, dtype, rtol=10 * RTOL[np.dtype(dtype)])

@@ -49,7 +49,8 @@ cdef void conv_forward_ptr(const floating* X, const floating* W, const floating*
                            floating* cols, int n, int blk, bint keep, const int* g,
                            int act) noexcept nogil
 cdef void conv_backward_ptr(const floating* W, floating* dZ, floating* cols, floating* dW,
-                            floating* db, floating* dX, int n, const int* g) noexcept nogil
+                            floating* db, floating* dX, int n, int blk,
+                            const int* g) noexcept nogil
 cdef void maxpool_forward_ptr(const floating* X, floating* Y, int32_t* argmax, int n,
                               const int* g) noexcept nogil
 cdef void maxpool_backward_ptr(const floating* dY, const int32_t* argmax, floating* dX, int n,

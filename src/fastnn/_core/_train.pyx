@@ -276,7 +276,7 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             output_grad(lay.act, <floating*>lay.A, dZ, db,
                         n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
         conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>lay.grad[0], <floating*>NULL,
-                          dinp, n, lay.geometry)
+                          dinp, n, lay.blk, lay.geometry)
         _update(lay, opt, 0, <floating>0)
         _update(lay, opt, 1, <floating>0)
     elif lay.kind == LAYER_MAXPOOL2D:
