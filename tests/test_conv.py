@@ -270,3 +270,19 @@ def test_float32_sigmoid_and_tanh_are_accurate_and_lane_independent(name, refere
                                       got[start:start + 203])
     nan = C.activation(np.array([[np.nan, 1, np.nan, 2, 3, np.nan]], np.float32), name)[0]
     assert np.isnan(nan[[0, 2, 5]]).all() and np.isfinite(nan[[1, 3, 4]]).all()
+
+
+def test_same_padding_follows_pytorch():
+    """"same": output as large as the input; an even kernel's extra zero goes after
+    (below, right), as PyTorch's padding="same" puts it."""
+    layer = Conv2D(1, 1, (4, 3), padding="same")
+    assert layer.pads == (1, 2, 1, 1)
+    assert layer.build((7, 5, 1)) == (7, 5, 1)
+    # One tap at the kernel's (0, 0): output (i, j) reads input (i - 1, j - 1).
+    W = np.zeros((4, 3, 1, 1))
+    W[0, 0] = 1
+    X = np.arange(35, dtype=np.float64).reshape(1, 7, 5, 1)
+    for ops in (C, P):
+        Y = ops.conv2d_forward(X, W, np.zeros(1), layer.stride, layer.pads, "identity")
+        np.testing.assert_array_equal(Y[0, 1:, 1:, 0], X[0, :-1, :-1, 0])
+        assert (Y[0, 0, :, 0] == 0).all() and (Y[0, :, 0, 0] == 0).all()

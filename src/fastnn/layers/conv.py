@@ -32,7 +32,7 @@ class Conv2D(Layer):
     padding : int, pair of int, "valid" or "same", default 0
         Zeros added on each side: ``p`` on all four sides, ``(ph, pw)`` above and
         below / left and right, "valid" for none, "same" for an output as large
-        as the input (stride 1 only; an odd total puts the extra zero below and
+        as the input (stride 1 only; an even kernel gets the extra zero below and
         to the right, as PyTorch does).
     activation : str, default "identity"
         "identity", "sigmoid", "tanh" or "relu" (fused into the layer).
