@@ -6,7 +6,7 @@
 
 from fastnn.hopfield import Hopfield
 from fastnn.io import ModelFileError
-from fastnn.layers import Dense
+from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from fastnn.network import History, Network, Neuron, load
 from fastnn.optim import SGD, Adam
 from fastnn.threads import get_num_threads, set_num_threads
@@ -27,9 +27,13 @@ def __getattr__(name: str):
 
 __all__ = [
     "Adam",
+    "Conv2D",
     "Dense",
+    "Dropout",
+    "Flatten",
     "History",
     "Hopfield",
+    "MaxPool2D",
     "ModelFileError",
     "Network",
     "Neuron",

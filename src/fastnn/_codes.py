@@ -9,7 +9,7 @@ build can read it without importing fastnn.
 ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
 LOSSES = {"mse": 0, "binary_cross_entropy": 1, "softmax_cross_entropy": 2, "poisson": 3}
 OUTPUTS = {"raw": 0, "softmax": 1, "sigmoid": 2, "exp": 3}   # what inference returns
-LAYER_KINDS = {"dense": 0}
+LAYER_KINDS = {"dense": 0, "conv2d": 1, "maxpool2d": 2, "flatten": 3, "dropout": 4}
 OPTIMIZERS = {"sgd": 0, "adam": 1}
 
 # The C enum name of each code: its group's prefix and the name in capitals

@@ -1,4 +1,4 @@
-"""The user-facing network: a stack of dense layers, a loss, fit and predict."""
+"""The user-facing network: a stack of layers (dense, convolutional), a loss, fit and predict."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from fastnn import _fit_guard
 from fastnn import _validation as v
 from fastnn._codes import LOSSES
 from fastnn.callbacks import Callback
-from fastnn.layers import Dense, Layer
+from fastnn.layers import Dense, Dropout, Flatten, Layer
+from fastnn.layers._geometry import shape_text
 from fastnn import io as model_io
 from fastnn.ops import BACKENDS, TrainingPlan, get_ops
 from fastnn.optim import SGD, Optimizer
@@ -84,13 +85,14 @@ class History:
 
 
 class Network:
-    """A feed-forward network of dense layers trained by mini-batch gradient descent.
+    """A feed-forward network of layers trained by mini-batch gradient descent.
 
     Parameters
     ----------
     layers : sequence of Layer
-        The layers, in order; each must accept the previous one's output
-        (a Dense layer's ``n_in`` equals the previous ``n_out``).
+        The layers, in order (Dense, Conv2D, MaxPool2D, Flatten, Dropout); each
+        must accept the previous one's output (a Dense layer's ``n_in`` equals
+        the previous ``n_out``), and the last must give a vector per sample.
     loss : str, default "mse"
         "mse" (mean over all elements), "binary_cross_entropy" (sigmoid fused,
         mean over elements), "softmax_cross_entropy" (softmax fused, mean over
@@ -102,11 +104,14 @@ class Network:
     dtype : {"float32", "float64"}, default "float32"
         Precision of the parameters and of all computation.
     seed : int or None, default None
-        Seeds the network's own random generator (initialisation and shuffling).
+        Seeds the network's own random generator (initialisation and shuffling)
+        and the dropout masks.
     backend : {"compiled", "numpy"}, default "compiled"
         "numpy" runs everything on the plain-NumPy reference ops.
     input_shape : tuple of int, optional
-        The shape of one sample; by default ``(layers[0].n_in,)``.
+        The shape of one sample: ``(n_features,)``, or ``(H, W, C)`` for images
+        (channels-last); by default ``(layers[0].n_in,)``. With images, X may be
+        ``(n, H, W, C)``, ``(n, H, W)`` when C is 1, or rows ``(n, H*W*C)``.
 
     Examples
     --------
@@ -136,6 +141,7 @@ class Network:
         self.backend = backend
         self._ops = get_ops(backend)
         self.input_shape = self._build(input_shape)
+        self._n_in = math.prod(self.input_shape)
         self._rng = np.random.default_rng(seed)
         self.optimizer: Optimizer | None = None
         # Set to True by a callback to end a running fit (Keras' attribute).
@@ -152,6 +158,13 @@ class Network:
                 for name, shape in layer.param_shapes().items():
                     if getattr(layer, name) is None:  # weights given without biases
                         setattr(layer, name, np.zeros(shape))
+        # Dropout's key and batch counter: the masks are a hash of (key, counter,
+        # layer, element), so both backends draw the same ones and a network built
+        # with the same seed repeats them. The counter is part of the training
+        # state (restored with the weights when a diverging epoch is undone).
+        self._dropout_state = None
+        if any(isinstance(layer, Dropout) for layer in layers):
+            self._dropout_state = np.array([_dropout_key(seed, self._rng), 0], np.uint64)
 
     def _build(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
         """Build each layer from the previous one's output shape; return the input shape."""
@@ -175,8 +188,16 @@ class Network:
             try:
                 out = layer.build(out)
             except ValueError as exc:
+                prev = self.layers[i - 1] if i else None
+                if isinstance(prev, Flatten) and hasattr(layer, "n_in") and len(prev.in_shape) > 1:
+                    raise ValueError(
+                        f"Flatten gives {out[0]} = {shape_text(prev.in_shape)} features but "
+                        f"layers[{i}] takes {layer.n_in}") from None
                 where = "the input" if i == 0 else f"layers[{i - 1}]"
                 raise ValueError(f"layers[{i}] does not fit {where}: {exc}") from None
+        if len(out) != 1:
+            raise ValueError(f"the last layer gives samples of shape {out}; a network's output "
+                             "must be a vector per sample (end with Flatten and Dense)")
         return shape
 
     @classmethod
@@ -221,7 +242,7 @@ class Network:
 
     def _fused_activations(self) -> list[str]:
         """The activations actually computed, with an output sigmoid/softmax fused into the loss."""
-        acts = [layer.activation for layer in self.layers]
+        acts = [getattr(layer, "activation", "identity") for layer in self.layers]
         last = acts[-1]
         for i, a in enumerate(acts[:-1]):
             if a == "softmax":
@@ -356,7 +377,7 @@ class Network:
         if type(X) is np.ndarray and X.dtype is self.dtype and X.flags.c_contiguous \
                 and not finite:
             # The fast path of predicting one sample: nothing to convert or copy.
-            n_in = self.layers[0].n_in
+            n_in = self._n_in
             if X.ndim == 1 and X.shape[0] == n_in:
                 return X.reshape(1, n_in), True
             if X.ndim == 2 and X.shape[1] == n_in and X.shape[0] > 0:
@@ -365,8 +386,47 @@ class Network:
         single = X.ndim == 1
         if single:
             X = X.reshape(1, -1)
+        elif X.ndim > 2 or (X.ndim == 2 and X.shape[1] != self._n_in and (
+                X.shape == tuple(self.input_shape) or (len(self.input_shape) == 3
+                                                       and self.input_shape[2] == 1
+                                                       and X.shape == self.input_shape[:2]))):
+            X, single = self._flat_images(X)  # images, or one sample of a 2-D input_shape
         return v.check_input(X, self.n_inputs, self.dtype, keep_uint8=keep_uint8,
                              finite=finite), single
+
+    def _flat_images(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Images (n, H, W, C), (n, H, W) when C is 1, or one image, as rows (n, H*W*C).
+
+        Any other multi-dimensional input shape (say (H, W) before a Flatten) is
+        taken as samples of exactly that shape.
+        """
+        shape = tuple(self.input_shape)
+        if len(shape) != 3:
+            if len(shape) > 1 and X.shape[1:] == shape:
+                return X.reshape(X.shape[0], -1), False
+            if len(shape) > 1 and X.shape == shape:
+                return X.reshape(1, -1), True
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}; "
+                             f"the network takes samples of shape {shape}")
+        H, W, C = shape
+        single = X.shape == shape or (C == 1 and X.shape == (H, W))
+        images = X[None] if single else X
+        if images.ndim == 3 and C == 1:
+            images = images[..., None]
+        if images.ndim != 4:
+            raise ValueError(f"X must be images of shape (n, {H}, {W}, {C})"
+                             + (f" or (n, {H}, {W})" if C == 1 else "")
+                             + f" or rows (n, {H * W * C}), got shape {X.shape}")
+        n, h, w, c = images.shape
+        if c != C and (h, w) == (H, W):
+            raise ValueError(f"X has images of {c} channels, the network takes {C} "
+                             f"(input_shape={shape}); images are channels-last (n, H, W, C)")
+        if (h, w, c) != shape:
+            hint = (" (channels-first? fastnn takes channels-last (n, H, W, C))"
+                    if (h, w, c) == (C, H, W) else "")
+            raise ValueError(f"X has images of shape {(h, w, c)}, the network's input_shape is "
+                             f"{shape}{hint}")
+        return images.reshape(n, H * W * C), single
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         if self.loss == "softmax_cross_entropy" and (
@@ -393,8 +453,10 @@ class Network:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_inputs)
-            Inputs. uint8 input (images) is converted batch by batch.
+        X : array-like of shape (n_samples, n_inputs), or images
+            Inputs; images as ``(n, H, W, C)`` (or ``(n, H, W)`` for one channel)
+            when ``input_shape`` is ``(H, W, C)``. uint8 input (images) is
+            converted batch by batch.
         y : array-like
             Integer labels (n_samples,) or one-hot rows for softmax cross-entropy;
             targets (n_samples, n_outputs), or (n_samples,) for one output, otherwise.
@@ -508,7 +570,7 @@ class Network:
             optimizer.prepare(self._params())
             bs = n if batch_size is None else min(batch_size, n)
             plan = TrainingPlan(self.layers, self._compute_activations, self.loss, optimizer, bs,
-                                X, y, input_scale, sample_weight)
+                                X, y, input_scale, sample_weight, self._dropout_state)
             history = History()
             # A call with no batches makes the backend's workspace: its cost is
             # the fit's, not the first chunk's, which the thread chooser times.
@@ -708,7 +770,9 @@ class Network:
     # The state one step changes, so that a diverging epoch can be undone.
     # (A custom optimizer's state beyond ``optimizer.state`` is not covered.)
     def _state_arrays(self) -> list[np.ndarray]:
-        return self._params() + [a for per_param in self.optimizer.state for a in per_param]
+        extra = [] if self._dropout_state is None else [self._dropout_state]
+        return (self._params() + [a for per_param in self.optimizer.state for a in per_param]
+                + extra)
 
     def _snapshot(self) -> list[np.ndarray | int]:
         return [a.copy() for a in self._state_arrays()] + [getattr(self.optimizer, "step_count", 0)]
@@ -944,6 +1008,15 @@ def _checked_callbacks(callbacks: Any) -> list[Callback]:
             raise TypeError(f"callbacks[{i}] must be a fastnn.callbacks.Callback (a subclass "
                             f"of it), got {type(callback).__name__}")
     return callbacks
+
+
+def _dropout_key(seed: Any, rng: np.random.Generator) -> int:
+    """The key of the dropout masks: from the seed (not from ``rng``, so that adding a
+    Dropout layer changes neither the initial weights nor the shuffling)."""
+    try:
+        return int(np.random.SeedSequence(seed, spawn_key=(0xD0,)).generate_state(1, np.uint64)[0])
+    except (TypeError, ValueError):  # a seed SeedSequence does not take: draw one
+        return int(rng.integers(0, 2 ** 63))
 
 
 def _check_backend(backend: Any) -> None:

@@ -18,16 +18,21 @@ Each direction of the walk is one switch on the layer kind (``_layer_forward``,
 """
 from cython cimport floating
 cimport numpy as cnp
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy
 from libc.math cimport isfinite
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
     IDENTITY, SIGMOID, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, POISSON,
-    OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, OUT_EXP, LAYER_DENSE, OPT_SGD, OPT_ADAM,
+    OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, OUT_EXP, LAYER_DENSE, LAYER_CONV2D, LAYER_MAXPOOL2D,
+    LAYER_FLATTEN, LAYER_DROPOUT, OPT_SGD, OPT_ADAM,
     activate, output_grad, dense_forward_ptr, softmax_rows,
+    check_conv_geometry, check_pool_geometry, conv_forward_ptr, conv_backward_ptr,
+    maxpool_forward_ptr, maxpool_backward_ptr, maxpool_backward_act_ptr,
+    dropout_forward_ptr, dropout_backward_ptr,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss, poisson_loss, exp_inplace,
     sgd_step, adam_step,
 )
@@ -61,6 +66,10 @@ cdef struct LayerC:
     bint decay[MAX_PARAMS]          # weight decay acts on it (weights, not biases)
     void* A                         # the layer's output for one batch
     void* D                         # the loss gradient w.r.t. that output
+    void* work                      # conv2d: im2col columns; maxpool2d: argmax; dropout: mask
+    int blk                         # conv2d: samples whose columns ``work`` holds
+    int index                       # the layer's position (dropout hashes it)
+    bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
 
 
 cdef struct Optim:
@@ -89,7 +98,7 @@ cdef void* _data(object a, Py_ssize_t size, str name, int typenum, bint writeabl
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name} has dtype {arr.dtype}, expected "
-                        f"{'float32' if typenum == cnp.NPY_FLOAT32 else 'float64'}")
+                        f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be a C-contiguous array")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
@@ -127,6 +136,7 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
         raise MemoryError()
     cdef LayerC* lay
     cdef list geo
+    cdef int* g
     try:
         for l in range(L):
             lay = &layers[l]
@@ -137,16 +147,43 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
             _require(len(geo) <= MAX_GEOMETRY, "layer geometry too long")
             for j in range(len(geo)):
                 lay.geometry[j] = geo[j]
-                _require(lay.geometry[j] > 0, f"layers[{l}]: sizes must be positive")
+                _require(lay.geometry[j] >= 0, f"layers[{l}]: sizes must not be negative")
+            lay.index = l
             if lay.kind == LAYER_DENSE:
                 _require(len(geo) == 2, "a dense layer's geometry is (n_in, n_out)")
+                _require(geo[0] > 0 and geo[1] > 0, f"layers[{l}]: sizes must be positive")
                 lay.n_in, lay.n_out = geo[0], geo[1]
                 lay.n_params = 2
                 lay.size[0] = <Py_ssize_t>lay.n_in * lay.n_out
                 lay.size[1] = lay.n_out
                 lay.decay[0], lay.decay[1] = True, False
+            elif lay.kind == LAYER_CONV2D:
+                check_conv_geometry(lay.geometry, len(geo))
+                g = lay.geometry
+                lay.n_in = g[0] * g[1] * g[2]
+                lay.n_out = g[3] * g[4] * g[5]
+                lay.n_params = 2
+                lay.size[0] = <Py_ssize_t>g[6] * g[7] * g[2] * g[5]
+                lay.size[1] = g[5]
+                lay.decay[0], lay.decay[1] = True, False
+            elif lay.kind == LAYER_MAXPOOL2D:
+                check_pool_geometry(lay.geometry, len(geo))
+                g = lay.geometry
+                lay.n_in = g[0] * g[1] * g[2]
+                lay.n_out = g[3] * g[4] * g[2]
+                lay.n_params = 0
+            elif lay.kind == LAYER_FLATTEN or lay.kind == LAYER_DROPOUT:
+                _require(len(geo) == (1 if lay.kind == LAYER_FLATTEN else 2),
+                         "a flatten layer's geometry is (size,), a dropout layer's (size, threshold)")
+                _require(geo[0] > 0, f"layers[{l}]: sizes must be positive")
+                if lay.kind == LAYER_DROPOUT:
+                    _require(geo[1] < 2147483647, f"layers[{l}]: dropout threshold too large")
+                lay.n_in = lay.n_out = geo[0]
+                lay.n_params = 0
             else:
                 raise ValueError(f"layers[{l}]: unknown layer kind {lay.kind}")
+            _require(lay.kind == LAYER_DENSE or lay.kind == LAYER_CONV2D or lay.act == IDENTITY,
+                     f"layers[{l}]: only dense and conv2d layers have an activation")
             if l > 0:
                 _require(lay.n_in == layers[l - 1].n_out,
                          f"layers[{l}] takes {lay.n_in} features, layers[{l - 1}] gives "
@@ -184,18 +221,32 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
 
 
 cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
-                         int n) noexcept nogil:
-    """One layer's output for n rows."""
+                         int n, bint train, const uint64_t* rng) noexcept nogil:
+    """One layer's output for n rows. Outside training pooling keeps no argmax and
+    dropout is the identity; in training ``rng`` holds dropout's key and batch counter
+    (NULL in a network without dropout)."""
     if lay.kind == LAYER_DENSE:
         dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                           n, lay.n_in, lay.n_out, lay.act)
+    elif lay.kind == LAYER_CONV2D:
+        conv_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
+                         <floating*>lay.work, n, lay.blk, train, lay.geometry, lay.act)
+    elif lay.kind == LAYER_MAXPOOL2D:
+        maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
+                            lay.geometry)
+    elif lay.kind == LAYER_DROPOUT and train and rng != NULL and lay.geometry[1] > 0:
+        dropout_forward_ptr(inp, out, <uint8_t*>lay.work, <Py_ssize_t>n * lay.n_out,
+                            rng[0], rng[1], lay.index, lay.geometry[1])
+    else:   # flatten, and dropout outside training
+        memcpy(out, inp, <Py_ssize_t>n * lay.n_out * sizeof(floating))
 
 
-cdef void _forward(LayerC* layers, int L, const floating* X, int n) noexcept nogil:
+cdef void _forward(LayerC* layers, int L, const floating* X, int n,
+                   const uint64_t* rng) noexcept nogil:
     cdef int l
     cdef const floating* inp = X
     for l in range(L):
-        _layer_forward(&layers[l], inp, <floating*>layers[l].A, n)
+        _layer_forward(&layers[l], inp, <floating*>layers[l].A, n, True, rng)
         inp = <floating*>layers[l].A
 
 
@@ -217,7 +268,35 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
     cdef floating* v
     cdef floating lr = opt.lr, mu = opt.momentum, wd = opt.weight_decay
     cdef bint fold = opt.kind == OPT_SGD and not opt.nesterov
-    if lay.kind == LAYER_DENSE:
+    cdef LayerC* prev
+    if lay.kind == LAYER_CONV2D:
+        # The weight gradient is stored, not folded into the update: W is small,
+        # and the columns of the input gradient overwrite those of the forward.
+        if not lay.grad_ready:
+            output_grad(lay.act, <floating*>lay.A, dZ, db,
+                        n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
+        conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>lay.grad[0], <floating*>NULL,
+                          dinp, n, lay.blk, lay.geometry)
+        _update(lay, opt, 0, <floating>0)
+        _update(lay, opt, 1, <floating>0)
+    elif lay.kind == LAYER_MAXPOOL2D:
+        if dinp != NULL and lay.index > 0 and (lay - 1).grad_ready:
+            # The convolution before: its activation's derivative and bias gradient too.
+            prev = lay - 1
+            maxpool_backward_act_ptr(dZ, <int32_t*>lay.work, dinp, <floating*>prev.A,
+                                     <floating*>prev.grad[1], prev.act, n, lay.geometry)
+        elif dinp != NULL:
+            maxpool_backward_ptr(dZ, <int32_t*>lay.work, dinp, n, lay.geometry)
+    elif lay.kind == LAYER_DROPOUT:
+        if dinp != NULL and lay.geometry[1] > 0:
+            dropout_backward_ptr(dZ, <uint8_t*>lay.work, dinp, <Py_ssize_t>n * lay.n_out,
+                                 lay.geometry[1])
+        elif dinp != NULL:
+            memcpy(dinp, dZ, <Py_ssize_t>n * lay.n_out * sizeof(floating))
+    elif lay.kind == LAYER_FLATTEN:
+        if dinp != NULL:
+            memcpy(dinp, dZ, <Py_ssize_t>n * lay.n_out * sizeof(floating))
+    elif lay.kind == LAYER_DENSE:
         output_grad(lay.act, <floating*>lay.A, dZ, db, n, n_out)
         if dinp != NULL:
             gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
@@ -353,6 +432,7 @@ cdef class Workspace:
     cdef void* targets_b
     cdef void* weights
     cdef void* weights_b
+    cdef uint64_t* rng          # dropout's key and batch counter (NULL without dropout)
 
     def __cinit__(self):
         self.layers = NULL
@@ -403,6 +483,26 @@ cdef class Workspace:
                     lay.state[j][k] = lay.grad[j]   # never read: no such state
                 p += 1
         self.keep += grads + A + D
+        # A convolution followed by a pool gets its dL/dZ and bias gradient from the
+        # pool's backward (the layers array is contiguous: the pool reads lay - 1).
+        for l in range(1, L):
+            self.layers[l - 1].grad_ready = (self.layers[l].kind == LAYER_MAXPOOL2D
+                                             and self.layers[l - 1].kind == LAYER_CONV2D)
+        work = getattr(plan, "work", None)
+        if work is None and hasattr(plan, "work_buffers"):
+            work = plan.work_buffers()      # a TrainingPlan makes them on first use
+        self._take_work([[] for _ in range(L)] if work is None else work, ft)
+        self.rng = NULL
+        rng = getattr(plan, "dropout_state", None)
+        if rng is not None:
+            _require(cnp.PyArray_Check(rng) and rng.dtype == np.uint64 and rng.shape == (2,)
+                     and rng.flags.c_contiguous and rng.flags.writeable,
+                     "dropout_state must be a writeable uint64 array of 2")
+            self.rng = <uint64_t*>cnp.PyArray_DATA(<cnp.ndarray>rng)
+            self.keep.append(rng)
+        for l in range(L):
+            _require(self.layers[l].kind != LAYER_DROPOUT or self.rng != NULL,
+                     "a network with dropout needs its dropout_state")
 
         X = plan.X
         _require(cnp.PyArray_Check(X) and X.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(X),
@@ -451,6 +551,41 @@ cdef class Workspace:
             self.weights = _data(plan.sample_weight, self.n_rows, "sample_weight", ft, False)
             self.weights_b = _data(plan.weights_b, self.bs, "weights_b", ft, True)
             self.keep += [plan.sample_weight, plan.weights_b]
+
+    cdef int _take_work(self, object work, int ft) except -1:
+        """Check and keep each layer's extra buffers (see Layer.workspace)."""
+        cdef int l, bs = self.bs
+        cdef LayerC* lay
+        cdef Py_ssize_t rows
+        work = _checked_list(work, self.L, "work")
+        for l in range(self.L):
+            lay = &self.layers[l]
+            bufs = _checked_list(work[l], len(work[l]), "work")
+            if lay.kind == LAYER_CONV2D:
+                rows = <Py_ssize_t>bs * lay.geometry[3] * lay.geometry[4]
+                _require(len(bufs) == 1, "a conv2d layer has one work buffer")
+                _require(rows * lay.geometry[6] * lay.geometry[7] * lay.geometry[2] < 2147483647,
+                         "the batch is too large for one convolution product")
+                lay.work = _data(bufs[0], rows * lay.geometry[6] * lay.geometry[7]
+                                 * lay.geometry[2], "cols", ft, True)
+                # Blocks of samples whose columns take about 256 KB, so that each
+                # block's im2col, product and activation work in cache; the
+                # columns of the whole batch stay for the weight gradient.
+                lay.blk = <int>max(1, min(bs, (256 << 10) // max(1, rows // bs * lay.geometry[6]
+                                              * lay.geometry[7] * lay.geometry[2]
+                                              * (4 if ft == cnp.NPY_FLOAT32 else 8))))
+            elif lay.kind == LAYER_MAXPOOL2D:
+                _require(len(bufs) == 1, "a maxpool2d layer has one work buffer")
+                lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "argmax", cnp.NPY_INT32,
+                                 True)
+            elif lay.kind == LAYER_DROPOUT:
+                _require(len(bufs) == 1, "a dropout layer has one work buffer")
+                lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "mask", cnp.NPY_UINT8,
+                                 True)
+            else:
+                _require(len(bufs) == 0, "dense and flatten layers have no work buffers")
+            self.keep += bufs
+        return 0
 
     cdef void _read_optimizer(self) except *:
         """The optimizer's hyper-parameters as they are now (a schedule may change lr)."""
@@ -541,7 +676,7 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
                 _gather(<const floating*>ws.targets, c, order + pos, nb, targets_b, <floating>1)
             if ws.use_weights:
                 _gather(<const floating*>ws.weights, 1, order + pos, nb, wb, <floating>1)
-            _forward(ws.layers, L, Xb, nb)
+            _forward(ws.layers, L, Xb, nb, ws.rng)
             batch_loss = _loss_and_grad(ws.loss, ws.use_labels, <floating*>last.A,
                                         <floating*>last.D, ws.labels_b, targets_b, wb, nb, c)
             if not isfinite(batch_loss):
@@ -551,6 +686,8 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             correct += _correct(ws.loss, ws.use_labels, <floating*>last.A, ws.labels_b,
                                 targets_b, wb, nb, c)
             _backward_and_update(ws.layers, L, &ws.opt, Xb, nb)
+            if ws.rng != NULL:
+                ws.rng[1] += 1   # the next batch draws fresh dropout masks
             done += nb
             pos += nb
             if deadline > 0 and _now() > deadline:
@@ -634,6 +771,8 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     cdef Py_ssize_t* rows = NULL
     cdef bint finite = True
     cdef bint direct
+    cdef Py_ssize_t cols_size = 0, per
+    cdef floating* cols = NULL
 
     _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
     n, d = Xa.shape[0], Xa.shape[1]
@@ -653,16 +792,35 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     for l in range(L - 1):
         if layers[l].n_out > width:
             width = layers[l].n_out
+    # Wide layers (a convolution's 5,760 values per image) take fewer rows per
+    # chunk: each of the two hidden buffers stays near 4 MB instead of growing to
+    # tens of MB, and a chunk's passes stay closer to the cache.
+    if <Py_ssize_t>chunk * width > (1 << 20):
+        chunk = <int>max(1, (1 << 20) // width)
+    # Convolutions im2col a block of samples at a time into one shared buffer
+    # of about 4 MB (at least one sample), whatever the chunk.
+    for l in range(L):
+        if layers[l].kind == LAYER_CONV2D:
+            per = (<Py_ssize_t>layers[l].geometry[3] * layers[l].geometry[4] * layers[l].geometry[6]
+                   * layers[l].geometry[7] * layers[l].geometry[2])
+            layers[l].blk = <int>max(1, min(<Py_ssize_t>chunk, (4 << 20) // (per * sizeof(floating))))
+            if per * layers[l].blk > cols_size:
+                cols_size = per * layers[l].blk
     # Input already in the network's float type, unscaled, is read in place;
     # anything else is converted a chunk at a time into xb.
     direct = (input_t is floating) and scale == 1
     # One buffer for the converted input chunk, two for the hidden layers' outputs.
     bufs = <floating*>malloc((chunk * d + 2 * chunk * width + 1) * sizeof(floating))
     rows = <Py_ssize_t*>malloc(chunk * sizeof(Py_ssize_t))
-    if bufs == NULL or rows == NULL:
+    if cols_size:
+        cols = <floating*>malloc(cols_size * sizeof(floating))
+    if bufs == NULL or rows == NULL or (cols_size and cols == NULL):
         free(bufs)
         free(rows)
+        free(cols)
         raise MemoryError()
+    for l in range(L):
+        layers[l].work = cols
     xb = bufs
     ping = bufs + chunk * d
     pong = ping + chunk * width
@@ -683,7 +841,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
                     inp = xb
                 for l in range(L):
                     dst = out + start * c if l == L - 1 else (ping if l % 2 == 0 else pong)
-                    _layer_forward(&layers[l], inp, dst, nb)
+                    _layer_forward(&layers[l], inp, dst, nb, False, <uint64_t*>NULL)
                     inp = dst
                 if output == OUT_SOFTMAX:
                     softmax_rows(out + start * c, out + start * c, nb, c)
@@ -695,6 +853,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     finally:
         free(bufs)
         free(rows)
+        free(cols)
     if not finite:
         raise ValueError("X contains NaN or infinity")
     return 0

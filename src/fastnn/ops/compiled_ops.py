@@ -11,6 +11,7 @@ import numpy as np
 
 from fastnn._core import _kernels, _train
 from fastnn._codes import ACTIVATIONS, LAYER_KINDS, OUTPUTS
+from fastnn.layers.dropout import dropout_threshold
 from fastnn.ops.numpy_ops import PREDICT_CHUNK, NumpyOps
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -113,6 +114,116 @@ class CompiledOps(NumpyOps):
         dX = np.empty_like(X) if need_dX else None
         _kernels.dense_backward(X, W, Y, dZ, dW, db, dX, code)
         return dX, dW, db
+
+    # ------------------------------------------------------------ convolution and pooling
+    # The same signatures as NumpyOps'; the kernels take samples as rows and
+    # the layer's geometry (Layer.core_geometry's order), checked in the core.
+
+    @staticmethod
+    def _conv_geometry(in_shape, W_shape, out_hw, stride, padding):
+        H, Wd, c = in_shape
+        kh, kw, _, co = W_shape
+        return [H, Wd, c, out_hw[0], out_hw[1], co, kh, kw, stride[0], stride[1],
+                padding[0], padding[2]]
+
+    def conv2d_forward(self, X, W, b, stride, padding, activation):
+        code = _act(activation)
+        dt = _float_dtype(X, W, b)
+        X, W, b = _c(X, dt), _c(W, dt), _c(b, dt)
+        if X.ndim != 4 or W.ndim != 4 or b.ndim != 1:
+            raise ValueError("conv2d_forward takes X (n, H, W, C), W (kh, kw, C, C_out), "
+                             "b (C_out,)")
+        if W.shape[2] != X.shape[3]:
+            raise ValueError(f"W takes {W.shape[2]} channels, X has {X.shape[3]}")
+        n, H, Wd, _ = X.shape
+        kh, kw, _, co = W.shape
+        (sh, sw), (pt, pb, pl, pr) = stride, padding
+        if H + pt + pb < kh or Wd + pl + pr < kw:
+            raise ValueError("the kernel is larger than the padded input")
+        oh, ow = (H + pt + pb - kh) // sh + 1, (Wd + pl + pr - kw) // sw + 1
+        Y = np.empty((n, oh, ow, co), dt)
+        _kernels.conv2d_forward(X.reshape(n, -1), W.reshape(-1), b, Y.reshape(n, -1),
+                                self._conv_geometry(X.shape[1:], W.shape, (oh, ow), stride,
+                                                    padding), code)
+        return Y
+
+    def conv2d_backward_weight(self, X, dZ, kernel_size, stride, padding):
+        dt = _float_dtype(X, dZ)
+        X, dZ = _c(X, dt), _c(dZ, dt)
+        if X.ndim != 4 or dZ.ndim != 4:
+            raise ValueError("conv2d_backward_weight takes X (n, H, W, C), dZ (n, OH, OW, C_out)")
+        kh, kw = kernel_size
+        c, co = X.shape[3], dZ.shape[3]
+        dW = np.empty((kh, kw, c, co), dt)
+        db = np.empty(co, dt)
+        _kernels.conv2d_backward_weight(
+            X.reshape(X.shape[0], -1), dZ.reshape(-1, co), dW.reshape(-1), db,
+            self._conv_geometry(X.shape[1:], dW.shape, dZ.shape[1:3], stride, padding))
+        return dW, db
+
+    def conv2d_backward_input(self, dZ, W, in_shape, stride, padding):
+        dt = _float_dtype(dZ, W)
+        dZ, W = _c(dZ, dt), _c(W, dt)
+        if dZ.ndim != 4 or W.ndim != 4:
+            raise ValueError("conv2d_backward_input takes dZ (n, OH, OW, C_out), "
+                             "W (kh, kw, C, C_out)")
+        n = dZ.shape[0]
+        dX = np.empty((n,) + tuple(in_shape), dt)
+        _kernels.conv2d_backward_input(
+            dZ.reshape(-1, dZ.shape[3]), W.reshape(-1), dX.reshape(n, -1),
+            self._conv_geometry(tuple(in_shape), W.shape, dZ.shape[1:3], stride, padding))
+        return dX
+
+    def maxpool2d_forward(self, X, pool_size, stride):
+        dt = _float_dtype(X)
+        X = _c(X, dt)
+        if X.ndim != 4:
+            raise ValueError(f"maxpool2d_forward takes X (n, H, W, C), got shape {X.shape}")
+        n, H, Wd, c = X.shape
+        (ph, pw), (sh, sw) = pool_size, stride
+        if H < ph or Wd < pw:
+            raise ValueError("the pool is larger than the input")
+        oh, ow = (H - ph) // sh + 1, (Wd - pw) // sw + 1
+        Y = np.empty((n, oh, ow, c), dt)
+        argmax = np.empty((n, oh, ow, c), np.int32)
+        _kernels.maxpool2d_forward(X.reshape(n, -1), Y.reshape(n, -1), argmax.reshape(n, -1),
+                                   [H, Wd, c, oh, ow, ph, pw, sh, sw])
+        return Y, argmax
+
+    def maxpool2d_backward(self, dY, argmax, in_shape):
+        dt = _float_dtype(dY)
+        dY, argmax = _c(dY, dt), _c(argmax, np.int32)
+        if dY.ndim != 4 or argmax.shape != dY.shape:
+            raise ValueError(f"dY (n, OH, OW, C) and argmax must agree, got {dY.shape} and "
+                             f"{argmax.shape}")
+        n, oh, ow, c = dY.shape
+        H, Wd, _ = in_shape
+        dX = np.empty((n,) + tuple(in_shape), dt)
+        # The geometry of a 1x1 pool at stride 1 lets every offset of the sample be
+        # an argmax: the windows that made them need not be known.
+        _kernels.maxpool2d_backward(dY.reshape(n, -1), argmax.reshape(n, -1),
+                                    dX.reshape(n, -1), [H, Wd, c, oh, ow, 1, 1, 1, 1])
+        return dX
+
+    def dropout_forward(self, X, rate, key, counter, index):
+        dt = _float_dtype(X)
+        X = _c(X, dt)
+        Y = np.empty_like(X)
+        mask = np.empty(X.shape, np.uint8)
+        _kernels.dropout_forward(X.reshape(-1), Y.reshape(-1), mask.reshape(-1),
+                                 key, counter, index, dropout_threshold(rate))
+        return Y, mask
+
+    def dropout_backward(self, dY, mask, rate):
+        dt = _float_dtype(dY)
+        dY = _c(dY, dt)
+        mask = _c(mask, np.uint8)
+        if mask.shape != dY.shape:
+            raise ValueError(f"mask has shape {mask.shape}, dY has shape {dY.shape}")
+        dX = np.empty_like(dY)
+        _kernels.dropout_backward(dY.reshape(-1), mask.reshape(-1), dX.reshape(-1),
+                                  dropout_threshold(rate))
+        return dX
 
     # ------------------------------------------------------------ losses
 

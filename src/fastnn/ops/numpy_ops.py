@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from fastnn._codes import ACTIVATIONS, LOSSES, OUTPUTS
+from fastnn.layers.dropout import THRESHOLD_BITS, dropout_scale, dropout_threshold
 
 PREDICT_CHUNK = 1024  # rows per forward chunk in inference
 
@@ -82,6 +83,108 @@ class NumpyOps:
         db = dZ.sum(axis=0)
         dX = dZ @ W.T if need_dX else None
         return dX, dW, db
+
+    # ------------------------------------------------------------ convolution
+    # Images are channels-last: X (n, H, W, C), W (kh, kw, C, C_out). ``stride``
+    # is (sh, sw) and ``padding`` (top, bottom, left, right) zeros.
+
+    def conv2d_forward(self, X: np.ndarray, W: np.ndarray, b: np.ndarray,
+                       stride: tuple[int, int], padding: tuple[int, int, int, int],
+                       activation: str) -> np.ndarray:
+        """Y (n, OH, OW, C_out) = act(conv(X, W) + b): im2col, then one product."""
+        n = X.shape[0]
+        kh, kw, c, co = W.shape
+        cols, oh, ow = _im2col(X, kh, kw, stride, padding)
+        Z = cols @ W.reshape(kh * kw * c, co) + b
+        return self.activation(Z, activation).reshape(n, oh, ow, co)
+
+    def conv2d_backward_weight(self, X: np.ndarray, dZ: np.ndarray, kernel_size: tuple[int, int],
+                               stride: tuple[int, int], padding: tuple[int, int, int, int]):
+        """(dW, db) from the input X and dL/dZ (n, OH, OW, C_out), Z the pre-activation."""
+        kh, kw = kernel_size
+        c, co = X.shape[3], dZ.shape[3]
+        cols, oh, ow = _im2col(X, kh, kw, stride, padding)
+        if (oh, ow) != dZ.shape[1:3]:
+            raise ValueError(f"dZ has shape {dZ.shape}; this convolution gives {oh}x{ow} images")
+        dZ2 = dZ.reshape(-1, co)
+        return (cols.T @ dZ2).reshape(kh, kw, c, co), dZ2.sum(axis=0)
+
+    def conv2d_backward_input(self, dZ: np.ndarray, W: np.ndarray, in_shape: tuple[int, int, int],
+                              stride: tuple[int, int], padding: tuple[int, int, int, int]
+                              ) -> np.ndarray:
+        """dL/dX (n, H, W, C) from dL/dZ (n, OH, OW, C_out): columns, then col2im."""
+        n, oh, ow, co = dZ.shape
+        kh, kw, c, _ = W.shape
+        H, Wd, _ = in_shape
+        (sh, sw), (pt, pb, pl, pr) = stride, padding
+        dcols = (dZ.reshape(-1, co) @ W.reshape(-1, co).T).reshape(n, oh, ow, kh, kw, c)
+        dXp = np.zeros((n, H + pt + pb, Wd + pl + pr, c), dcols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dXp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += dcols[:, :, :, i, j]
+        return dXp[:, pt:pt + H, pl:pl + Wd]
+
+    # ------------------------------------------------------------ pooling
+
+    def maxpool2d_forward(self, X: np.ndarray, pool_size: tuple[int, int],
+                          stride: tuple[int, int]):
+        """(Y (n, OH, OW, C), argmax) of max pooling; windows that do not fit are dropped.
+
+        ``argmax`` (int32, shaped as Y) holds the offset of each maximum within
+        its sample's H*W*C values: the first maximum of the window in row-major order.
+        """
+        n, H, Wd, c = X.shape
+        (ph, pw), (sh, sw) = pool_size, stride
+        oh, ow = (H - ph) // sh + 1, (Wd - pw) // sw + 1
+        win = np.lib.stride_tricks.sliding_window_view(X, (ph, pw), axis=(1, 2))
+        win = win[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw].reshape(n, oh, ow, c, ph * pw)
+        k = win.argmax(axis=4)
+        Y = np.take_along_axis(win, k[..., None], axis=4)[..., 0]
+        rows = np.arange(oh)[:, None, None] * sh + k // pw
+        cols = np.arange(ow)[None, :, None] * sw + k % pw
+        argmax = (rows * Wd + cols) * c + np.arange(c)
+        return np.ascontiguousarray(Y), argmax.astype(np.int32)
+
+    def maxpool2d_backward(self, dY: np.ndarray, argmax: np.ndarray,
+                           in_shape: tuple[int, int, int]) -> np.ndarray:
+        """dL/dX (n, H, W, C): each output's gradient added where its maximum was."""
+        n = dY.shape[0]
+        size = int(np.prod(in_shape))
+        flat = argmax.reshape(n, -1)
+        if flat.size and (flat.min() < 0 or flat.max() >= size):
+            raise ValueError(f"argmax holds offsets outside [0, {size})")
+        dX = np.zeros((n, size), dY.dtype)
+        if not flat.size:
+            return dX.reshape((n,) + tuple(in_shape))
+        # Windows may overlap (a stride below the pool size): add, do not assign.
+        idx = (flat + np.arange(n)[:, None] * size).ravel()
+        np.add.at(dX.reshape(-1), idx, dY.reshape(-1))
+        return dX.reshape((n,) + tuple(in_shape))
+
+    # ------------------------------------------------------------ dropout
+
+    def dropout_mask(self, shape: tuple[int, ...], rate: float, key: int, counter: int,
+                     index: int) -> np.ndarray:
+        """The keep mask (uint8, 1 = kept) of one batch: a hash of (key, counter, index,
+        element), the same integers as the compiled core's."""
+        t = dropout_threshold(rate)
+        size = int(np.prod(shape))
+        h = _mix64_array(np.uint64(_batch_seed(key, counter, index))
+                         + (np.arange(1, size + 1, dtype=np.uint64) * np.uint64(_GOLDEN)))
+        return ((h >> np.uint64(64 - THRESHOLD_BITS)) >= np.uint64(t)).astype(np.uint8).reshape(shape)
+
+    def dropout_forward(self, X: np.ndarray, rate: float, key: int, counter: int, index: int):
+        """(Y, mask): X with dropped values zeroed and kept ones divided by 1 - rate."""
+        mask = self.dropout_mask(X.shape, rate, key, counter, index)
+        scale = X.dtype.type(dropout_scale(dropout_threshold(rate)))
+        return np.where(mask != 0, X * scale, X.dtype.type(0)), mask
+
+    def dropout_backward(self, dY: np.ndarray, mask: np.ndarray, rate: float) -> np.ndarray:
+        """dL/dX: dY through the kept values, times 1 / (1 - rate)."""
+        if mask.shape != dY.shape:
+            raise ValueError(f"mask has shape {mask.shape}, dY has shape {dY.shape}")
+        scale = dY.dtype.type(dropout_scale(dropout_threshold(rate)))
+        return np.where(mask != 0, dY * scale, dY.dtype.type(0))
 
     # ------------------------------------------------------------ losses
     # Each returns (mean loss as a float, gradient w.r.t. its first argument or None).
@@ -271,7 +374,9 @@ class NumpyOps:
         for pos in range(start, stop, bs):
             rows = order[pos:min(pos + bs, stop)]
             xb = _scaled(plan.X[rows], dt, plan.x_scale)
-            ctxs = [{} for _ in plan.layers]
+            state = plan.dropout_state
+            ctxs = [{} if state is None else {"dropout": (int(state[0]), int(state[1]), i)}
+                    for i in range(len(plan.layers))]
             out = self.forward_walk(plan.layers, plan.activations, xb, ctxs, train=True)
             wb = None if plan.sample_weight is None else plan.sample_weight[rows]
             loss, grad = self.loss(plan.loss, out, plan.y[rows], sample_weight=wb)
@@ -282,6 +387,8 @@ class NumpyOps:
             grads = self.backward_walk(plan.layers, ctxs, grad)
             plan.optimizer.update(self, plan.params, [g for per in grads for g in per],
                                   plan.decay)
+            if state is not None:
+                state[1] += np.uint64(1)  # the next batch draws fresh masks
             done += len(rows)
             if time.perf_counter() > deadline:  # after a batch: every call makes progress
                 break
@@ -338,3 +445,45 @@ def _checked_activation(name: str) -> str:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
     return name
+
+
+# ---------------------------------------------------------------- convolution helpers
+
+def _im2col(X: np.ndarray, kh: int, kw: int, stride: tuple[int, int],
+            padding: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+    """The (n*OH*OW, kh*kw*C) matrix of X's receptive fields, (p, q, c) row-major."""
+    n, H, Wd, c = X.shape
+    (sh, sw), (pt, pb, pl, pr) = stride, padding
+    if pt or pb or pl or pr:
+        X = np.pad(X, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    oh, ow = (H + pt + pb - kh) // sh + 1, (Wd + pl + pr - kw) // sw + 1
+    win = np.lib.stride_tricks.sliding_window_view(X, (kh, kw), axis=(1, 2))
+    win = win[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw]     # (n, oh, ow, c, kh, kw)
+    cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * oh * ow, kh * kw * c)
+    return cols, oh, ow
+
+
+# ---------------------------------------------------------------- dropout's hash
+# splitmix64's finaliser over a counter: the same uint64 arithmetic as the
+# compiled core's, so both draw identical masks.
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _batch_seed(key: int, counter: int, index: int) -> int:
+    """The seed of one layer's mask in one batch."""
+    s = _mix64((key + counter * _GOLDEN) & _M64)
+    return _mix64((s + (index + 1) * _GOLDEN) & _M64)
+
+
+def _mix64_array(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))

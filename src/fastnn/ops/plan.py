@@ -41,11 +41,15 @@ class TrainingPlan:
         Multiplies every input as it is read.
     sample_weight : ndarray (n,) or None
         Each sample's weight, in the network's dtype.
+    dropout_state : ndarray (2,) of uint64 or None
+        The network's dropout key and batch counter: each trained batch draws
+        its masks from (key, counter) and then advances the counter in place.
     """
 
     def __init__(self, layers: list, activations: list[str], loss: str, optimizer: Any,
                  batch_size: int, X: np.ndarray, y: np.ndarray, x_scale: float = 1.0,
-                 sample_weight: np.ndarray | None = None) -> None:
+                 sample_weight: np.ndarray | None = None,
+                 dropout_state: np.ndarray | None = None) -> None:
         self.layers = list(layers)
         self.activations = list(activations)
         self.kinds = [LAYER_KINDS[layer.kind] for layer in self.layers]
@@ -69,4 +73,13 @@ class TrainingPlan:
         self.labels_b = np.empty(bs, np.intp)
         self.targets_b = np.empty((bs, self.A[-1].shape[1]), dt)
         self.weights_b = np.empty(bs, dt)
+        self.dropout_state = dropout_state
+        self.work: list | None = None  # the layers' extra buffers (see work_buffers)
         self.workspace: Any = None  # the compiled backend's, made on first use
+
+    def work_buffers(self) -> list[list[np.ndarray]]:
+        """Each layer's extra buffers for the compiled loop (``Layer.workspace``), made once."""
+        if self.work is None:
+            self.work = [[np.empty(shape, dtype) for shape, dtype in
+                          layer.workspace(self.batch_size).values()] for layer in self.layers]
+        return self.work
