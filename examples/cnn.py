@@ -47,7 +47,7 @@ def tutorial_cnn(seed=0):
 
 def draw_filters(conv, path):
     W = conv.W  # (5, 5, 1, 10): kernel rows, kernel columns, input channel, filter
-    fig, axes = plt.subplots(1, W.shape[3], figsize=(W.shape[3] * 1.2, 1.6))
+    fig, axes = plt.subplots(1, W.shape[3], figsize=(W.shape[3] * 1.2, 2.0))
     lim = np.abs(W).max()
     for k, ax in enumerate(axes):
         ax.imshow(W[:, :, 0, k], cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -77,9 +77,9 @@ def draw_feature_maps(net, image, label, scale, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="fastnn-examples-out", help="folder for the figures")
-    parser.add_argument("--epochs", type=int, default=6, help="passes over the training set")
+    parser.add_argument("--epochs", type=int, default=8, help="passes over the training set")
     parser.add_argument("--quick", action="store_true",
-                        help="train on 3,000 images for 2 epochs, test on 1,000")
+                        help="train on 10,000 images for 2 epochs, test on 1,000")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def main(argv=None):
     (X_train, y_train), (X_test, y_test) = load_mnist()  # uint8 (n, 784), uint8 labels
     epochs = args.epochs
     if args.quick:
-        X_train, y_train = X_train[:3000], y_train[:3000]
+        X_train, y_train = X_train[:10000], y_train[:10000]
         X_test, y_test = X_test[:1000], y_test[:1000]
         epochs = 2
     print(f"{len(X_train)} training and {len(X_test)} test images")
@@ -95,7 +95,7 @@ def main(argv=None):
     net = tutorial_cnn(seed=0)
     net.summary()
     scale = 1 / 255  # pixels 0-255 are scaled as they are read, without a float copy
-    optimizer = fastnn.SGD(lr=0.05, momentum=0.9)
+    optimizer = fastnn.SGD(lr=0.1, momentum=0.9)
     # verbose=1: a bar within each epoch, then a line of its metrics; the History keeps
     # the training accuracy too, counted as the epoch trained.
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=64, optimizer=optimizer,

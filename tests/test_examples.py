@@ -176,6 +176,19 @@ def test_mnist_quick(tmp_path):
         assert_png(tmp_path / "o" / name)
 
 
+@needs_mnist
+def test_cnn_quick(tmp_path):
+    stdout = run_example("cnn.py", tmp_path, "--out", "o").stdout
+    assert stdout.startswith("10000 training and 1000 test images")
+    assert "Total parameters: 185,998" in stdout  # 260 + 0 + 0 + 184,448 + 1,290
+    train = float(re.search(r"^train accuracy: ([\d.]+) \(", stdout, re.M).group(1))
+    test = float(re.search(r"^test accuracy: ([\d.]+)$", stdout, re.M).group(1))
+    # Two epochs of the sigmoid CNN on 10,000 images already classify most test digits.
+    assert train > 0.7 and test > 0.75
+    for name in ("cnn_loss.png", "cnn_accuracy.png", "cnn_filters.png", "cnn_feature_maps.png"):
+        assert_png(tmp_path / "o" / name)
+
+
 # ------------------------------------------------------------------ hopfield.py
 
 def hopfield_rows(stdout: str) -> list[tuple[int, int, int]]:

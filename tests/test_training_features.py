@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import weights_of
+from conftest import assert_close, weights_of
 
+import fastnn
 from fastnn import Dense, Network
 
 
@@ -109,3 +110,40 @@ def test_history_records_the_learning_rate_of_each_epoch(rng):
     assert net.fit(X, y, epochs=3, optimizer=opt).lr == [0.05] * 3
     opt.lr = 0.01
     assert net.fit(X, y, epochs=2, optimizer=opt).lr == [0.01] * 2
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_layer_outputs_give_each_layer_as_predict_computes_it(backend):
+    rng = np.random.default_rng(3)
+    net = fastnn.Network([fastnn.Conv2D(1, 4, 3, activation="relu"), fastnn.MaxPool2D(2),
+                          fastnn.Flatten(), fastnn.Dropout(0.5),
+                          fastnn.Dense(24, 5, activation="tanh"), fastnn.Dense(5, 3, "softmax")],
+                         loss="softmax_cross_entropy", input_shape=(8, 7, 1), seed=0,
+                         backend=backend)
+    X = rng.random((6, 8, 7)).astype(np.float32)
+    outs = net.layer_outputs(X)
+    assert [o.shape for o in outs] == [(6, 6, 5, 4), (6, 3, 2, 4), (6, 24), (6, 24),
+                                       (6, 5), (6, 3)]
+    conv = net.layers[0]
+    windows = np.lib.stride_tricks.sliding_window_view(X, (3, 3), axis=(1, 2))  # (6,6,5,3,3)
+    expected = np.maximum(np.einsum("nijab,abk->nijk", windows, conv.W[:, :, 0, :]) + conv.b, 0)
+    assert_close(outs[0], expected, np.float32)
+    pooled = outs[0][:, :6, :4].reshape(6, 3, 2, 2, 2, 4).max(axis=(2, 4))  # drops row 5
+    assert_close(outs[1], pooled, np.float32)
+    np.testing.assert_array_equal(outs[3], outs[2])          # dropout is off outside fit
+    dense = net.layers[4]
+    assert_close(outs[4], np.tanh(outs[3] @ dense.W + dense.b), np.float32)
+    assert_close(outs[5], net.predict_proba(X), np.float32)  # the fused softmax applied
+    one = net.layer_outputs(X[0])
+    assert [o.shape[0] for o in one] == [1] * 6
+    assert_close(one[-1][0], outs[-1][0], np.float32)
+
+
+def test_layer_outputs_check_their_input():
+    net = fastnn.Network.mlp([3, 4, 1], activation="tanh", loss="binary_cross_entropy", seed=1)
+    with pytest.raises(ValueError):
+        net.layer_outputs(np.ones((2, 4)))
+    with pytest.raises(ValueError):
+        net.layer_outputs(np.ones((2, 3)), input_scale=0.0)
+    X = np.ones((2, 3))
+    assert_close(net.layer_outputs(X)[-1], net.predict_proba(X), np.float32)

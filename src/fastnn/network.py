@@ -928,6 +928,44 @@ class Network:
 
     # ------------------------------------------------------------ persistence
 
+    def layer_outputs(self, X: Any, input_scale: float = 1.0) -> list[np.ndarray]:
+        """What each layer gives for X, as in ``predict``: for pictures of what a network sees.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in any form ``predict`` takes (a single sample too).
+        input_scale : float, default 1.0
+            Every input is multiplied by it as it is read (1/255 for uint8 images).
+
+        Returns
+        -------
+        list of ndarray
+            One array per layer, of shape ``(n, *layer.out_shape)`` (images stay
+            (n, H, W, C)), each after its layer's own activation. Dropout is the
+            identity, as in ``predict``; an output softmax or sigmoid that the loss
+            fuses is applied, so the last array is what ``predict_proba`` gives.
+
+        Examples
+        --------
+        >>> net = Network([Dense(2, 3, "relu"), Dense(3, 1)], seed=0)
+        >>> [a.shape for a in net.layer_outputs([[1.0, 2.0]])]
+        [(1, 3), (1, 1)]
+        """
+        input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
+        X, _ = self._check_X(X)
+        ops = get_ops("numpy")  # the reference walk: every layer's output, not just the last
+        h = X if input_scale == 1.0 else X * np.asarray(input_scale, self.dtype)
+        outputs = []
+        for layer, act in zip(self.layers, self._compute_activations):
+            h = layer.forward(ops, h, {"activation": act}, False)
+            outputs.append(h)
+        declared = getattr(self.layers[-1], "activation", "identity")
+        if declared != self._compute_activations[-1]:  # the loss fuses it: apply it here
+            outputs[-1] = ops.softmax(h) if declared == "softmax" else ops.sigmoid(h)
+        return [out.reshape((out.shape[0], *layer.out_shape))
+                for out, layer in zip(outputs, self.layers)]
+
     def _model_header(self) -> dict:
         return {"loss": self.loss, "dtype": str(self.dtype), "input_shape": list(self.input_shape)}
 
