@@ -12,6 +12,11 @@ mini-batch SGD with momentum on the 60,000 training images, against:
 A dense 784-128-10 ReLU network with ``Dropout(0.2)`` after its hidden layer runs
 too (compiled, NumPy twin, PyTorch), so that dropout's cost is measured.
 
+fastnn runs with its default threads: each chunk of a fit on 1 or all of the usable
+cores, whichever its thread chooser measures faster (the convolution's thin products
+lose with two BLAS threads, badly so when another process takes a core). PyTorch gets
+``--threads`` (default: the usable cores), as in the dense benchmark.
+
 The floor is the epoch's GEMM-shaped FLOPs (convolution forward and weight
 gradient as products, the dense products as in the dense benchmark) at the
 float32 GEMM rate measured in the same run. Everything else (sigmoids, pooling,

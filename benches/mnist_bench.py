@@ -672,7 +672,6 @@ def _percent(fraction: float | None) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    fastnn.set_num_threads(args.threads)
     sizes = [784, *args.hidden, 10]
 
     synthetic = False
@@ -695,6 +694,7 @@ def main(argv=None) -> int:
         import cnn_bench
 
         return cnn_bench.main(args, data, synthetic)
+    fastnn.set_num_threads(args.threads)
 
     print(f"fastnn {fastnn.__version__} from {Path(fastnn.__file__).parent}")
     print(f"MNIST {'-'.join(map(str, sizes))}, {n} training samples, {args.epochs} epoch(s) "
