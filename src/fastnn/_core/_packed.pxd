@@ -1,0 +1,22 @@
+# The packed-weight float32 kernels of the dense layer (see _packed_kernels.h), as
+# cdef functions other modules of the core cimport. Nothing here checks shapes.
+
+cdef enum:
+    LEVEL_BLAS = 0      # the BLAS path: no packed kernels
+    LEVEL_AVX2 = 1
+    LEVEL_AVX512 = 2
+    PANEL = 32          # columns per packed panel
+    WG_STORE = 0        # what the weight-gradient kernel does with X^T dZ
+    WG_SGD = 1
+    WG_MOMENTUM = 2
+
+cdef int kernel_level() noexcept nogil
+cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
+cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
+cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil
+cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
+                         const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
+                         bint relu) noexcept nogil
+cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
+                       Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
+                       int mode, float lr, float mu, float wd) noexcept nogil
