@@ -18,7 +18,7 @@ Each direction of the walk is one switch on the layer kind (``_layer_forward``,
 """
 from cython cimport floating
 cimport numpy as cnp
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.math cimport isfinite
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -30,6 +30,10 @@ from fastnn._core._kernels cimport (
     activate, output_grad, dense_forward_ptr, softmax_rows,
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss, poisson_loss, exp_inplace,
     sgd_step, adam_step,
+)
+from fastnn._core._packed cimport (
+    LEVEL_BLAS, PANEL, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
+    packed_forward, packed_wgrad,
 )
 
 import numpy as np
@@ -61,6 +65,15 @@ cdef struct LayerC:
     bint decay[MAX_PARAMS]          # weight decay acts on it (weights, not biases)
     void* A                         # the layer's output for one batch
     void* D                         # the loss gradient w.r.t. that output
+    int packed                      # a float32 dense layer whose W (with its gradient and
+                                    # optimizer state) is in 32-column panels during a
+                                    # chunk: the kernel level (see _packed.pxd), else 0
+
+
+cdef struct PackedCopy:
+    float* flat             # the row-major array Python sees (W or its optimizer state)
+    float* packed           # its panels, which the kernels read and update during a chunk
+    int n_in, n_out
 
 
 cdef struct Optim:
@@ -187,6 +200,14 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                          int n) noexcept nogil:
     """One layer's output for n rows."""
     if lay.kind == LAYER_DENSE:
+        if floating is float:
+            if lay.packed:
+                packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
+                               <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
+                               lay.act == RELU)
+                if lay.act != RELU and lay.act != IDENTITY:
+                    activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
+                return
         dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                           n, lay.n_in, lay.n_out, lay.act)
 
@@ -219,6 +240,10 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
     cdef bint fold = opt.kind == OPT_SGD and not opt.nesterov
     if lay.kind == LAYER_DENSE:
         output_grad(lay.act, <floating*>lay.A, dZ, db, n, n_out)
+        if floating is float:
+            if lay.packed:
+                _dense_backward_packed(lay, opt, inp, dinp, n, fold)
+                return
         if dinp != NULL:
             gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
                  <floating>0, dinp, n_in)
@@ -242,6 +267,37 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
                  <floating*>lay.grad[0], n_out)
             _update(lay, opt, 0, <floating>0)
             _update(lay, opt, 1, <floating>0)
+
+
+cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, float* dinp,
+                                 int n, bint fold) noexcept nogil:
+    """The dense layer's backward step with W packed, after output_grad.
+
+    The input gradient dZ @ W^T is one BLAS product per panel (a panel is an
+    n_in x 32 row-major block, so BLAS reads it in place). The weight-gradient
+    kernel writes plain and heavy-ball SGD straight into the panels; any other
+    update runs on the packed gradient, elementwise, as on the row-major one.
+    """
+    cdef int n_in = lay.n_in, n_out = lay.n_out, p, c0, nc
+    cdef float* P = <float*>lay.param[0]
+    cdef float* dZ = <float*>lay.D
+    cdef float mu = opt.momentum
+    if dinp != NULL:
+        for p in range((n_out + PANEL - 1) // PANEL):
+            c0 = p * PANEL
+            nc = n_out - c0 if n_out - c0 < PANEL else PANEL
+            gemm(False, True, n, n_in, nc, <float>1, dZ + c0, n_out,
+                 P + <Py_ssize_t>p * n_in * PANEL, PANEL, <float>(0 if p == 0 else 1),
+                 dinp, n_in)
+    if fold:
+        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
+                     n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay)
+        _update(lay, opt, 1, <float>0)
+    else:
+        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
+                     WG_STORE, 0, 0, 0)
+        _update(lay, opt, 0, <float>0)
+        _update(lay, opt, 1, <float>0)
 
 
 cdef void _update(LayerC* lay, Optim* opt, int j, floating dummy) noexcept nogil:
@@ -353,12 +409,17 @@ cdef class Workspace:
     cdef void* targets_b
     cdef void* weights
     cdef void* weights_b
+    cdef int level              # kernel level of the packed dense layers (0: BLAS)
+    cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
+    cdef int n_packs
 
     def __cinit__(self):
         self.layers = NULL
+        self.packs = NULL
 
     def __dealloc__(self):
         free(self.layers)
+        free(self.packs)
 
     def __init__(self, plan):
         cdef int l, j, k, L, n_state, p = 0
@@ -403,6 +464,7 @@ cdef class Workspace:
                     lay.state[j][k] = lay.grad[j]   # never read: no such state
                 p += 1
         self.keep += grads + A + D
+        self._use_packed(n_state, ft)
 
         X = plan.X
         _require(cnp.PyArray_Check(X) and X.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(X),
@@ -452,6 +514,56 @@ cdef class Workspace:
             self.weights_b = _data(plan.weights_b, self.bs, "weights_b", ft, True)
             self.keep += [plan.sample_weight, plan.weights_b]
 
+    cdef void _use_packed(self, int n_state, int ft) except *:
+        """Give each float32 dense layer panel buffers for W, its gradient and its state.
+
+        The layer's pointers are switched to the panels for the whole fit; the arrays
+        Python holds get the panels' values at the end of every chunk (``train``),
+        so ``layer.W`` and the optimizer state are current between chunks, and a
+        callback's assignment to them is packed again before the next chunk. The
+        gradient is scratch and is never copied. Packing 784 x 128 floats and back
+        costs about as much as one batch-16 product, once per chunk of ~0.1 s.
+        """
+        cdef int l, k
+        cdef LayerC* lay
+        cdef Py_ssize_t size
+        self.level = kernel_level() if ft == cnp.NPY_FLOAT32 else LEVEL_BLAS
+        self.packs = <PackedCopy*>calloc(self.L * (1 + MAX_STATE) + 1, sizeof(PackedCopy))
+        if self.packs == NULL:
+            raise MemoryError()
+        if self.level == LEVEL_BLAS:
+            return
+        for l in range(self.L):
+            lay = &self.layers[l]
+            if lay.kind != LAYER_DENSE:
+                continue
+            size = packed_size(lay.n_in, lay.n_out)
+            lay.packed = self.level
+            lay.param[0] = self._panels(<float*>lay.param[0], lay, size)
+            lay.grad[0] = self._panels(NULL, lay, size)
+            for k in range(n_state):
+                lay.state[0][k] = self._panels(<float*>lay.state[0][k], lay, size)
+            for k in range(n_state, MAX_STATE):
+                lay.state[0][k] = lay.grad[0]   # never read: no such state
+            lay.size[0] = size                  # the elementwise updates run on the panels
+
+    cdef float* _panels(self, float* flat, LayerC* lay, Py_ssize_t size) except NULL:
+        """A zeroed, 64-byte aligned panel buffer (kept alive by the workspace).
+
+        Unless ``flat`` is NULL it is recorded as the row-major twin of the buffer.
+        """
+        buf = np.zeros(size + 16, np.float32)
+        self.keep.append(buf)
+        cdef float* p = <float*>cnp.PyArray_DATA(<cnp.ndarray>buf)
+        p += (16 - (<uintptr_t>p // sizeof(float)) % 16) % 16
+        if flat != NULL:
+            self.packs[self.n_packs].flat = flat
+            self.packs[self.n_packs].packed = p
+            self.packs[self.n_packs].n_in = lay.n_in
+            self.packs[self.n_packs].n_out = lay.n_out
+            self.n_packs += 1
+        return p
+
     cdef void _read_optimizer(self) except *:
         """The optimizer's hyper-parameters as they are now (a schedule may change lr)."""
         optimizer = self.optimizer
@@ -497,17 +609,26 @@ cdef class Workspace:
         if start == stop:
             return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
-        if self.ftype == cnp.NPY_FLOAT32:
+        cdef int k
+        for k in range(self.n_packs):
+            pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
+                 self.packs[k].n_out)
+        try:
+            if self.ftype == cnp.NPY_FLOAT32:
+                if self.xtype == cnp.NPY_UINT8:
+                    return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <float>0)
+                if self.xtype == cnp.NPY_FLOAT32:
+                    return _train_range(self, rows, start, stop, max_seconds, <float>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <double>0, <float>0)
             if self.xtype == cnp.NPY_UINT8:
-                return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <double>0)
             if self.xtype == cnp.NPY_FLOAT32:
-                return _train_range(self, rows, start, stop, max_seconds, <float>0, <float>0)
-            return _train_range(self, rows, start, stop, max_seconds, <double>0, <float>0)
-        if self.xtype == cnp.NPY_UINT8:
-            return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <double>0)
-        if self.xtype == cnp.NPY_FLOAT32:
-            return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
-        return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
+                return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
+            return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
+        finally:
+            for k in range(self.n_packs):
+                unpack(self.packs[k].packed, self.packs[k].flat, self.packs[k].n_in,
+                       self.packs[k].n_out)
 
 
 cdef double _now() noexcept nogil:
