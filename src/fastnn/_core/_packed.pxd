@@ -10,6 +10,8 @@ cdef enum:
     WG_SGD = 1
     WG_MOMENTUM = 2
 
+from libc.stdint cimport uint8_t
+
 cdef int kernel_level() noexcept nogil
 cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
 cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
@@ -20,3 +22,5 @@ cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float*
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                        int mode, float lr, float mu, float wd) noexcept nogil
+cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
+                    float* out, float scale) noexcept nogil

@@ -14,6 +14,8 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+from libc.stdint cimport uint8_t
+
 cdef extern from "_packed_kernels.h" nogil:
     int fnn_cpu_level()
     size_t fnn_packed_size(int n_in, int n_out)
@@ -25,6 +27,8 @@ cdef extern from "_packed_kernels.h" nogil:
     void fnn_dense_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                          int mode, float lr, float mu, float wd)
+    void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                       int nb, float* out, float scale)
 
 cdef int _supported = fnn_cpu_level()
 cdef int _level = _supported
@@ -56,6 +60,11 @@ cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* d
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                        int mode, float lr, float mu, float wd) noexcept nogil:
     fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd)
+
+
+cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
+                    float* out, float scale) noexcept nogil:
+    fnn_gather_u8(level, X, d, rows, nb, out, scale)
 
 
 def supported_level():
@@ -157,3 +166,21 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
     with nogil:
         fnn_dense_wgrad(level, &X[0, 0], ldx, &dZ[0, 0], ldz, &P[0], &G[0], n, n_in, n_out,
                         mode, lr, mu, wd)
+
+
+def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] out, float scale,
+           int level):
+    """out[i] = X[rows[i]] * scale, as the training loop gathers a uint8 batch."""
+    if not (LEVEL_BLAS <= level <= _supported):
+        raise ValueError(f"kernel level {level} is not available here")
+    cdef Py_ssize_t i, n = X.shape[0], d = X.shape[1]
+    cdef int nb = rows.shape[0]
+    if nb < 1 or d < 1:
+        raise ValueError("empty dimension")
+    if out.shape[0] != nb or out.shape[1] != d:
+        raise ValueError("out has the wrong shape")
+    for i in range(nb):
+        if not (0 <= rows[i] < n):
+            raise ValueError("rows index outside X")
+    with nogil:
+        fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale)

@@ -440,6 +440,44 @@ static T256 void wgrad256(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
     }
 }
 
+/* ------------------------------------------------------------ the uint8 gather */
+
+/* The rest of the core is built for baseline x86-64 (SSE2), where the uint8 -> float
+ * conversion of the batch gather runs 4 values at a time; these run 16 or 8. */
+static T512 void gather512(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                           float *out, float scale)
+{
+    __m512 s = _mm512_set1_ps(scale);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *src = X + rows[i] * d;
+        float *dst = out + (ptrdiff_t)i * d;
+        ptrdiff_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + j)));
+            _mm512_storeu_ps(dst + j, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
+        }
+        for (; j < d; j++)
+            dst[j] = (float)src[j] * scale;
+    }
+}
+
+static T256 void gather256(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                           float *out, float scale)
+{
+    __m256 s = _mm256_set1_ps(scale);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *src = X + rows[i] * d;
+        float *dst = out + (ptrdiff_t)i * d;
+        ptrdiff_t j = 0;
+        for (; j + 8 <= d; j += 8) {
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + j)));
+            _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_cvtepi32_ps(v), s));
+        }
+        for (; j < d; j++)
+            dst[j] = (float)src[j] * scale;
+    }
+}
+
 #else /* not x86-64 with GCC or Clang: the portable loops only */
 
 int fnn_cpu_level(void) { return FNN_LEVEL_BLAS; }
@@ -480,4 +518,23 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
 #endif
     (void)level;
     wgrad_scalar(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
+}
+
+void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                   float *out, float scale)
+{
+#ifdef FNN_X86
+    if (level == FNN_LEVEL_AVX512) {
+        gather512(X, d, rows, nb, out, scale);
+        return;
+    }
+    if (level == FNN_LEVEL_AVX2) {
+        gather256(X, d, rows, nb, out, scale);
+        return;
+    }
+#endif
+    (void)level;
+    for (int i = 0; i < nb; i++)
+        for (ptrdiff_t j = 0; j < d; j++)
+            out[(ptrdiff_t)i * d + j] = (float)X[rows[i] * d + j] * scale;
 }

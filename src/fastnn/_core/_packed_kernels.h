@@ -15,6 +15,7 @@
 #define FASTNN_PACKED_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define FNN_NR 32
 
@@ -48,5 +49,9 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                      float *P, float *G, int n, int n_in, int n_out, int mode,
                      float lr, float mu, float wd);
+
+/* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
+void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                   float *out, float scale);
 
 #endif

@@ -33,7 +33,7 @@ from fastnn._core._kernels cimport (
 )
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
-    packed_forward, packed_wgrad,
+    packed_forward, packed_wgrad, gather_u8,
 )
 
 import numpy as np
@@ -185,6 +185,11 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
     cdef Py_ssize_t j
     cdef const input_t* src
     cdef floating* dst
+    if input_t is uint8_t:
+        if floating is float:
+            if kernel_level() != LEVEL_BLAS:    # vectorised for the CPU: 4x the SSE2 width
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale)
+                return
     for i in range(nb):
         src = X + rows[i] * d
         dst = out + i * d
