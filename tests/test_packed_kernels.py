@@ -299,8 +299,9 @@ def test_fit_matches_the_blas_path_other_activations(level, activation):
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 def test_fit_uint8_input_batch_1_width_1(level):
-    X, y = _data(n=60, d=9, classes=3, kind="uint8", seed=2)
-    args = dict(X=X, y=y, sizes=(9, 1, 3), batch_size=1, epochs=3, input_scale=1 / 255)
+    """A width-1 layer (on BLAS: narrower than MIN_PACKED_OUTPUTS) feeds a packed one (K = 1)."""
+    X, y = _data(n=60, d=9, classes=12, kind="uint8", seed=2)
+    args = dict(X=X, y=y, sizes=(9, 1, 12), batch_size=1, epochs=3, input_scale=1 / 255)
     ref_net, ref_rec = _fit("blas", OPTIMIZERS["sgd"], **args)
     net, rec = _fit(level, OPTIMIZERS["sgd"], **args)
     _assert_same_training(net, rec, ref_net, ref_rec)

@@ -32,7 +32,7 @@ from fastnn._core._kernels cimport (
     sgd_step, adam_step,
 )
 from fastnn._core._packed cimport (
-    LEVEL_BLAS, PANEL, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
+    LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8,
 )
 
@@ -540,7 +540,7 @@ cdef class Workspace:
             return
         for l in range(self.L):
             lay = &self.layers[l]
-            if lay.kind != LAYER_DENSE:
+            if lay.kind != LAYER_DENSE or lay.n_out < MIN_PACKED_OUTPUTS:
                 continue
             size = packed_size(lay.n_in, lay.n_out)
             lay.packed = self.level
