@@ -44,7 +44,7 @@ def _median_us(fn, inner: int) -> float:
     return (time.perf_counter() - t) / inner * 1e6
 
 
-def products(reps: int) -> None:
+def products(reps: int, threads: int) -> None:
     """Per-product medians (us), BLAS and every kernel level, interleaved."""
     rng = np.random.default_rng(0)
     levels = [name for name in fastnn.available_kernel_levels() if name != "blas"]
@@ -75,9 +75,9 @@ def products(reps: int) -> None:
             runs = {"fwd": {"blas": blas_fwd}, "wgrad": {"blas": blas_wg}}
             for name in levels:
                 code = LEVEL_CODE[name]
-                runs["fwd"][name] = (lambda code=code: _packed.forward(X, P, b, Y, True, code))
+                runs["fwd"][name] = (lambda code=code: _packed.forward(X, P, b, Y, True, code, threads))
                 runs["wgrad"][name] = (lambda code=code: _packed.weight_gradient(
-                    X, dZ, P, G, 1, 1e-6, 0.0, 0.0, code))
+                    X, dZ, P, G, 1, 1e-6, 0.0, 0.0, code, threads))
             for product, fns in runs.items():
                 times = {name: [] for name in fns}
                 for _ in range(reps):
@@ -89,12 +89,11 @@ def products(reps: int) -> None:
                                   for name in levels))
 
 
-def epoch(reps: int) -> None:
+def epoch(reps: int, levels: list[str]) -> None:
     """Seconds per 10,000-sample epoch at batch 16 / 64 / 256, levels round-robin."""
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (10_000, 784), dtype=np.uint8)
     y = rng.integers(0, 10, 10_000)
-    levels = fastnn.available_kernel_levels()
     print("batch  " + "  ".join(f"{n:>14}" for n in levels))
     for bs in (16, 64, 256):
         nets = {}
@@ -113,7 +112,7 @@ def epoch(reps: int) -> None:
                 times[name].append(time.perf_counter() - t)
         med = {name: statistics.median(t) for name, t in times.items()}
         print(f"{bs:5}  " + "  ".join(
-            f"{med[name] * 1e3:6.1f} ms ({med['blas'] / med[name]:.2f}x)" for name in levels))
+            f"{med[name] * 1e3:6.1f} ms ({med[levels[0]] / med[name]:.2f}x)" for name in levels))
     fastnn.set_kernel_level(None)
 
 
@@ -121,11 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["products", "epoch"], nargs="?", default="products")
     parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="set_num_threads(N); 0 leaves the fit's own chooser")
+    parser.add_argument("--levels", default=",".join(fastnn.available_kernel_levels()),
+                        help="kernel levels to compare, the first is the reference")
     args = parser.parse_args()
-    fastnn.set_num_threads(args.threads)
-    print(f"kernel levels: {fastnn.available_kernel_levels()}, threads: {args.threads}")
-    products(args.reps) if args.what == "products" else epoch(args.reps)
+    if args.threads:
+        fastnn.set_num_threads(args.threads)
+    print(f"kernel levels: {fastnn.available_kernel_levels()}, threads: "
+          f"{args.threads or 'chosen per chunk'}")
+    if args.what == "products":
+        products(args.reps, max(args.threads, 1))
+    else:
+        epoch(args.reps, args.levels.split(","))
 
 
 if __name__ == "__main__":

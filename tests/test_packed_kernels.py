@@ -362,3 +362,69 @@ def test_float64_fits_take_the_blas_path():
     nets = [_fit(name, OPTIMIZERS["sgd"], X=X, y=y, dtype="float64")[0] for name in LEVELS]
     for net in nets[1:]:
         np.testing.assert_array_equal(net.layers[0].W, nets[0].layers[0].W)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 37, 10), (16, 128, 10), (9, 70, 32),
+                                   (3, 1, 12), (64, 200, 33)])
+def test_input_gradient_through_the_transposed_panels(level, shape):
+    """dZ @ W^T as the forward kernel on W^T packed from the panels (no bias)."""
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(n + n_in + n_out)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    dZ = rng.standard_normal((n, n_out)).astype(np.float32)
+    PT = np.full(_packed.packed_size_of(n_out, n_in), np.nan, np.float32)
+    _packed.pack_transposed_weights(_packed_of(W), PT, n_in, n_out)
+    np.testing.assert_array_equal(PT, _packed_of(np.ascontiguousarray(W.T)))
+    dX = np.full((n, n_in), np.nan, np.float32)
+    _packed.forward(dZ, PT, None, dX, False, LEVEL_CODE[level])
+    assert_close(dX, dZ.astype(np.float64) @ W.T, np.float32)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_split_panels_without_changing_a_bit(level, threads):
+    """Each output is computed by the same code whichever thread runs its panel."""
+    rng = np.random.default_rng(11)
+    n, n_in, n_out = 64, 300, 150
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    dZ = rng.standard_normal((n, n_out)).astype(np.float32)
+    code = LEVEL_CODE[level]
+    out = {}
+    for t in (1, threads):
+        P = _packed_of(W)
+        Y = np.empty((n, n_out), np.float32)
+        _packed.forward(X, P, b, Y, True, code, t)
+        G = _packed_of(W * 0.5)
+        _packed.weight_gradient(X, dZ, P, G, 2, 0.1, 0.9, 0.01, code, t)
+        out[t] = (Y, P, G)
+    for a, b_ in zip(out[1], out[threads]):
+        np.testing.assert_array_equal(a, b_)
+    with pytest.raises(ValueError):
+        _packed.forward(X, P, b, Y, True, code, 0)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_chunks_switching_between_panels_and_blas(level, monkeypatch):
+    """Chunks with several BLAS threads at batch >= 256 take the BLAS path, the others the
+    panels: alternating them mid-fit keeps W and the momentum where the next chunk reads them."""
+    import fastnn.ops.compiled_ops as compiled_ops
+
+    class Alternating:
+        calls = 0
+
+        def get(self):
+            Alternating.calls += 1
+            return 1 + Alternating.calls % 2
+
+    X, y = _data(n=3000, seed=8)
+    ref_net, ref_rec = _fit("blas", OPTIMIZERS["momentum"], X=X, y=y, batch_size=256, epochs=3)
+    monkeypatch.setattr(compiled_ops, "core_blas", lambda: Alternating())
+    net, rec = _fit(level, OPTIMIZERS["momentum"], X=X, y=y, batch_size=256, epochs=3)
+    assert Alternating.calls >= 3
+    _assert_same_training(net, rec, ref_net, ref_rec)

@@ -21,11 +21,12 @@ cdef int kernel_level() noexcept nogil
 cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
 cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
 cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil
+cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu) noexcept nogil
+                         bint relu, int threads) noexcept nogil
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd) noexcept nogil
+                       int mode, float lr, float mu, float wd, int threads) noexcept nogil
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale) noexcept nogil

@@ -21,12 +21,13 @@ cdef extern from "_packed_kernels.h" nogil:
     size_t fnn_packed_size(int n_in, int n_out)
     void fnn_pack(const float* W, float* P, int n_in, int n_out)
     void fnn_unpack(const float* P, float* W, int n_in, int n_out)
+    void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out)
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
-                           int n_out, int relu)
+                           int n_out, int relu, int nt)
     void fnn_dense_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                         int mode, float lr, float mu, float wd)
+                         int mode, float lr, float mu, float wd, int nt)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                        int nb, float* out, float scale)
 
@@ -50,16 +51,20 @@ cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil:
     fnn_unpack(P, W, n_in, n_out)
 
 
+cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil:
+    fnn_pack_transposed(P, PT, n_in, n_out)
+
+
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu) noexcept nogil:
-    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu)
+                         bint relu, int threads) noexcept nogil:
+    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, threads)
 
 
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd) noexcept nogil:
-    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd)
+                       int mode, float lr, float mu, float wd, int threads) noexcept nogil:
+    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, threads)
 
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
@@ -124,6 +129,18 @@ def unpack_weights(const float[::1] P, float[:, ::1] W):
         fnn_unpack(&P[0], &W[0, 0], n_in, n_out)
 
 
+def pack_transposed_weights(const float[::1] P, float[::1] PT, int n_in, int n_out):
+    """PT[:] = the packed form of W^T, W (n_in x n_out) being packed in P."""
+    if n_in < 1 or n_out < 1:
+        raise ValueError("sizes must be positive")
+    if P.shape[0] != <Py_ssize_t>fnn_packed_size(n_in, n_out):
+        raise ValueError("P does not hold an n_in x n_out matrix")
+    if PT.shape[0] != <Py_ssize_t>fnn_packed_size(n_out, n_in):
+        raise ValueError("PT does not hold an n_out x n_in matrix")
+    with nogil:
+        fnn_pack_transposed(&P[0], &PT[0], n_in, n_out)
+
+
 def packed_size_of(int n_in, int n_out):
     """Floats of the packed form of an n_in x n_out matrix."""
     if n_in < 1 or n_out < 1:
@@ -131,11 +148,24 @@ def packed_size_of(int n_in, int n_out):
     return <Py_ssize_t>fnn_packed_size(n_in, n_out)
 
 
+cdef int _check_threads(int threads) except -1:
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return 0
+
+
 def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:, :] Y,
-            bint relu, int level):
-    """Y[:] = X @ W + b (ReLU'd when relu), W packed in P; X and Y may have row strides."""
+            bint relu, int level, int threads=1):
+    """Y[:] = X @ W + b (ReLU'd when relu), W packed in P; X and Y may have row strides.
+
+    b may be None (no bias); W's width is then Y's.
+    """
     _check_level(level)
-    cdef int n = X.shape[0], n_in = X.shape[1], n_out = b.shape[0]
+    _check_threads(threads)
+    cdef int n = X.shape[0], n_in = X.shape[1], n_out = Y.shape[1]
+    if b is not None and b.shape[0] != n_out:
+        raise ValueError("b and Y differ in width")
+    cdef const float* bp = NULL if b is None else &b[0]
     if n < 1 or n_in < 1 or n_out < 1:
         raise ValueError("empty dimension")
     if P.shape[0] != <Py_ssize_t>fnn_packed_size(n_in, n_out):
@@ -144,14 +174,15 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
         raise ValueError("Y has the wrong shape")
     cdef Py_ssize_t ldx = _row_stride(X, "X"), ldy = _row_stride(Y, "Y")
     with nogil:
-        fnn_dense_forward(level, &X[0, 0], ldx, &P[0], &b[0], &Y[0, 0], ldy, n, n_in, n_out,
-                          relu)
+        fnn_dense_forward(level, &X[0, 0], ldx, &P[0], bp, &Y[0, 0], ldy, n, n_in, n_out,
+                          relu, threads)
 
 
 def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, float[::1] G,
-                    int mode, float lr, float mu, float wd, int level):
+                    int mode, float lr, float mu, float wd, int level, int threads=1):
     """Apply acc = X^T dZ to the packed W in P (and G) as ``mode`` says (see WG_*)."""
     _check_level(level)
+    _check_threads(threads)
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = dZ.shape[1]
     if n < 1 or n_in < 1 or n_out < 1:
         raise ValueError("empty dimension")
@@ -165,7 +196,7 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
     cdef Py_ssize_t ldx = _row_stride(X, "X"), ldz = _row_stride(dZ, "dZ")
     with nogil:
         fnn_dense_wgrad(level, &X[0, 0], ldx, &dZ[0, 0], ldz, &P[0], &G[0], n, n_in, n_out,
-                        mode, lr, mu, wd)
+                        mode, lr, mu, wd, threads)
 
 
 def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] out, float scale,

@@ -38,17 +38,22 @@ size_t fnn_packed_size(int n_in, int n_out);
 void fnn_pack(const float *W, float *P, int n_in, int n_out);
 void fnn_unpack(const float *P, float *W, int n_in, int n_out);
 
-/* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b, then ReLU
- * when relu is nonzero. */
+/* PT = the packed form of W^T (n_out x n_in), from W packed in P. With it the input
+ * gradient dZ @ W^T is a forward product (fnn_dense_forward, b = NULL). */
+void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out);
+
+/* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
+ * when relu is nonzero. nt: at most this many threads (OpenMP builds), split by panels;
+ * the result does not depend on it (each output is computed by the same code). */
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu);
+                       int relu, int nt);
 
 /* acc = X^T dZ over n rows (X: n x n_in, stride ldx; dZ: n x n_out, stride ldz),
  * applied to the packed W (and G, the gradient or the velocity, packed) as mode says. */
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                      float *P, float *G, int n, int n_in, int n_out, int mode,
-                     float lr, float mu, float wd);
+                     float lr, float mu, float wd, int nt);
 
 /* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,

@@ -33,7 +33,7 @@ from fastnn._core._kernels cimport (
 )
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
-    packed_forward, packed_wgrad, gather_u8,
+    packed_forward, packed_wgrad, gather_u8, pack_transposed,
 )
 
 import numpy as np
@@ -68,12 +68,38 @@ cdef struct LayerC:
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
+    int threads                     # threads its packed kernels may use in this chunk
+    void* transposed                # W^T packed, for the input gradient (one panel wide)
 
 
 cdef struct PackedCopy:
     float* flat             # the row-major array Python sees (W or its optimizer state)
     float* packed           # its panels, which the kernels read and update during a chunk
     int n_in, n_out
+
+
+cdef struct Layout:
+    # Where a dense layer's W, its gradient and W's optimizer state live: the arrays
+    # Python sees (row-major) or their panels. Switched per chunk (Workspace.train).
+    void* param0
+    void* grad0
+    void* state0[MAX_STATE]
+    Py_ssize_t size0
+    int packed
+
+
+cdef inline void _save_layout(const LayerC* lay, Layout* out) noexcept nogil:
+    cdef int k
+    out.param0, out.grad0, out.size0, out.packed = lay.param[0], lay.grad[0], lay.size[0], lay.packed
+    for k in range(MAX_STATE):
+        out.state0[k] = lay.state[0][k]
+
+
+cdef inline void _apply_layout(LayerC* lay, const Layout* lt) noexcept nogil:
+    cdef int k
+    lay.param[0], lay.grad[0], lay.size[0], lay.packed = lt.param0, lt.grad0, lt.size0, lt.packed
+    for k in range(MAX_STATE):
+        lay.state[0][k] = lt.state0[k]
 
 
 cdef struct Optim:
@@ -209,7 +235,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
             if lay.packed:
                 packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
                                <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
-                               lay.act == RELU)
+                               lay.act == RELU, lay.threads)
                 if lay.act != RELU and lay.act != IDENTITY:
                     activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
                 return
@@ -278,8 +304,11 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
                                  int n, bint fold) noexcept nogil:
     """The dense layer's backward step with W packed, after output_grad.
 
-    The input gradient dZ @ W^T is one BLAS product per panel (a panel is an
-    n_in x 32 row-major block, so BLAS reads it in place). The weight-gradient
+    The input gradient dZ @ W^T: for a layer one panel wide (the output layers,
+    10 classes say) W^T is packed afresh (n_in x n_out copies) and the forward
+    kernel computes it, with no BLAS call; wider layers make one BLAS product per
+    panel (a panel is an n_in x 32 row-major block, so BLAS reads it in place),
+    where repacking W^T would cost as much as the product. The weight-gradient
     kernel writes plain and heavy-ball SGD straight into the panels; any other
     update runs on the packed gradient, elementwise, as on the row-major one.
     """
@@ -287,7 +316,11 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     cdef float* P = <float*>lay.param[0]
     cdef float* dZ = <float*>lay.D
     cdef float mu = opt.momentum
-    if dinp != NULL:
+    if dinp != NULL and lay.transposed != NULL:
+        pack_transposed(P, <float*>lay.transposed, n_in, n_out)
+        packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
+                       n_out, n_in, False, lay.threads)
+    elif dinp != NULL:
         for p in range((n_out + PANEL - 1) // PANEL):
             c0 = p * PANEL
             nc = n_out - c0 if n_out - c0 < PANEL else PANEL
@@ -296,11 +329,12 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
                  dinp, n_in)
     if fold:
         packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
-                     n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay)
+                     n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay,
+                     lay.threads)
         _update(lay, opt, 1, <float>0)
     else:
         packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
-                     WG_STORE, 0, 0, 0)
+                     WG_STORE, 0, 0, 0, lay.threads)
         _update(lay, opt, 0, <float>0)
         _update(lay, opt, 1, <float>0)
 
@@ -417,14 +451,17 @@ cdef class Workspace:
     cdef int level              # kernel level of the packed dense layers (0: BLAS)
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
+    cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
 
     def __cinit__(self):
         self.layers = NULL
         self.packs = NULL
+        self.layouts = NULL
 
     def __dealloc__(self):
         free(self.layers)
         free(self.packs)
+        free(self.layouts)
 
     def __init__(self, plan):
         cdef int l, j, k, L, n_state, p = 0
@@ -534,13 +571,15 @@ cdef class Workspace:
         cdef Py_ssize_t size
         self.level = kernel_level() if ft == cnp.NPY_FLOAT32 else LEVEL_BLAS
         self.packs = <PackedCopy*>calloc(self.L * (1 + MAX_STATE) + 1, sizeof(PackedCopy))
-        if self.packs == NULL:
+        self.layouts = <Layout*>calloc(2 * self.L, sizeof(Layout))
+        if self.packs == NULL or self.layouts == NULL:
             raise MemoryError()
-        if self.level == LEVEL_BLAS:
-            return
         for l in range(self.L):
             lay = &self.layers[l]
-            if lay.kind != LAYER_DENSE or lay.n_out < MIN_PACKED_OUTPUTS:
+            _save_layout(lay, &self.layouts[2 * l])
+            _save_layout(lay, &self.layouts[2 * l + 1])
+            if (self.level == LEVEL_BLAS or lay.kind != LAYER_DENSE
+                    or lay.n_out < MIN_PACKED_OUTPUTS):
                 continue
             size = packed_size(lay.n_in, lay.n_out)
             lay.packed = self.level
@@ -551,6 +590,9 @@ cdef class Workspace:
             for k in range(n_state, MAX_STATE):
                 lay.state[0][k] = lay.grad[0]   # never read: no such state
             lay.size[0] = size                  # the elementwise updates run on the panels
+            if l > 0 and lay.n_out <= PANEL:     # its input gradient is needed
+                lay.transposed = self._panels(NULL, lay, packed_size(lay.n_out, lay.n_in))
+            _save_layout(lay, &self.layouts[2 * l + 1])
 
     cdef float* _panels(self, float* flat, LayerC* lay, Py_ssize_t size) except NULL:
         """A zeroed, 64-byte aligned panel buffer (kept alive by the workspace).
@@ -590,7 +632,7 @@ cdef class Workspace:
             self.opt.step = optimizer.step_count
 
     def train(self, const Py_ssize_t[::1] order, Py_ssize_t start, Py_ssize_t stop,
-              double max_seconds=0):
+              double max_seconds=0, int threads=1):
         """Train the mini-batches of ``order[start:stop]``; ``start`` begins a batch.
 
         With ``max_seconds`` > 0 it returns early, after the first batch that
@@ -604,6 +646,9 @@ cdef class Workspace:
         those of the last finite step), and the right predictions among the
         samples trained on, weighted by their sample weights (see ``_correct``;
         0 for MSE), counted from the outputs each batch's loss was computed on.
+
+        ``threads`` bounds the threads of the packed dense kernels in this chunk
+        (the caller passes the count it gives BLAS, so one choice governs both).
         """
         cdef Py_ssize_t i
         _require(0 <= start <= stop <= order.shape[0], "start and stop must lie in order")
@@ -615,9 +660,19 @@ cdef class Workspace:
             return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
         cdef int k
-        for k in range(self.n_packs):
-            pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
-                 self.packs[k].n_out)
+        # With more than one thread BLAS outruns the one-thread kernels at large
+        # batches (measured at batch 256, 2 threads: 25.6-26.7 ms per 10,000 samples
+        # against 28-31), so such chunks take the BLAS path: the thread chooser then
+        # compares BLAS on 2 threads with the kernels on 1. The kernels' own threads
+        # are off: their OpenMP barriers collapsed under load (see benches/NOTES.md).
+        cdef bint panels = self.n_packs > 0 and not (threads > 1 and self.bs >= 256)
+        for k in range(self.L):
+            self.layers[k].threads = 1
+            _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
+        if panels:
+            for k in range(self.n_packs):
+                pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
+                     self.packs[k].n_out)
         try:
             if self.ftype == cnp.NPY_FLOAT32:
                 if self.xtype == cnp.NPY_UINT8:
@@ -631,7 +686,7 @@ cdef class Workspace:
                 return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
             return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
         finally:
-            for k in range(self.n_packs):
+            for k in range(self.n_packs if panels else 0):
                 unpack(self.packs[k].packed, self.packs[k].flat, self.packs[k].n_in,
                        self.packs[k].n_out)
 
