@@ -428,3 +428,30 @@ def test_chunks_switching_between_panels_and_blas(level, monkeypatch):
     net, rec = _fit(level, OPTIMIZERS["momentum"], X=X, y=y, batch_size=256, epochs=3)
     assert Alternating.calls >= 3
     _assert_same_training(net, rec, ref_net, ref_rec)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("rows", [1, 63, 64, 300])
+def test_inference_on_the_panels_matches_blas(level, rows):
+    """predict_proba packs W for the call from 64 rows on; fewer rows keep BLAS."""
+    X, y = _data(n=300, seed=9, kind="uint8")
+    net = fastnn.Network.mlp([23, 40, 12], loss="softmax_cross_entropy", seed=3)
+    fastnn.set_kernel_level("blas")
+    W_before = net.layers[0].W.copy()
+    ref = net.predict_proba(X[:rows], input_scale=1 / 255)
+    fastnn.set_kernel_level(level)
+    got = net.predict_proba(X[:rows], input_scale=1 / 255)
+    assert_close(got, ref, np.float32)
+    np.testing.assert_array_equal(net.layers[0].W, W_before)   # read, never written
+    assert_close(net.evaluate(X[:rows], y[:rows] % 12, input_scale=1 / 255)["loss"],
+                 _blas_loss(net, X[:rows], y[:rows] % 12), np.float32)
+
+
+def _blas_loss(net, X, y):
+    level = fastnn.get_kernel_level()
+    fastnn.set_kernel_level("blas")
+    try:
+        return net.evaluate(X, y, input_scale=1 / 255)["loss"]
+    finally:
+        fastnn.set_kernel_level(level)
