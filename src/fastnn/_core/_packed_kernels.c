@@ -113,6 +113,8 @@ static void update_one(float *w, float *g, float a, int mode, float lr, float mu
         *g = a;
     } else if (mode == FNN_WG_SGD) {
         *w = *w * (1 - lr * wd) - lr * a;
+    } else if (mode == FNN_WG_SGD_NO_DECAY) {
+        *w -= lr * a;
     } else {
         *g = mu * *g + a + wd * *w;
         *w -= lr * *g;
@@ -236,6 +238,8 @@ INL T512 void upd512(float *w, float *g, __m512 a, int mode, __m512 nlr, __m512 
     } else if (mode == FNN_WG_SGD) {
         /* w (1 - lr wd) - lr a */
         _mm512_storeu_ps(w, _mm512_fmadd_ps(a, nlr, _mm512_mul_ps(_mm512_loadu_ps(w), keep)));
+    } else if (mode == FNN_WG_SGD_NO_DECAY) {
+        _mm512_storeu_ps(w, _mm512_fmadd_ps(a, nlr, _mm512_loadu_ps(w)));
     } else {
         __m512 wv = _mm512_loadu_ps(w);
         __m512 v = _mm512_fmadd_ps(mu, _mm512_loadu_ps(g), _mm512_fmadd_ps(wd, wv, a));
@@ -431,6 +435,8 @@ INL T256 void upd256(float *w, float *g, __m256 a, int mode, __m256 nlr, __m256 
         _mm256_storeu_ps(g, a);
     } else if (mode == FNN_WG_SGD) {
         _mm256_storeu_ps(w, _mm256_fmadd_ps(a, nlr, _mm256_mul_ps(_mm256_loadu_ps(w), keep)));
+    } else if (mode == FNN_WG_SGD_NO_DECAY) {
+        _mm256_storeu_ps(w, _mm256_fmadd_ps(a, nlr, _mm256_loadu_ps(w)));
     } else {
         __m256 wv = _mm256_loadu_ps(w);
         __m256 v = _mm256_fmadd_ps(mu, _mm256_loadu_ps(g), _mm256_fmadd_ps(wd, wv, a));
@@ -589,6 +595,8 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
                      float lr, float mu, float wd, int nt)
 {
     (void)nt;
+    if (mode == FNN_WG_SGD && wd == 0)
+        mode = FNN_WG_SGD_NO_DECAY;   /* one multiply fewer per weight */
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
         wgrad512(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, nt);

@@ -27,6 +27,7 @@
 #define FNN_WG_STORE 0      /* G = acc */
 #define FNN_WG_SGD 1        /* W = W (1 - lr wd) - lr acc */
 #define FNN_WG_MOMENTUM 2   /* V = mu V + acc + wd W; W -= lr V */
+#define FNN_WG_SGD_NO_DECAY 3   /* W -= lr acc (FNN_WG_SGD with wd = 0, chosen inside) */
 
 /* The best level this build and this machine both support. */
 int fnn_cpu_level(void);
