@@ -120,7 +120,7 @@ def test_forward_relu_keeps_nan(level):
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("mode", ["store", "sgd", "momentum"])
+@pytest.mark.parametrize("mode", ["store", "sgd", "sgd_no_decay", "momentum"])
 def test_weight_gradient_against_numpy(level, shape, mode):
     n, n_in, n_out = shape
     rng = np.random.default_rng(n * 7 + n_in * 3 + n_out)
@@ -129,16 +129,16 @@ def test_weight_gradient_against_numpy(level, shape, mode):
     dZ = rng.standard_normal((n, n_out)).astype(np.float32)
     W = rng.standard_normal((n_in, n_out)).astype(np.float32)
     V = rng.standard_normal((n_in, n_out)).astype(np.float32)
-    lr, mu, wd = 0.05, 0.9, 0.01
+    lr, mu, wd = 0.05, 0.9, (0.0 if mode == "sgd_no_decay" else 0.01)
     P = _packed_of(W)
     G = _packed_of(V) if mode == "momentum" else np.zeros_like(P)
-    code = {"store": 0, "sgd": 1, "momentum": 2}[mode]
+    code = {"store": 0, "sgd": 1, "sgd_no_decay": 1, "momentum": 2}[mode]
     _packed.weight_gradient(X, dZ, P, G, code, lr, mu, wd, LEVEL_CODE[level])
     acc = X.astype(np.float64).T @ dZ
     if mode == "store":
         assert_close(_unpacked(G, W.shape), acc, np.float32)
         np.testing.assert_array_equal(_unpacked(P, W.shape), W)
-    elif mode == "sgd":
+    elif mode in ("sgd", "sgd_no_decay"):
         assert_close(_unpacked(P, W.shape), W * (1 - lr * wd) - lr * acc, np.float32)
     else:
         v = mu * V + acc + wd * W
