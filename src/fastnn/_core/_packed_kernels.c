@@ -213,6 +213,7 @@ static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const
                             int nt)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
+    (void)nt;   /* used by the OpenMP pragma only */
     FNN_PARALLEL_PANELS
     for (int p = 0; p < panels; p++) {
         int c0 = p * FNN_NR, nc = n_out - c0 < FNN_NR ? n_out - c0 : FNN_NR;
@@ -406,6 +407,7 @@ static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const
                             int nt)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
+    (void)nt;   /* used by the OpenMP pragma only */
     FNN_PARALLEL_PANELS
     for (int p = 0; p < panels; p++) {
         for (int h = 0; h < 2; h++) {
