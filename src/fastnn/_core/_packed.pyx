@@ -165,7 +165,9 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = Y.shape[1]
     if b is not None and b.shape[0] != n_out:
         raise ValueError("b and Y differ in width")
-    cdef const float* bp = NULL if b is None else &b[0]
+    cdef const float* bp = NULL
+    if b is not None:
+        bp = &b[0]
     if n < 1 or n_in < 1 or n_out < 1:
         raise ValueError("empty dimension")
     if P.shape[0] != <Py_ssize_t>fnn_packed_size(n_in, n_out):
