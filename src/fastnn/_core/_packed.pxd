@@ -24,9 +24,12 @@ cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil
 cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, int threads) noexcept nogil
+                         bint relu, void* team) noexcept nogil
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd, int threads) noexcept nogil
+                       int mode, float lr, float mu, float wd, void* team) noexcept nogil
+# The calling thread and one helper for a chunk (NULL where threads are unavailable).
+cdef void* team_start() noexcept nogil
+cdef void team_stop(void* team) noexcept nogil
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale) noexcept nogil

@@ -17,6 +17,10 @@ cnp.import_array()
 from libc.stdint cimport uint8_t
 
 cdef extern from "_packed_kernels.h" nogil:
+    ctypedef struct fnn_team:
+        pass
+    fnn_team* fnn_team_start()
+    void fnn_team_stop(fnn_team* team)
     int fnn_cpu_level()
     size_t fnn_packed_size(int n_in, int n_out)
     void fnn_pack(const float* W, float* P, int n_in, int n_out)
@@ -24,10 +28,10 @@ cdef extern from "_packed_kernels.h" nogil:
     void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out)
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
-                           int n_out, int relu, int nt)
+                           int n_out, int relu, fnn_team* team)
     void fnn_dense_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                         int mode, float lr, float mu, float wd, int nt)
+                         int mode, float lr, float mu, float wd, fnn_team* team)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                        int nb, float* out, float scale)
 
@@ -57,14 +61,23 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexce
 
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, int threads) noexcept nogil:
-    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, threads)
+                         bint relu, void* team) noexcept nogil:
+    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, <fnn_team*>team)
 
 
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd, int threads) noexcept nogil:
-    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, threads)
+                       int mode, float lr, float mu, float wd, void* team) noexcept nogil:
+    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd,
+                    <fnn_team*>team)
+
+
+cdef void* team_start() noexcept nogil:
+    return fnn_team_start()
+
+
+cdef void team_stop(void* team) noexcept nogil:
+    fnn_team_stop(<fnn_team*>team)
 
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
@@ -149,8 +162,8 @@ def packed_size_of(int n_in, int n_out):
 
 
 cdef int _check_threads(int threads) except -1:
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+    if not (1 <= threads <= 2):
+        raise ValueError(f"threads must be 1 or 2, got {threads}")
     return 0
 
 
@@ -158,7 +171,8 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
             bint relu, int level, int threads=1):
     """Y[:] = X @ W + b (ReLU'd when relu), W packed in P; X and Y may have row strides.
 
-    b may be None (no bias); W's width is then Y's.
+    b may be None (no bias); W's width is then Y's. threads=2 shares the product
+    with a helper thread made for this call (where the build has threads).
     """
     _check_level(level)
     _check_threads(threads)
@@ -175,9 +189,11 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
     if Y.shape[0] != n or Y.shape[1] != n_out:
         raise ValueError("Y has the wrong shape")
     cdef Py_ssize_t ldx = _row_stride(X, "X"), ldy = _row_stride(Y, "Y")
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_dense_forward(level, &X[0, 0], ldx, &P[0], bp, &Y[0, 0], ldy, n, n_in, n_out,
-                          relu, threads)
+                          relu, team)
+        fnn_team_stop(team)
 
 
 def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, float[::1] G,
@@ -196,9 +212,11 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
     if P.shape[0] != size or G.shape[0] != size:
         raise ValueError("P and G must hold an n_in x n_out matrix")
     cdef Py_ssize_t ldx = _row_stride(X, "X"), ldz = _row_stride(dZ, "dZ")
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_dense_wgrad(level, &X[0, 0], ldx, &dZ[0, 0], ldz, &P[0], &G[0], n, n_in, n_out,
-                        mode, lr, mu, wd, threads)
+                        mode, lr, mu, wd, team)
+        fnn_team_stop(team)
 
 
 def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] out, float scale,

@@ -11,6 +11,9 @@
  * function of compile-time MR and NV, instantiated for every row tail by a switch, so
  * that the accumulators live in registers.
  */
+#if !defined(_POSIX_C_SOURCE) && !defined(_WIN32)
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime, pthreads under a strict -std */
+#endif
 #include "_packed_kernels.h"
 
 #include <string.h>
@@ -23,20 +26,6 @@
 #if defined(_MSC_VER) && !defined(__clang__)
 #define INL static __forceinline
 #else
-/* Threads. The products split by whole panels (static schedule, so that each thread
- * keeps the same panels from call to call and product to product) when the caller
- * allows nt > 1 threads and there is enough work to pay for waking them. */
-#ifdef _OPENMP
-#include <omp.h>
-#define FNN_PRAGMA(x) _Pragma(#x)
-#define FNN_PARALLEL_PANELS                                                             \
-    FNN_PRAGMA(omp parallel for schedule(static) num_threads(nt)                         \
-               if (nt > 1 && panels > 1 && (double)n * n_in * n_out >= FNN_PARALLEL_MIN))
-#else
-#define FNN_PARALLEL_PANELS
-#endif
-/* Multiply-adds below which a product runs on one thread (about 2 us of work). */
-#define FNN_PARALLEL_MIN 200000.0
 
 #define INL static inline __attribute__((always_inline))
 #endif
@@ -209,12 +198,9 @@ INL T512 void fwd512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         break;
 
 static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const float *b,
-                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu,
-                            int nt)
+                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    (void)nt;   /* used by the OpenMP pragma only */
-    FNN_PARALLEL_PANELS
     for (int p = 0; p < panels; p++) {
         int c0 = p * FNN_NR, nc = n_out - c0 < FNN_NR ? n_out - c0 : FNN_NR;
         int nv = nc > 16 ? 2 : 1;
@@ -293,38 +279,13 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
             wg512(M, 1, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, mode, lr, mu, wd);        \
         break;
 
-static T512 void wgrad512_panel(const float *X, ptrdiff_t ldx, const float *dZ,
-                                ptrdiff_t ldz, float *P, float *G, int n, int n_in, int n_out,
-                                int mode, float lr, float mu, float wd, int p)
-{
-    int c0 = p * FNN_NR, nc = n_out - c0 < FNN_NR ? n_out - c0 : FNN_NR;
-    int nv = nc > 16 ? 2 : 1;
-    for (int k0 = 0; k0 < n_in; k0 += 8) {
-        const float *Xk = X + k0;
-        size_t at = (size_t)p * n_in * FNN_NR + (size_t)k0 * FNN_NR;
-        float *Pk = P + at, *Gk = G + at;
-        switch (n_in - k0 < 8 ? n_in - k0 : 8) {
-            WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
-            WG512_CASE(4) WG512_CASE(3) WG512_CASE(2) WG512_CASE(1)
-        }
-    }
-}
-
 static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                           float *P, float *G, int n, int n_in, int n_out, int mode,
-                          float lr, float mu, float wd, int nt)
+                          float lr, float mu, float wd)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    /* One thread: k outer, so that X's columns k0..k0+7 serve every panel (measured
-     * faster than panel outer, 172 against 148 GFLOP/s at batch 256). Threads: each
-     * takes whole panels, the same ones as in the forward product, so that a panel's
-     * weights stay in the cache of the core that reads and updates them. */
-    if (nt > 1 && panels > 1 && (double)n * n_in * n_out >= FNN_PARALLEL_MIN) {
-        FNN_PARALLEL_PANELS
-        for (int p = 0; p < panels; p++)
-            wgrad512_panel(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, p);
-        return;
-    }
+    /* k outer, so that X's columns k0..k0+7 serve every panel (measured faster than
+     * panel outer: 172 against 148 GFLOP/s at batch 256). */
     for (int k0 = 0; k0 < n_in; k0 += 8) {
         const float *Xk = X + k0;
         for (int p = 0; p < panels; p++) {
@@ -403,12 +364,9 @@ INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         break;
 
 static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const float *b,
-                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu,
-                            int nt)
+                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    (void)nt;   /* used by the OpenMP pragma only */
-    FNN_PARALLEL_PANELS
     for (int p = 0; p < panels; p++) {
         for (int h = 0; h < 2; h++) {
             int c0 = p * FNN_NR + 16 * h;
@@ -493,15 +451,9 @@ static void wgrad256_panels(const float *X, ptrdiff_t ldx, const float *dZ, ptrd
 
 static T256 void wgrad256(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                           float *P, float *G, int n, int n_in, int n_out, int mode,
-                          float lr, float mu, float wd, int nt)
+                          float lr, float mu, float wd)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    if (nt > 1 && panels > 1 && (double)n * n_in * n_out >= FNN_PARALLEL_MIN) {
-        FNN_PARALLEL_PANELS
-        for (int p = 0; p < panels; p++)
-            wgrad256_panels(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, p, p + 1);
-        return;
-    }
     wgrad256_panels(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, 0, panels);
 }
 
@@ -573,18 +525,17 @@ int fnn_cpu_level(void) { return FNN_LEVEL_BLAS; }
 
 #endif
 
-void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
-                       const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, int nt)
+static void forward_one(int level, const float *X, ptrdiff_t ldx, const float *P,
+                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
+                        int relu)
 {
-    (void)nt;
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
-        forward512(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, nt);
+        forward512(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
         return;
     }
     if (level == FNN_LEVEL_AVX2) {
-        forward256(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, nt);
+        forward256(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
         return;
     }
 #endif
@@ -592,20 +543,19 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
     forward_scalar(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
 }
 
-void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                     float *P, float *G, int n, int n_in, int n_out, int mode,
-                     float lr, float mu, float wd, int nt)
+static void wgrad_one(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
+                      float *P, float *G, int n, int n_in, int n_out, int mode,
+                      float lr, float mu, float wd)
 {
-    (void)nt;
     if (mode == FNN_WG_SGD && wd == 0)
         mode = FNN_WG_SGD_NO_DECAY;   /* one multiply fewer per weight */
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
-        wgrad512(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, nt);
+        wgrad512(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
         return;
     }
     if (level == FNN_LEVEL_AVX2) {
-        wgrad256(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, nt);
+        wgrad256(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
         return;
     }
 #endif
@@ -630,4 +580,226 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
     for (int i = 0; i < nb; i++)
         for (ptrdiff_t j = 0; j < d; j++)
             out[(ptrdiff_t)i * d + j] = (float)X[rows[i] * d + j] * scale;
+}
+
+/* ------------------------------------------------------------ the core's own threads
+ *
+ * A team is the calling thread plus one helper thread, made for one chunk of batches
+ * (fnn_team_start) and ended with it (fnn_team_stop). A product is cut into units: a
+ * panel times a range of rows (forward) or of k (weight gradient); each unit is the
+ * same product on a sub-matrix (a panel is itself a packed matrix), so the results do
+ * not depend on who computes what. Units are claimed one at a time from a counter, by
+ * the caller too: a helper that is slow to wake (or not scheduled, on a busy machine)
+ * only leaves more units to the caller, instead of stalling it at a barrier. Between
+ * products the helper spins for FNN_SPIN_SECONDS, then sleeps on a condition variable.
+ */
+#if defined(FNN_X86) && !defined(_WIN32)
+#define FNN_TEAM 1
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define FNN_SPIN_SECONDS 50e-6
+#define FNN_TEAM_MIN_WORK 200000.0   /* multiply-adds below which one thread does it all */
+
+typedef struct {
+    int kind;                 /* 0 forward, 1 weight gradient */
+    int level, n, n_in, n_out, relu, mode, parts, units;
+    const float *X, *dZ, *b;
+    float *P, *G, *Y;
+    ptrdiff_t ldx, ldz, ldy;
+    float lr, mu, wd;
+} fnn_job;
+
+struct fnn_team {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    fnn_job job;
+    atomic_long next;         /* (generation << 16) | next unit */
+    atomic_int done;          /* units of the current job finished */
+    atomic_int gen, quit, sleeping;
+};
+
+static double fnn_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void run_unit(const fnn_job *j, int u)
+{
+    int p = u / j->parts, part = u % j->parts;
+    int c0 = p * FNN_NR, nc = j->n_out - c0 < FNN_NR ? j->n_out - c0 : FNN_NR;
+    const float *Pp = j->P + (size_t)p * j->n_in * FNN_NR;
+    int block = j->level == FNN_LEVEL_AVX512 ? 8 : 6;
+    if (j->kind == 0) {
+        int blocks = (j->n + block - 1) / block;
+        int i0 = part * blocks / j->parts * block, i1 = (part + 1) * blocks / j->parts * block;
+        if (i1 > j->n)
+            i1 = j->n;
+        if (i0 < i1)
+            forward_one(j->level, j->X + i0 * j->ldx, j->ldx, Pp, j->b ? j->b + c0 : NULL,
+                        j->Y + i0 * j->ldy + c0, j->ldy, i1 - i0, j->n_in, nc, j->relu);
+    } else {
+        int blocks = (j->n_in + block - 1) / block;
+        int k0 = part * blocks / j->parts * block, k1 = (part + 1) * blocks / j->parts * block;
+        if (k1 > j->n_in)
+            k1 = j->n_in;
+        size_t at = (size_t)p * j->n_in * FNN_NR + (size_t)k0 * FNN_NR;
+        if (k0 < k1)
+            wgrad_one(j->level, j->X + k0, j->ldx, j->dZ + c0, j->ldz, j->P + at, j->G + at,
+                      j->n, k1 - k0, nc, j->mode, j->lr, j->mu, j->wd);
+    }
+}
+
+/* Claim and run units of generation g until none is left. */
+static void run_units(fnn_team *t, long g)
+{
+    for (;;) {
+        long cur = atomic_load(&t->next);
+        if ((cur >> 16) != g || (int)(cur & 0xFFFF) >= t->job.units)
+            return;
+        if (!atomic_compare_exchange_weak(&t->next, &cur, cur + 1))
+            continue;
+        run_unit(&t->job, (int)(cur & 0xFFFF));
+        atomic_fetch_add(&t->done, 1);
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    fnn_team *t = (fnn_team *)arg;
+    int seen = 0;
+    for (;;) {
+        double until = fnn_now() + FNN_SPIN_SECONDS;
+        int spins = 0;
+        while (atomic_load(&t->gen) == seen && !atomic_load(&t->quit)) {
+            _mm_pause();
+            if (++spins % 64 || fnn_now() < until)
+                continue;
+            pthread_mutex_lock(&t->lock);
+            atomic_store(&t->sleeping, 1);
+            while (atomic_load(&t->gen) == seen && !atomic_load(&t->quit))
+                pthread_cond_wait(&t->wake, &t->lock);
+            atomic_store(&t->sleeping, 0);
+            pthread_mutex_unlock(&t->lock);
+        }
+        if (atomic_load(&t->quit))
+            return NULL;
+        seen = atomic_load(&t->gen);
+        run_units(t, seen);
+    }
+}
+
+fnn_team *fnn_team_start(void)
+{
+    fnn_team *t = (fnn_team *)calloc(1, sizeof(fnn_team));
+    if (t == NULL)
+        return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->wake, NULL);
+    if (pthread_create(&t->thread, NULL, helper_main, t) != 0) {
+        pthread_mutex_destroy(&t->lock);
+        pthread_cond_destroy(&t->wake);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void fnn_team_stop(fnn_team *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    atomic_store(&t->quit, 1);
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->wake);
+    free(t);
+}
+
+static void team_run(fnn_team *t, const fnn_job *job)
+{
+    int g = atomic_load(&t->gen) + 1;
+    t->job = *job;
+    atomic_store(&t->done, 0);
+    atomic_store(&t->next, (long)g << 16);
+    atomic_store(&t->gen, g);
+    if (atomic_load(&t->sleeping)) {
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_signal(&t->wake);
+        pthread_mutex_unlock(&t->lock);
+    }
+    run_units(t, g);
+    /* Wait for the units the helper took; spin briefly, then give the CPU away, so a
+     * helper sharing this CPU (a busy machine) can finish. */
+    double until = fnn_now() + FNN_SPIN_SECONDS;
+    int spins = 0;
+    while (atomic_load(&t->done) < job->units) {
+        _mm_pause();
+        if (++spins % 64 == 0 && fnn_now() > until)
+            sched_yield();
+    }
+}
+
+static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out)
+{
+    return t != NULL && level != FNN_LEVEL_BLAS && n_out > 16
+           && (double)n * n_in * n_out >= FNN_TEAM_MIN_WORK;
+}
+
+#else
+
+fnn_team *fnn_team_start(void) { return NULL; }
+void fnn_team_stop(fnn_team *t) { (void)t; }
+
+#endif
+
+void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
+                       const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
+                       int relu, fnn_team *team)
+{
+#ifdef FNN_TEAM
+    if (team_worth(team, level, n, n_in, n_out)) {
+        int block = level == FNN_LEVEL_AVX512 ? 8 : 6;
+        int parts = (n + block - 1) / block < 2 ? 1 : 2;
+        fnn_job j = {0};
+        j.kind = 0, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.relu = relu;
+        j.X = X, j.ldx = ldx, j.P = (float *)P, j.b = b, j.Y = Y, j.ldy = ldy;
+        j.parts = parts, j.units = (n_out + FNN_NR - 1) / FNN_NR * parts;
+        team_run(team, &j);
+        return;
+    }
+#else
+    (void)team;
+#endif
+    forward_one(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+}
+
+void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
+                     float *P, float *G, int n, int n_in, int n_out, int mode,
+                     float lr, float mu, float wd, fnn_team *team)
+{
+#ifdef FNN_TEAM
+    if (team_worth(team, level, n, n_in, n_out)) {
+        fnn_job j = {0};
+        j.kind = 1, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.mode = mode;
+        j.X = X, j.ldx = ldx, j.dZ = dZ, j.ldz = ldz, j.P = P, j.G = G;
+        j.lr = lr, j.mu = mu, j.wd = wd;
+        j.parts = n_in >= 32 ? 2 : 1;
+        j.units = (n_out + FNN_NR - 1) / FNN_NR * j.parts;
+        team_run(team, &j);
+        return;
+    }
+#else
+    (void)team;
+#endif
+    wgrad_one(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
 }

@@ -19,6 +19,11 @@
 
 #define FNN_NR 32
 
+/* The calling thread and one helper, for one chunk of batches (see _packed_kernels.c). */
+typedef struct fnn_team fnn_team;
+fnn_team *fnn_team_start(void);      /* NULL when threads are not available */
+void fnn_team_stop(fnn_team *team);  /* NULL is fine */
+
 #define FNN_LEVEL_BLAS 0
 #define FNN_LEVEL_AVX2 1
 #define FNN_LEVEL_AVX512 2
@@ -44,17 +49,17 @@ void fnn_unpack(const float *P, float *W, int n_in, int n_out);
 void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out);
 
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
- * when relu is nonzero. nt: at most this many threads (OpenMP builds), split by panels;
+ * when relu is nonzero. With a team (not NULL) a large product is shared with its helper;
  * the result does not depend on it (each output is computed by the same code). */
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, int nt);
+                       int relu, fnn_team *team);
 
 /* acc = X^T dZ over n rows (X: n x n_in, stride ldx; dZ: n x n_out, stride ldz),
  * applied to the packed W (and G, the gradient or the velocity, packed) as mode says. */
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                      float *P, float *G, int n, int n_in, int n_out, int mode,
-                     float lr, float mu, float wd, int nt);
+                     float lr, float mu, float wd, fnn_team *team);
 
 /* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,

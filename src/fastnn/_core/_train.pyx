@@ -33,7 +33,7 @@ from fastnn._core._kernels cimport (
 )
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
-    packed_forward, packed_wgrad, gather_u8, pack_transposed,
+    packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
 )
 
 import numpy as np
@@ -69,7 +69,7 @@ cdef struct LayerC:
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
-    int threads                     # threads its packed kernels may use in this chunk
+    void* team                      # the chunk's helper thread for its packed kernels, or NULL
     void* transposed                # W^T packed, for the input gradient (one panel wide)
 
 
@@ -236,7 +236,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
             if lay.packed:
                 packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
                                <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
-                               lay.act == RELU, lay.threads)
+                               lay.act == RELU, lay.team)
                 if lay.act != RELU and lay.act != IDENTITY:
                     activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
                 return
@@ -320,7 +320,7 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     if dinp != NULL and lay.transposed != NULL:
         pack_transposed(P, <float*>lay.transposed, n_in, n_out)
         packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
-                       n_out, n_in, False, lay.threads)
+                       n_out, n_in, False, lay.team)
     elif dinp != NULL:
         for p in range((n_out + PANEL - 1) // PANEL):
             c0 = p * PANEL
@@ -331,11 +331,11 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     if fold:
         packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
                      n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay,
-                     lay.threads)
+                     lay.team)
         _update(lay, opt, 1, <float>0)
     else:
         packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
-                     WG_STORE, 0, 0, 0, lay.threads)
+                     WG_STORE, 0, 0, 0, lay.team)
         _update(lay, opt, 0, <float>0)
         _update(lay, opt, 1, <float>0)
 
@@ -661,14 +661,12 @@ cdef class Workspace:
             return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
         cdef int k
-        # With more than one thread BLAS outruns the one-thread kernels at large
-        # batches (measured at batch 256, 2 threads: 25.6-26.7 ms per 10,000 samples
-        # against 28-31), so such chunks take the BLAS path: the thread chooser then
-        # compares BLAS on 2 threads with the kernels on 1. The kernels' own threads
-        # are off: their OpenMP barriers collapsed under load (see benches/NOTES.md).
-        cdef bint panels = self.n_packs > 0 and not (threads > 1 and self.bs >= 256)
+        cdef bint panels = self.n_packs > 0
+        # With 2 threads or more the packed kernels share their products with one
+        # helper thread, made for this chunk and ended with it (benches/NOTES.md 14).
+        cdef void* team = team_start() if panels and threads > 1 else NULL
         for k in range(self.L):
-            self.layers[k].threads = 1
+            self.layers[k].team = team
             _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
         if panels:
             for k in range(self.n_packs):
@@ -687,6 +685,9 @@ cdef class Workspace:
                 return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
             return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
         finally:
+            team_stop(team)
+            for k in range(self.L):
+                self.layers[k].team = NULL
             for k in range(self.n_packs if panels else 0):
                 unpack(self.packs[k].packed, self.packs[k].flat, self.packs[k].n_in,
                        self.packs[k].n_out)
@@ -820,7 +821,7 @@ cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n) except? NUL
         pack(<const float*>layers[l].param[0], p, layers[l].n_in, layers[l].n_out)
         layers[l].param[0] = p
         layers[l].packed = level
-        layers[l].threads = 1
+        layers[l].team = NULL
     return out
 
 
