@@ -410,9 +410,9 @@ def test_threads_split_panels_without_changing_a_bit(level, threads):
 
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_chunks_switching_between_panels_and_blas(level, monkeypatch):
-    """Chunks with several BLAS threads at batch >= 256 take the BLAS path, the others the
-    panels: alternating them mid-fit keeps W and the momentum where the next chunk reads them."""
+def test_chunks_alternating_one_and_two_threads(level, monkeypatch):
+    """Chunks run on 1 thread or with a helper thread as BLAS's count says (the chooser
+    sets it per chunk): alternating them mid-fit trains as the BLAS path does."""
     import fastnn.ops.compiled_ops as compiled_ops
 
     class Alternating:
@@ -455,3 +455,37 @@ def _blas_loss(net, X, y):
         return net.evaluate(X, y, input_scale=1 / 255)["loss"]
     finally:
         fastnn.set_kernel_level(level)
+
+
+@pytest.fixture
+def restore_threads():
+    """Lets a test call ``fastnn.set_num_threads``; puts everything back afterwards."""
+    from fastnn import threads
+    from fastnn.threads import core_blas
+
+    saved_global = threads._num_threads
+    original = fastnn.get_num_threads()
+    blas_before = core_blas().get()
+    try:
+        yield
+    finally:
+        fastnn.set_num_threads(original)
+        threads._num_threads = saved_global
+        core_blas().set(blas_before)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("batch_size", [16, 64, 256])
+def test_fit_with_the_helper_thread_is_bit_identical(level, batch_size, restore_threads):
+    """Every weight is computed by the same code whichever thread computes it: a fit on
+    2 threads (the helper takes units of the large products) equals one on 1 thread."""
+    X, y = _data(n=1200, d=200, classes=12, seed=10)
+    weights = {}
+    for n_threads in (1, 2):
+        fastnn.set_num_threads(n_threads)
+        net, _ = _fit(level, OPTIMIZERS["momentum"], sizes=(200, 64, 24, 12), X=X, y=y,
+                      batch_size=batch_size, epochs=2)
+        weights[n_threads] = [layer.W.copy() for layer in net.layers]
+    for a, b in zip(weights[1], weights[2]):
+        np.testing.assert_array_equal(a, b)

@@ -79,30 +79,6 @@ cdef struct PackedCopy:
     int n_in, n_out
 
 
-cdef struct Layout:
-    # Where a dense layer's W, its gradient and W's optimizer state live: the arrays
-    # Python sees (row-major) or their panels. Switched per chunk (Workspace.train).
-    void* param0
-    void* grad0
-    void* state0[MAX_STATE]
-    Py_ssize_t size0
-    int packed
-
-
-cdef inline void _save_layout(const LayerC* lay, Layout* out) noexcept nogil:
-    cdef int k
-    out.param0, out.grad0, out.size0, out.packed = lay.param[0], lay.grad[0], lay.size[0], lay.packed
-    for k in range(MAX_STATE):
-        out.state0[k] = lay.state[0][k]
-
-
-cdef inline void _apply_layout(LayerC* lay, const Layout* lt) noexcept nogil:
-    cdef int k
-    lay.param[0], lay.grad[0], lay.size[0], lay.packed = lt.param0, lt.grad0, lt.size0, lt.packed
-    for k in range(MAX_STATE):
-        lay.state[0][k] = lt.state0[k]
-
-
 cdef struct Optim:
     int kind
     double lr, momentum, weight_decay, beta1, beta2, eps
@@ -452,17 +428,14 @@ cdef class Workspace:
     cdef int level              # kernel level of the packed dense layers (0: BLAS)
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
-    cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
 
     def __cinit__(self):
         self.layers = NULL
         self.packs = NULL
-        self.layouts = NULL
 
     def __dealloc__(self):
         free(self.layers)
         free(self.packs)
-        free(self.layouts)
 
     def __init__(self, plan):
         cdef int l, j, k, L, n_state, p = 0
@@ -572,13 +545,10 @@ cdef class Workspace:
         cdef Py_ssize_t size
         self.level = kernel_level() if ft == cnp.NPY_FLOAT32 else LEVEL_BLAS
         self.packs = <PackedCopy*>calloc(self.L * (1 + MAX_STATE) + 1, sizeof(PackedCopy))
-        self.layouts = <Layout*>calloc(2 * self.L, sizeof(Layout))
-        if self.packs == NULL or self.layouts == NULL:
+        if self.packs == NULL:
             raise MemoryError()
         for l in range(self.L):
             lay = &self.layers[l]
-            _save_layout(lay, &self.layouts[2 * l])
-            _save_layout(lay, &self.layouts[2 * l + 1])
             if (self.level == LEVEL_BLAS or lay.kind != LAYER_DENSE
                     or lay.n_out < MIN_PACKED_OUTPUTS):
                 continue
@@ -593,7 +563,6 @@ cdef class Workspace:
             lay.size[0] = size                  # the elementwise updates run on the panels
             if l > 0 and lay.n_out <= PANEL:     # its input gradient is needed
                 lay.transposed = self._panels(NULL, lay, packed_size(lay.n_out, lay.n_in))
-            _save_layout(lay, &self.layouts[2 * l + 1])
 
     cdef float* _panels(self, float* flat, LayerC* lay, Py_ssize_t size) except NULL:
         """A zeroed, 64-byte aligned panel buffer (kept alive by the workspace).
@@ -667,7 +636,6 @@ cdef class Workspace:
         cdef void* team = team_start() if panels and threads > 1 else NULL
         for k in range(self.L):
             self.layers[k].team = team
-            _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
         if panels:
             for k in range(self.n_packs):
                 pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
