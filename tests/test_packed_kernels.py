@@ -179,6 +179,16 @@ def test_entry_points_refuse_bad_shapes_and_levels():
 
 # ---------------------------------------------------------------- the level setting
 
+def test_kernel_threads_setting(kernel_threads):
+    assert fastnn.kernels.get_kernel_threads() == 1
+    fastnn.kernels.set_kernel_threads(2)
+    assert fastnn.kernels.get_kernel_threads() == 2
+    with pytest.raises(ValueError):
+        fastnn.kernels.set_kernel_threads(3)
+    with pytest.raises(TypeError):
+        fastnn.kernels.set_kernel_threads(2.0)
+
+
 def test_levels_and_setting():
     assert LEVELS[0] == "blas"
     assert fastnn.get_kernel_level() == LEVELS[-1]
@@ -408,12 +418,22 @@ def test_threads_split_panels_without_changing_a_bit(level, threads):
         _packed.forward(X, P, b, Y, True, code, 0)
 
 
+@pytest.fixture
+def kernel_threads():
+    yield
+    fastnn.kernels.set_kernel_threads(1)
+
+
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_chunks_alternating_one_and_two_threads(level, monkeypatch):
-    """Chunks run on 1 thread or with a helper thread as BLAS's count says (the chooser
-    sets it per chunk): alternating them mid-fit trains as the BLAS path does."""
+@pytest.mark.parametrize("helper", [False, True])
+def test_chunks_alternating_one_and_two_threads(level, helper, monkeypatch, kernel_threads):
+    """Chunks run as BLAS's thread count says (the chooser sets it per chunk): at batch 256
+    a 2-thread chunk takes the BLAS path, or the panels with the helper thread when that is
+    enabled. Alternating them mid-fit trains as the BLAS path does."""
     import fastnn.ops.compiled_ops as compiled_ops
+
+    fastnn.kernels.set_kernel_threads(2 if helper else 1)
 
     class Alternating:
         calls = 0
@@ -477,14 +497,18 @@ def restore_threads():
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("batch_size", [16, 64, 256])
-def test_fit_with_the_helper_thread_is_bit_identical(level, batch_size, restore_threads):
+def test_fit_with_the_helper_thread_is_bit_identical(level, batch_size, restore_threads,
+                                                     kernel_threads):
     """Every weight is computed by the same code whichever thread computes it: a fit on
     2 threads (the helper takes units of the large products) equals one on 1 thread."""
-    X, y = _data(n=1200, d=200, classes=12, seed=10)
+    fastnn.kernels.set_kernel_threads(2)
+    # Layer 1 is large enough for the helper (n x 784 x 320 >= 4e6 multiply-adds) at
+    # every batch size here; layer 2's input gradient takes the transposed panels.
+    X, y = _data(n=600, d=784, classes=12, seed=10)
     weights = {}
     for n_threads in (1, 2):
         fastnn.set_num_threads(n_threads)
-        net, _ = _fit(level, OPTIMIZERS["momentum"], sizes=(200, 64, 24, 12), X=X, y=y,
+        net, _ = _fit(level, OPTIMIZERS["momentum"], sizes=(784, 320, 24, 12), X=X, y=y,
                       batch_size=batch_size, epochs=2)
         weights[n_threads] = [layer.W.copy() for layer in net.layers]
     for a, b in zip(weights[1], weights[2]):

@@ -8,7 +8,13 @@ lowered, never raised above what the machine supports: set the environment varia
 ``FASTNN_KERNELS`` (``avx2`` or ``blas``) before importing fastnn, or call
 :func:`set_kernel_level`. The level is read when a ``fit`` starts.
 
-Inference (``predict``, ``evaluate``) reads the weights where they are and uses BLAS.
+Inference of 64 rows or more packs the weights for the call; fewer rows use BLAS.
+
+The kernels run on the fit's thread. :func:`set_kernel_threads` (or the environment
+variable ``FASTNN_KERNEL_THREADS=2``) lets them share large products with one helper
+thread in the chunks that the thread setting gives several threads; it is off by
+default, because on a machine shared with other work it measured slower as often as
+faster (``benches/NOTES.md``, section 14).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ except ImportError:  # the compiled core is not built: NumPy only, which uses no
 LEVELS: tuple[str, ...] = ("blas", "avx2", "avx512")
 
 ENV_VAR = "FASTNN_KERNELS"
+THREADS_ENV_VAR = "FASTNN_KERNEL_THREADS"
 
 
 def available_kernel_levels() -> list[str]:
@@ -82,8 +89,52 @@ def set_kernel_level(level: str | None) -> None:
         _packed.set_level(LEVELS.index(name))
 
 
+def get_kernel_threads() -> int:
+    """The threads the packed kernels may use in a multi-threaded chunk (1 or 2).
+
+    Returns
+    -------
+    int
+    """
+    return _packed.get_threads() if _packed is not None else 1
+
+
+def set_kernel_threads(n: int) -> None:
+    """Let the packed kernels share large products with one helper thread (2), or not (1).
+
+    Only chunks that run with more than one thread (``set_num_threads``, or the fit's
+    own choice) use the helper; it is made for each chunk and ended with it, spins
+    50 us between products and then sleeps, and the results are bit for bit those of
+    one thread.
+
+    Parameters
+    ----------
+    n : {1, 2}
+
+    Raises
+    ------
+    TypeError
+        When ``n`` is not an integer.
+    ValueError
+        When ``n`` is not 1 or 2.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be 1 or 2, got {n!r}")
+    if n not in (1, 2):
+        raise ValueError(f"the packed kernels use 1 or 2 threads, got {n}")
+    if _packed is not None:
+        _packed.set_threads(n)
+
+
 def _apply_environment() -> None:
     """Lower the level as ``FASTNN_KERNELS`` asks (at import; a bad value only warns)."""
+    threads = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if threads:
+        try:
+            set_kernel_threads(int(threads))
+        except (TypeError, ValueError):
+            warnings.warn(f"{THREADS_ENV_VAR}={threads!r} is not 1 or 2; ignored",
+                          RuntimeWarning, stacklevel=2)
     value = os.environ.get(ENV_VAR, "").strip().lower()
     if not value:
         return

@@ -18,6 +18,7 @@ cdef enum:
 from libc.stdint cimport uint8_t
 
 cdef int kernel_level() noexcept nogil
+cdef int kernel_threads() noexcept nogil   # 2: the packed kernels may use a helper thread
 cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
 cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
 cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil

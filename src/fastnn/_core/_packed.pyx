@@ -37,10 +37,28 @@ cdef extern from "_packed_kernels.h" nogil:
 
 cdef int _supported = fnn_cpu_level()
 cdef int _level = _supported
+cdef int _threads = 1
 
 
 cdef int kernel_level() noexcept nogil:
     return _level
+
+
+cdef int kernel_threads() noexcept nogil:
+    return _threads
+
+
+def get_threads():
+    """1, or 2 when the packed kernels of a multi-threaded chunk use a helper thread."""
+    return _threads
+
+
+def set_threads(int n):
+    """Let the packed kernels use a helper thread (2) in multi-threaded chunks, or not (1)."""
+    global _threads
+    if not (1 <= n <= 2):
+        raise ValueError(f"the packed kernels use 1 or 2 threads, got {n}")
+    _threads = n
 
 
 cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil:

@@ -602,7 +602,7 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
 #include <time.h>
 
 #define FNN_SPIN_SECONDS 50e-6
-#define FNN_TEAM_MIN_WORK 200000.0   /* multiply-adds below which one thread does it all */
+#define FNN_TEAM_MIN_WORK 4e6   /* multiply-adds below which one thread does it all (see NOTES 14) */
 
 typedef struct {
     int kind;                 /* 0 forward, 1 weight gradient */

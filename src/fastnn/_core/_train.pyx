@@ -34,6 +34,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
+    kernel_threads,
 )
 
 import numpy as np
@@ -77,6 +78,30 @@ cdef struct PackedCopy:
     float* flat             # the row-major array Python sees (W or its optimizer state)
     float* packed           # its panels, which the kernels read and update during a chunk
     int n_in, n_out
+
+
+cdef struct Layout:
+    # Where a dense layer's W, its gradient and W's optimizer state live: the arrays
+    # Python sees (row-major) or their panels. Switched per chunk (Workspace.train).
+    void* param0
+    void* grad0
+    void* state0[MAX_STATE]
+    Py_ssize_t size0
+    int packed
+
+
+cdef inline void _save_layout(const LayerC* lay, Layout* out) noexcept nogil:
+    cdef int k
+    out.param0, out.grad0, out.size0, out.packed = lay.param[0], lay.grad[0], lay.size[0], lay.packed
+    for k in range(MAX_STATE):
+        out.state0[k] = lay.state[0][k]
+
+
+cdef inline void _apply_layout(LayerC* lay, const Layout* lt) noexcept nogil:
+    cdef int k
+    lay.param[0], lay.grad[0], lay.size[0], lay.packed = lt.param0, lt.grad0, lt.size0, lt.packed
+    for k in range(MAX_STATE):
+        lay.state[0][k] = lt.state0[k]
 
 
 cdef struct Optim:
@@ -428,14 +453,17 @@ cdef class Workspace:
     cdef int level              # kernel level of the packed dense layers (0: BLAS)
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
+    cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
 
     def __cinit__(self):
         self.layers = NULL
         self.packs = NULL
+        self.layouts = NULL
 
     def __dealloc__(self):
         free(self.layers)
         free(self.packs)
+        free(self.layouts)
 
     def __init__(self, plan):
         cdef int l, j, k, L, n_state, p = 0
@@ -545,10 +573,13 @@ cdef class Workspace:
         cdef Py_ssize_t size
         self.level = kernel_level() if ft == cnp.NPY_FLOAT32 else LEVEL_BLAS
         self.packs = <PackedCopy*>calloc(self.L * (1 + MAX_STATE) + 1, sizeof(PackedCopy))
-        if self.packs == NULL:
+        self.layouts = <Layout*>calloc(2 * self.L, sizeof(Layout))
+        if self.packs == NULL or self.layouts == NULL:
             raise MemoryError()
         for l in range(self.L):
             lay = &self.layers[l]
+            _save_layout(lay, &self.layouts[2 * l])
+            _save_layout(lay, &self.layouts[2 * l + 1])
             if (self.level == LEVEL_BLAS or lay.kind != LAYER_DENSE
                     or lay.n_out < MIN_PACKED_OUTPUTS):
                 continue
@@ -563,6 +594,7 @@ cdef class Workspace:
             lay.size[0] = size                  # the elementwise updates run on the panels
             if l > 0 and lay.n_out <= PANEL:     # its input gradient is needed
                 lay.transposed = self._panels(NULL, lay, packed_size(lay.n_out, lay.n_in))
+            _save_layout(lay, &self.layouts[2 * l + 1])
 
     cdef float* _panels(self, float* flat, LayerC* lay, Py_ssize_t size) except NULL:
         """A zeroed, 64-byte aligned panel buffer (kept alive by the workspace).
@@ -630,12 +662,18 @@ cdef class Workspace:
             return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
         cdef int k
-        cdef bint panels = self.n_packs > 0
-        # With 2 threads or more the packed kernels share their products with one
-        # helper thread, made for this chunk and ended with it (benches/NOTES.md 14).
-        cdef void* team = team_start() if panels and threads > 1 else NULL
+        # With several threads, BLAS on them outruns the kernels on one at batch >= 256
+        # (measured: 25.1-26.7 ms per 10,000 samples against 28-31), so such chunks
+        # take the BLAS path, and the thread chooser compares the two. The kernels'
+        # own helper thread (made for this chunk, ended with it) runs only when
+        # enabled (set_kernel_threads(2)): on the shared machine it measured
+        # faster and slower than one thread by turns (benches/NOTES.md 14).
+        cdef bint team_on = threads > 1 and kernel_threads() > 1
+        cdef bint panels = self.n_packs > 0 and (team_on or threads <= 1 or self.bs < 256)
+        cdef void* team = team_start() if panels and team_on else NULL
         for k in range(self.L):
             self.layers[k].team = team
+            _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
         if panels:
             for k in range(self.n_packs):
                 pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
