@@ -66,18 +66,21 @@ def products(reps: int, threads: int) -> None:
             Wt = W.T            # F-contiguous: sgemm updates it in place
             inner = max(5, 20000 // (n * 8 + 10))
 
-            def blas_fwd():
+            # Arguments bound as defaults: each closure keeps this round's arrays.
+            def blas_fwd(X=X, W=W, b=b, Y=Y):
                 _kernels.dense_forward(X, W, b, Y, 3)
 
-            def blas_wg():
+            def blas_wg(X=X, dZ=dZ, Wt=Wt):
                 blas.sgemm(-1e-6, dZ.T, X.T, 1.0, Wt, trans_b=1, overwrite_c=1)
 
             runs = {"fwd": {"blas": blas_fwd}, "wgrad": {"blas": blas_wg}}
             for name in levels:
                 code = LEVEL_CODE[name]
-                runs["fwd"][name] = (lambda code=code: _packed.forward(X, P, b, Y, True, code, threads))
-                runs["wgrad"][name] = (lambda code=code: _packed.weight_gradient(
-                    X, dZ, P, G, 1, 1e-6, 0.0, 0.0, code, threads))
+                runs["fwd"][name] = (lambda code=code, X=X, P=P, b=b, Y=Y:
+                                     _packed.forward(X, P, b, Y, True, code, threads))
+                runs["wgrad"][name] = (lambda code=code, X=X, dZ=dZ, P=P, G=G:
+                                       _packed.weight_gradient(X, dZ, P, G, 1, 1e-6, 0.0, 0.0,
+                                                               code, threads))
             for product, fns in runs.items():
                 times = {name: [] for name in fns}
                 for _ in range(reps):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn._core import _kernels, _train
 from fastnn._codes import ACTIVATIONS, LAYER_KINDS, OUTPUTS
+from fastnn._core import _kernels, _train
 from fastnn.ops.numpy_ops import PREDICT_CHUNK, NumpyOps
 from fastnn.threads import core_blas
 
