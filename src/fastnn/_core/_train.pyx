@@ -48,6 +48,7 @@ ctypedef fused input_t:
 
 cdef enum:
     PREDICT_PACKED_ROWS = 64    # inference rows from which the dense layers run packed
+    PREDICT_PACKED_MAX_FLOATS = 16 * 1024 * 1024   # (64 MB) larger W stay on BLAS there
     MAX_PARAMS = 2      # parameters per layer (W and b)
     MAX_STATE = 2       # optimizer state arrays per parameter
     MAX_GEOMETRY = 16   # integers describing one layer's shapes
@@ -816,6 +817,8 @@ cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n) except? NUL
         if layers[l].kind != LAYER_DENSE or layers[l].n_out < MIN_PACKED_OUTPUTS:
             continue
         size = packed_size(layers[l].n_in, layers[l].n_out)
+        if size > PREDICT_PACKED_MAX_FLOATS:
+            continue    # a temporary copy of a very large W: BLAS needs none
         out[l] = malloc((size + 16) * sizeof(float))
         if out[l] == NULL:
             for l in range(L):
