@@ -96,12 +96,12 @@ def write_codes_pxi():
             f.write(text)
 
 
-def extension(name):
+def extension(name, c_sources=()):
     path = os.path.join("src", *name.split(".")) + ".pyx"
     return Extension(
         name,
-        [path],
-        include_dirs=[np.get_include()],
+        [path, *c_sources],
+        include_dirs=[np.get_include(), os.path.join("src", "fastnn", "_core")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=list(COMPILE_ARGS),
         extra_link_args=[],
@@ -113,6 +113,10 @@ extensions = [
     extension("fastnn._core._kernels"),
     extension("fastnn._core._train"),
     extension("fastnn._core._threads"),
+    # The packed-weight kernels: C with per-function target attributes (AVX-512F,
+    # AVX2+FMA), so the default flags build them and CPUID picks one at run time.
+    extension("fastnn._core._packed",
+              [os.path.join("src", "fastnn", "_core", "_packed_kernels.c")]),
 ]
 
 setup(

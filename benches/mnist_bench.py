@@ -475,6 +475,8 @@ def environment(threads: int) -> dict:
         "load_average_at_start": load, "python": platform.python_version(),
         "numpy": np.__version__, "fastnn": fastnn.__version__,
         "fastnn_file": fastnn.__file__, "threads": threads, "env": env,
+        "kernel_level": fastnn.get_kernel_level(),
+        "kernel_levels_available": fastnn.available_kernel_levels(),
         "threadpools": threadpool_info(),
     }
 
@@ -698,7 +700,9 @@ def main(argv=None) -> int:
 
     print(f"fastnn {fastnn.__version__} from {Path(fastnn.__file__).parent}")
     print(f"MNIST {'-'.join(map(str, sizes))}, {n} training samples, {args.epochs} epoch(s) "
-          f"per run, batch sizes {args.batch_sizes}, {args.threads} thread(s)")
+          f"per run, batch sizes {args.batch_sizes}, {args.threads} thread(s), "
+          f"dense kernels: {fastnn.get_kernel_level()} (available: "
+          f"{', '.join(fastnn.available_kernel_levels())})")
     if args.epochs < 3 and not args.quick:
         print("note: fewer than 3 epochs; the median is over what there is")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

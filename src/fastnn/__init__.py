@@ -6,6 +6,7 @@
 
 from fastnn.hopfield import Hopfield
 from fastnn.io import ModelFileError
+from fastnn.kernels import available_kernel_levels, get_kernel_level, set_kernel_level
 from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from fastnn.network import History, Network, Neuron, load
 from fastnn.optim import SGD, Adam
@@ -38,7 +39,10 @@ __all__ = [
     "Network",
     "Neuron",
     "SGD",
+    "available_kernel_levels",
+    "get_kernel_level",
     "get_num_threads",
     "load",
+    "set_kernel_level",
     "set_num_threads",
 ]

@@ -18,7 +18,7 @@ Each direction of the walk is one switch on the layer kind (``_layer_forward``,
 """
 from cython cimport floating
 cimport numpy as cnp
-from libc.stdint cimport uint8_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint64_t, int32_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport isfinite
@@ -36,6 +36,11 @@ from fastnn._core._kernels cimport (
     softmax_xent_labels, softmax_xent_targets, sigmoid_bce, mse_loss, poisson_loss, exp_inplace,
     sgd_step, adam_step,
 )
+from fastnn._core._packed cimport (
+    LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
+    packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
+    kernel_threads,
+)
 
 import numpy as np
 
@@ -47,6 +52,8 @@ ctypedef fused input_t:
     double
 
 cdef enum:
+    PREDICT_PACKED_ROWS = 64    # inference rows from which the dense layers run packed
+    PREDICT_PACKED_MAX_FLOATS = 16 * 1024 * 1024   # (64 MB) larger W stay on BLAS there
     MAX_PARAMS = 2      # parameters per layer (W and b)
     MAX_STATE = 2       # optimizer state arrays per parameter
     MAX_GEOMETRY = 16   # integers describing one layer's shapes
@@ -70,6 +77,41 @@ cdef struct LayerC:
     int blk                         # conv2d: samples whose columns ``work`` holds
     int index                       # the layer's position (dropout hashes it)
     bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
+    int packed                      # a float32 dense layer whose W (with its gradient and
+                                    # optimizer state) is in 32-column panels during a
+                                    # chunk: the kernel level (see _packed.pxd), else 0
+    void* team                      # the chunk's helper thread for its packed kernels, or NULL
+    void* transposed                # W^T packed, for the input gradient (one panel wide)
+
+
+cdef struct PackedCopy:
+    float* flat             # the row-major array Python sees (W or its optimizer state)
+    float* packed           # its panels, which the kernels read and update during a chunk
+    int n_in, n_out
+
+
+cdef struct Layout:
+    # Where a dense layer's W, its gradient and W's optimizer state live: the arrays
+    # Python sees (row-major) or their panels. Switched per chunk (Workspace.train).
+    void* param0
+    void* grad0
+    void* state0[MAX_STATE]
+    Py_ssize_t size0
+    int packed
+
+
+cdef inline void _save_layout(const LayerC* lay, Layout* out) noexcept nogil:
+    cdef int k
+    out.param0, out.grad0, out.size0, out.packed = lay.param[0], lay.grad[0], lay.size[0], lay.packed
+    for k in range(MAX_STATE):
+        out.state0[k] = lay.state[0][k]
+
+
+cdef inline void _apply_layout(LayerC* lay, const Layout* lt) noexcept nogil:
+    cdef int k
+    lay.param[0], lay.grad[0], lay.size[0], lay.packed = lt.param0, lt.grad0, lt.size0, lt.packed
+    for k in range(MAX_STATE):
+        lay.state[0][k] = lt.state0[k]
 
 
 cdef struct Optim:
@@ -209,6 +251,11 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
     cdef Py_ssize_t j
     cdef const input_t* src
     cdef floating* dst
+    if input_t is uint8_t:
+        if floating is float:
+            if kernel_level() != LEVEL_BLAS:    # vectorised for the CPU: 4x the SSE2 width
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale)
+                return
     for i in range(nb):
         src = X + rows[i] * d
         dst = out + i * d
@@ -226,6 +273,14 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     dropout is the identity; in training ``rng`` holds dropout's key and batch counter
     (NULL in a network without dropout)."""
     if lay.kind == LAYER_DENSE:
+        if floating is float:
+            if lay.packed:
+                packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
+                               <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
+                               lay.act == RELU, lay.team)
+                if lay.act != RELU and lay.act != IDENTITY:
+                    activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
+                return
         dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                           n, lay.n_in, lay.n_out, lay.act)
     elif lay.kind == LAYER_CONV2D:
@@ -298,6 +353,10 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             memcpy(dinp, dZ, <Py_ssize_t>n * lay.n_out * sizeof(floating))
     elif lay.kind == LAYER_DENSE:
         output_grad(lay.act, <floating*>lay.A, dZ, db, n, n_out)
+        if floating is float:
+            if lay.packed:
+                _dense_backward_packed(lay, opt, inp, dinp, n, fold)
+                return
         if dinp != NULL:
             gemm(False, True, n, n_in, n_out, <floating>1, dZ, n_out, W, n_out,
                  <floating>0, dinp, n_in)
@@ -321,6 +380,45 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
                  <floating*>lay.grad[0], n_out)
             _update(lay, opt, 0, <floating>0)
             _update(lay, opt, 1, <floating>0)
+
+
+cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, float* dinp,
+                                 int n, bint fold) noexcept nogil:
+    """The dense layer's backward step with W packed, after output_grad.
+
+    The input gradient dZ @ W^T: for a layer one panel wide (the output layers,
+    10 classes say) W^T is packed afresh (n_in x n_out copies) and the forward
+    kernel computes it, with no BLAS call; wider layers make one BLAS product per
+    panel (a panel is an n_in x 32 row-major block, so BLAS reads it in place),
+    where repacking W^T would cost as much as the product. The weight-gradient
+    kernel writes plain and heavy-ball SGD straight into the panels; any other
+    update runs on the packed gradient, elementwise, as on the row-major one.
+    """
+    cdef int n_in = lay.n_in, n_out = lay.n_out, p, c0, nc
+    cdef float* P = <float*>lay.param[0]
+    cdef float* dZ = <float*>lay.D
+    cdef float mu = opt.momentum
+    if dinp != NULL and lay.transposed != NULL:
+        pack_transposed(P, <float*>lay.transposed, n_in, n_out)
+        packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
+                       n_out, n_in, False, lay.team)
+    elif dinp != NULL:
+        for p in range((n_out + PANEL - 1) // PANEL):
+            c0 = p * PANEL
+            nc = n_out - c0 if n_out - c0 < PANEL else PANEL
+            gemm(False, True, n, n_in, nc, <float>1, dZ + c0, n_out,
+                 P + <Py_ssize_t>p * n_in * PANEL, PANEL, <float>(0 if p == 0 else 1),
+                 dinp, n_in)
+    if fold:
+        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
+                     n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay,
+                     lay.team)
+        _update(lay, opt, 1, <float>0)
+    else:
+        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
+                     WG_STORE, 0, 0, 0, lay.team)
+        _update(lay, opt, 0, <float>0)
+        _update(lay, opt, 1, <float>0)
 
 
 cdef void _update(LayerC* lay, Optim* opt, int j, floating dummy) noexcept nogil:
@@ -433,12 +531,20 @@ cdef class Workspace:
     cdef void* weights
     cdef void* weights_b
     cdef uint64_t* rng          # dropout's key and batch counter (NULL without dropout)
+    cdef int level              # kernel level of the packed dense layers (0: BLAS)
+    cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
+    cdef int n_packs
+    cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
 
     def __cinit__(self):
         self.layers = NULL
+        self.packs = NULL
+        self.layouts = NULL
 
     def __dealloc__(self):
         free(self.layers)
+        free(self.packs)
+        free(self.layouts)
 
     def __init__(self, plan):
         cdef int l, j, k, L, n_state, p = 0
@@ -503,6 +609,7 @@ cdef class Workspace:
         for l in range(L):
             _require(self.layers[l].kind != LAYER_DROPOUT or self.rng != NULL,
                      "a network with dropout needs its dropout_state")
+        self._use_packed(n_state, ft)
 
         X = plan.X
         _require(cnp.PyArray_Check(X) and X.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(X),
@@ -586,6 +693,60 @@ cdef class Workspace:
                 _require(len(bufs) == 0, "dense and flatten layers have no work buffers")
             self.keep += bufs
         return 0
+    cdef void _use_packed(self, int n_state, int ft) except *:
+        """Give each float32 dense layer panel buffers for W, its gradient and its state.
+
+        The layer's pointers are switched to the panels for the whole fit; the arrays
+        Python holds get the panels' values at the end of every chunk (``train``),
+        so ``layer.W`` and the optimizer state are current between chunks, and a
+        callback's assignment to them is packed again before the next chunk. The
+        gradient is scratch and is never copied. Packing 784 x 128 floats and back
+        costs about as much as one batch-16 product, once per chunk of ~0.1 s.
+        """
+        cdef int l, k
+        cdef LayerC* lay
+        cdef Py_ssize_t size
+        self.level = kernel_level() if ft == cnp.NPY_FLOAT32 else LEVEL_BLAS
+        self.packs = <PackedCopy*>calloc(self.L * (1 + MAX_STATE) + 1, sizeof(PackedCopy))
+        self.layouts = <Layout*>calloc(2 * self.L, sizeof(Layout))
+        if self.packs == NULL or self.layouts == NULL:
+            raise MemoryError()
+        for l in range(self.L):
+            lay = &self.layers[l]
+            _save_layout(lay, &self.layouts[2 * l])
+            _save_layout(lay, &self.layouts[2 * l + 1])
+            if (self.level == LEVEL_BLAS or lay.kind != LAYER_DENSE
+                    or lay.n_out < MIN_PACKED_OUTPUTS):
+                continue
+            size = packed_size(lay.n_in, lay.n_out)
+            lay.packed = self.level
+            lay.param[0] = self._panels(<float*>lay.param[0], lay, size)
+            lay.grad[0] = self._panels(NULL, lay, size)
+            for k in range(n_state):
+                lay.state[0][k] = self._panels(<float*>lay.state[0][k], lay, size)
+            for k in range(n_state, MAX_STATE):
+                lay.state[0][k] = lay.grad[0]   # never read: no such state
+            lay.size[0] = size                  # the elementwise updates run on the panels
+            if l > 0 and lay.n_out <= PANEL:     # its input gradient is needed
+                lay.transposed = self._panels(NULL, lay, packed_size(lay.n_out, lay.n_in))
+            _save_layout(lay, &self.layouts[2 * l + 1])
+
+    cdef float* _panels(self, float* flat, LayerC* lay, Py_ssize_t size) except NULL:
+        """A zeroed, 64-byte aligned panel buffer (kept alive by the workspace).
+
+        Unless ``flat`` is NULL it is recorded as the row-major twin of the buffer.
+        """
+        buf = np.zeros(size + 16, np.float32)
+        self.keep.append(buf)
+        cdef float* p = <float*>cnp.PyArray_DATA(<cnp.ndarray>buf)
+        p += (16 - (<uintptr_t>p // sizeof(float)) % 16) % 16
+        if flat != NULL:
+            self.packs[self.n_packs].flat = flat
+            self.packs[self.n_packs].packed = p
+            self.packs[self.n_packs].n_in = lay.n_in
+            self.packs[self.n_packs].n_out = lay.n_out
+            self.n_packs += 1
+        return p
 
     cdef void _read_optimizer(self) except *:
         """The optimizer's hyper-parameters as they are now (a schedule may change lr)."""
@@ -608,7 +769,7 @@ cdef class Workspace:
             self.opt.step = optimizer.step_count
 
     def train(self, const Py_ssize_t[::1] order, Py_ssize_t start, Py_ssize_t stop,
-              double max_seconds=0):
+              double max_seconds=0, int threads=1):
         """Train the mini-batches of ``order[start:stop]``; ``start`` begins a batch.
 
         With ``max_seconds`` > 0 it returns early, after the first batch that
@@ -622,6 +783,9 @@ cdef class Workspace:
         those of the last finite step), and the right predictions among the
         samples trained on, weighted by their sample weights (see ``_correct``;
         0 for MSE), counted from the outputs each batch's loss was computed on.
+
+        ``threads`` bounds the threads of the packed dense kernels in this chunk
+        (the caller passes the count it gives BLAS, so one choice governs both).
         """
         cdef Py_ssize_t i
         _require(0 <= start <= stop <= order.shape[0], "start and stop must lie in order")
@@ -632,17 +796,42 @@ cdef class Workspace:
         if start == stop:
             return 0.0, 0, -1, 0.0
         cdef const Py_ssize_t* rows = &order[0]
-        if self.ftype == cnp.NPY_FLOAT32:
+        cdef int k
+        # With several threads, BLAS on them outruns the kernels on one at batch >= 256
+        # (measured: 25.1-26.7 ms per 10,000 samples against 28-31), so such chunks
+        # take the BLAS path, and the thread chooser compares the two. The kernels'
+        # own helper thread (made for this chunk, ended with it) runs only when
+        # enabled (set_kernel_threads(2)): on the shared machine it measured
+        # faster and slower than one thread by turns (benches/NOTES.md 15).
+        cdef bint team_on = threads > 1 and kernel_threads() > 1
+        cdef bint panels = self.n_packs > 0 and (team_on or threads <= 1 or self.bs < 256)
+        cdef void* team = team_start() if panels and team_on else NULL
+        for k in range(self.L):
+            self.layers[k].team = team
+            _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
+        if panels:
+            for k in range(self.n_packs):
+                pack(self.packs[k].flat, self.packs[k].packed, self.packs[k].n_in,
+                     self.packs[k].n_out)
+        try:
+            if self.ftype == cnp.NPY_FLOAT32:
+                if self.xtype == cnp.NPY_UINT8:
+                    return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <float>0)
+                if self.xtype == cnp.NPY_FLOAT32:
+                    return _train_range(self, rows, start, stop, max_seconds, <float>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <double>0, <float>0)
             if self.xtype == cnp.NPY_UINT8:
-                return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <float>0)
+                return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <double>0)
             if self.xtype == cnp.NPY_FLOAT32:
-                return _train_range(self, rows, start, stop, max_seconds, <float>0, <float>0)
-            return _train_range(self, rows, start, stop, max_seconds, <double>0, <float>0)
-        if self.xtype == cnp.NPY_UINT8:
-            return _train_range(self, rows, start, stop, max_seconds, <uint8_t>0, <double>0)
-        if self.xtype == cnp.NPY_FLOAT32:
-            return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
-        return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
+                return _train_range(self, rows, start, stop, max_seconds, <float>0, <double>0)
+            return _train_range(self, rows, start, stop, max_seconds, <double>0, <double>0)
+        finally:
+            team_stop(team)
+            for k in range(self.L):
+                self.layers[k].team = NULL
+            for k in range(self.n_packs if panels else 0):
+                unpack(self.packs[k].packed, self.packs[k].flat, self.packs[k].n_in,
+                       self.packs[k].n_out)
 
 
 cdef double _now() noexcept nogil:
@@ -744,6 +933,43 @@ def forward_chunks(object X, object out, list kinds, list acts, list geometry, l
         free(layers)
 
 
+cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n) except? NULL:
+    """Panels of W for the float32 dense layers when n rows amortise packing, else NULL.
+
+    The layers' W pointers are switched to the panels (free each entry, then the
+    array). Packing 784 x 128 costs about what 20 rows of the product save, so
+    fewer than PREDICT_PACKED_ROWS rows (one sample, say) keep BLAS.
+    """
+    cdef int level = kernel_level(), l
+    cdef Py_ssize_t size
+    cdef void** out
+    cdef float* p
+    if level == LEVEL_BLAS or n < PREDICT_PACKED_ROWS:
+        return NULL
+    out = <void**>calloc(L, sizeof(void*))
+    if out == NULL:
+        raise MemoryError()
+    for l in range(L):
+        if layers[l].kind != LAYER_DENSE or layers[l].n_out < MIN_PACKED_OUTPUTS:
+            continue
+        size = packed_size(layers[l].n_in, layers[l].n_out)
+        if size > PREDICT_PACKED_MAX_FLOATS:
+            continue    # a temporary copy of a very large W: BLAS needs none
+        out[l] = malloc((size + 16) * sizeof(float))
+        if out[l] == NULL:
+            for l in range(L):
+                free(out[l])
+            free(out)
+            raise MemoryError()
+        p = <float*>out[l]
+        p += (16 - (<uintptr_t>p // sizeof(float)) % 16) % 16     # 64-byte aligned
+        pack(<const float*>layers[l].param[0], p, layers[l].n_in, layers[l].n_out)
+        layers[l].param[0] = p
+        layers[l].packed = level
+        layers[l].team = NULL
+    return out
+
+
 cdef bint _all_finite(const input_t* x, Py_ssize_t size) noexcept nogil:
     cdef Py_ssize_t i
     cdef bint ok = True
@@ -824,7 +1050,10 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     xb = bufs
     ping = bufs + chunk * d
     pong = ping + chunk * width
+    cdef void** panels = NULL
     try:
+        if floating is float:
+            panels = _pack_for_inference(layers, L, n)
         with nogil:
             start = 0
             while start < n:
@@ -854,6 +1083,10 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
         free(bufs)
         free(rows)
         free(cols)
+        if panels != NULL:
+            for l in range(L):
+                free(panels[l])
+            free(panels)
     if not finite:
         raise ValueError("X contains NaN or infinity")
     return 0

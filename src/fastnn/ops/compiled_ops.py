@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn._core import _kernels, _train
 from fastnn._codes import ACTIVATIONS, LAYER_KINDS, OUTPUTS
+from fastnn._core import _kernels, _train
 from fastnn.layers.dropout import dropout_threshold
 from fastnn.ops.numpy_ops import PREDICT_CHUNK, NumpyOps
+from fastnn.threads import core_blas
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INPUTS = _FLOATS + (np.dtype(np.uint8),)  # what the compiled loops read directly
@@ -311,7 +312,9 @@ class CompiledOps(NumpyOps):
             return NumpyOps.train_batches(self, plan, order, start, stop, max_seconds)
         if plan.workspace is None:
             plan.workspace = _train.Workspace(plan)
-        return plan.workspace.train(order, start, stop, max_seconds)
+        # The packed dense kernels take as many threads as BLAS has now (the fit's
+        # thread chooser, set_num_threads or a threadpoolctl limit set it).
+        return plan.workspace.train(order, start, stop, max_seconds, core_blas().get())
 
 
 def _check_inplace(a, name, like=None):

@@ -1,0 +1,36 @@
+# The packed-weight float32 kernels of the dense layer (see _packed_kernels.h), as
+# cdef functions other modules of the core cimport. Nothing here checks shapes.
+
+cdef enum:
+    LEVEL_BLAS = 0      # the BLAS path: no packed kernels
+    LEVEL_AVX2 = 1
+    LEVEL_AVX512 = 2
+    PANEL = 32          # columns per packed panel
+    # Narrower layers stay on BLAS: the kernels compute a whole vector of columns
+    # (16 with AVX-512), so a 784 x 1 layer wastes 15/16 of them. Measured (1 thread,
+    # epochs of 784-n_out networks at batch 16 / 64 / 256): n_out = 1 ran 0.53-0.66x
+    # BLAS's speed, 4 0.66-0.84x, 8 0.89-1.33x, 10 1.10-1.58x.
+    MIN_PACKED_OUTPUTS = 10
+    WG_STORE = 0        # what the weight-gradient kernel does with X^T dZ
+    WG_SGD = 1
+    WG_MOMENTUM = 2
+
+from libc.stdint cimport uint8_t
+
+cdef int kernel_level() noexcept nogil
+cdef int kernel_threads() noexcept nogil   # 2: the packed kernels may use a helper thread
+cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
+cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
+cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil
+cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil
+cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
+                         const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
+                         bint relu, void* team) noexcept nogil
+cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
+                       Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
+                       int mode, float lr, float mu, float wd, void* team) noexcept nogil
+# The calling thread and one helper for a chunk (NULL where threads are unavailable).
+cdef void* team_start() noexcept nogil
+cdef void team_stop(void* team) noexcept nogil
+cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
+                    float* out, float scale) noexcept nogil

@@ -1,0 +1,68 @@
+/* Packed-weight float32 kernels for the dense layer (AVX-512F and AVX2+FMA).
+ *
+ * Layout: a weight matrix W (n_in x n_out, row-major) is kept as column panels of
+ * FNN_NR = 32 columns. Panel p holds columns [32 p, 32 p + 32) as an n_in x 32
+ * row-major block (row k of the panel is W[k, 32 p : 32 p + 32]), the panels one
+ * after the other; the columns past n_out in the last panel are zeros and stay
+ * zeros under every update below. A panel is therefore contiguous along k, which
+ * is the order in which both the forward and the weight-gradient kernels read it.
+ *
+ * Every function is compiled for every level; the level argument picks the code:
+ * FNN_LEVEL_AVX512 or FNN_LEVEL_AVX2. The caller checks that the machine supports
+ * it (fnn_cpu_level). Nothing here checks shapes: the Cython callers do.
+ */
+#ifndef FASTNN_PACKED_KERNELS_H
+#define FASTNN_PACKED_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FNN_NR 32
+
+/* The calling thread and one helper, for one chunk of batches (see _packed_kernels.c). */
+typedef struct fnn_team fnn_team;
+fnn_team *fnn_team_start(void);      /* NULL when threads are not available */
+void fnn_team_stop(fnn_team *team);  /* NULL is fine */
+
+#define FNN_LEVEL_BLAS 0
+#define FNN_LEVEL_AVX2 1
+#define FNN_LEVEL_AVX512 2
+
+/* What the weight-gradient kernel does with acc = X^T dZ (one value per weight). */
+#define FNN_WG_STORE 0      /* G = acc */
+#define FNN_WG_SGD 1        /* W = W (1 - lr wd) - lr acc */
+#define FNN_WG_MOMENTUM 2   /* V = mu V + acc + wd W; W -= lr V */
+#define FNN_WG_SGD_NO_DECAY 3   /* W -= lr acc (FNN_WG_SGD with wd = 0, chosen inside) */
+
+/* The best level this build and this machine both support. */
+int fnn_cpu_level(void);
+
+/* Floats of the packed form of an n_in x n_out matrix. */
+size_t fnn_packed_size(int n_in, int n_out);
+
+/* W (row-major, n_in x n_out) -> P (panels, zero padding), and back. */
+void fnn_pack(const float *W, float *P, int n_in, int n_out);
+void fnn_unpack(const float *P, float *W, int n_in, int n_out);
+
+/* PT = the packed form of W^T (n_out x n_in), from W packed in P. With it the input
+ * gradient dZ @ W^T is a forward product (fnn_dense_forward, b = NULL). */
+void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out);
+
+/* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
+ * when relu is nonzero. With a team (not NULL) a large product is shared with its helper;
+ * the result does not depend on it (each output is computed by the same code). */
+void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
+                       const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
+                       int relu, fnn_team *team);
+
+/* acc = X^T dZ over n rows (X: n x n_in, stride ldx; dZ: n x n_out, stride ldz),
+ * applied to the packed W (and G, the gradient or the velocity, packed) as mode says. */
+void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
+                     float *P, float *G, int n, int n_in, int n_out, int mode,
+                     float lr, float mu, float wd, fnn_team *team);
+
+/* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
+void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                   float *out, float scale);
+
+#endif
