@@ -37,7 +37,7 @@ import pytest
 from conftest import RTOL, assert_close, weights_of
 
 import fastnn
-from fastnn import SGD, Adam, Network
+from fastnn import SGD, Adam, Dense, Network
 from fastnn import network as network_module
 from fastnn import threads
 from fastnn._fit_guard import is_claimed
@@ -1324,3 +1324,28 @@ def test_idle_cores_reads_the_machine_or_says_none():
         assert spare is not None and 0.0 <= spare <= (os.cpu_count() or 1) + 0.5
     else:
         assert spare is None
+
+
+def test_training_flushes_subnormals_and_restores_the_callers_mode():
+    # Momentum decaying towards zero for an input that is almost always 0 passes
+    # through the subnormal range, where arithmetic is many times slower; the
+    # compiled chunk flushes such values to zero (as TensorFlow does), the NumPy
+    # twin keeps IEEE arithmetic, and the caller's mode is restored after the fit.
+    tiny = np.finfo(np.float32).tiny
+
+    def velocity(backend):
+        n = 140
+        X = np.zeros((n, 2), np.float32)
+        X[0, 0] = 1.0                       # feature 0 is seen by the first step only
+        X[:, 1] = np.linspace(-1, 1, n)
+        y = np.linspace(0, 1, n).astype(np.float32)
+        net = Network([Dense(2, 1)], seed=0, backend=backend)
+        opt = SGD(lr=0.1, momentum=0.5)     # 0.5**139 of a gradient: subnormal in float32
+        net.fit(X, y, epochs=1, batch_size=1, shuffle=False, optimizer=opt)
+        return opt.state[0][0].ravel()
+
+    twin, compiled = velocity("numpy"), velocity("compiled")
+    assert 0 < abs(twin[0]) < tiny           # the case does reach the subnormal range
+    assert compiled[0] == 0.0
+    np.testing.assert_allclose(compiled[1], twin[1], rtol=1e-5)
+    assert np.float32(1e-38) * np.float32(0.01) != 0  # IEEE subnormals again after the fit

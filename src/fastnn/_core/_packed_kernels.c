@@ -674,6 +674,11 @@ static void *helper_main(void *arg)
 {
     fnn_team *t = (fnn_team *)arg;
     int seen = 0;
+#ifdef FNN_X86
+    /* As the chunk's own thread (Workspace.train): subnormals flushed to zero,
+       so that both threads compute alike and neither slows down on them. */
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#endif
     for (;;) {
         double until = fnn_now() + FNN_SPIN_SECONDS;
         int spins = 0;
