@@ -99,25 +99,15 @@ def epoch_flops(model: str, n: int) -> dict:
 # ---------------------------------------------------------------- contenders
 
 
-class FastnnTrainer:
+class FastnnTrainer(mb.FastnnTrainer):
+    """The dense benchmark's fastnn trainer, on the CNN or the Dropout network."""
+
     def __init__(self, model, backend, data, bs, seed, threads):
         (self.X, self.y), (self.Xt, self.yt) = data
         self.bs = bs
-        make = fastnn_cnn if model == "cnn" else fastnn_dropout
-        self.model = make(backend, seed)
+        self.model = (fastnn_cnn if model == "cnn" else fastnn_dropout)(backend, seed)
         self.opt = fastnn.SGD(lr=LR, momentum=MOMENTUM)
         self.extra = {"inner_epoch_times": []}
-
-    def epoch(self):
-        t0 = time.perf_counter()
-        hist = self.model.fit(self.X, self.y, epochs=1, batch_size=self.bs, optimizer=self.opt,
-                              input_scale=SCALE)
-        elapsed = time.perf_counter() - t0
-        self.extra["inner_epoch_times"].append(hist.epoch_time[0])
-        return elapsed
-
-    def accuracy(self):
-        return self.model.evaluate(self.Xt, self.yt, input_scale=SCALE)["accuracy"]
 
 
 class TorchTrainer(mb.TorchTrainer):

@@ -27,3 +27,20 @@ def test_mnist_bench_runs_on_a_synthetic_stand_in_without_mnist(tmp_path):
     assert table and all(line.rstrip().endswith("| n/a |") for line in table)
     report = json.loads((out / "mnist_bench.json").read_text())
     assert report  # the report is written as with real data
+
+
+def test_the_cnn_benchmark_runs_on_the_stand_in_too(tmp_path):
+    empty, out = tmp_path / "no-mnist", tmp_path / "out"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_DATA_DIR"}
+    proc = subprocess.run([sys.executable, str(BENCH), "--model", "cnn", "--quick",
+                           "--data-dir", str(empty), "--out", str(out),
+                           "--contenders", "compiled,numpy,seed"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "cnn_bench.json").read_text())
+    rows = {(r["model"], r["contender"]) for r in report["results"] if not r.get("skipped")}
+    assert rows == {("cnn", "compiled"), ("cnn", "numpy"), ("cnn", "seed"),
+                    ("dropout", "compiled"), ("dropout", "numpy")}
+    assert report["flops"]["cnn"]["gemm"] == 2000 * (2 * 288_000 + 3 * 368_640 + 3 * 2_560)
+    assert all(r["floor_ratio"] > 1 for r in report["results"] if not r.get("skipped"))

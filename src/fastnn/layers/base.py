@@ -166,3 +166,33 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+class WeightsAndBias(Layer):
+    """A layer with a weight array ``W`` and a bias ``b`` (Dense, Conv2D).
+
+    Both are properties: reading gives the layer's own array, assigning is
+    checked (shape, numbers, finiteness), converted to the layer's dtype and
+    copied, and refused while another thread's fit trains the layer.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ("W", "b")
+    decayed: ClassVar[tuple[str, ...]] = ("W",)
+
+    @property
+    def W(self) -> np.ndarray | None:
+        """The weights (see the layer's docstring for their layout)."""
+        return self._W
+
+    @W.setter
+    def W(self, value: Any) -> None:
+        self._W = self._checked(value, "W")
+
+    @property
+    def b(self) -> np.ndarray | None:
+        """The biases, one per output unit or channel."""
+        return self._b
+
+    @b.setter
+    def b(self, value: Any) -> None:
+        self._b = self._checked(value, "b")

@@ -8,11 +8,11 @@ import numpy as np
 
 from fastnn._validation import check_positive_int
 from fastnn.layers._geometry import check_pair, image_shape, shape_text
-from fastnn.layers.base import Layer
+from fastnn.layers.base import WeightsAndBias
 from fastnn.layers.dense import check_activation
 
 
-class Conv2D(Layer):
+class Conv2D(WeightsAndBias):
     """A 2-D convolution (cross-correlation, as in PyTorch and Keras) with a fused activation.
 
     Images are channels-last: a sample is ``(H, W, C)``. The output pixel
@@ -46,8 +46,6 @@ class Conv2D(Layer):
     """
 
     kind = "conv2d"
-    param_names = ("W", "b")
-    decayed = ("W",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1,
@@ -81,22 +79,6 @@ class Conv2D(Layer):
             self.pads = (ph, ph, pw, pw)   # top, bottom, left, right
         self._W: np.ndarray | None = None
         self._b: np.ndarray | None = None
-
-    @property
-    def W(self) -> np.ndarray | None:
-        return self._W
-
-    @W.setter
-    def W(self, value: Any) -> None:
-        self._W = self._checked(value, "W")
-
-    @property
-    def b(self) -> np.ndarray | None:
-        return self._b
-
-    @b.setter
-    def b(self, value: Any) -> None:
-        self._b = self._checked(value, "b")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         kh, kw = self.kernel_size

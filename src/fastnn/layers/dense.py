@@ -8,7 +8,7 @@ import numpy as np
 
 from fastnn._codes import ACTIVATIONS
 from fastnn._validation import check_positive_int
-from fastnn.layers.base import Layer
+from fastnn.layers.base import WeightsAndBias
 
 # "softmax" is accepted only on the last layer of a softmax cross-entropy
 # network, where the loss fuses it (see Network).
@@ -25,7 +25,7 @@ def check_activation(activation: Any) -> str:
     return activation
 
 
-class Dense(Layer):
+class Dense(WeightsAndBias):
     """A fully connected layer ``Y = act(X @ W + b)``.
 
     Parameters
@@ -62,8 +62,6 @@ class Dense(Layer):
     """
 
     kind = "dense"
-    param_names = ("W", "b")
-    decayed = ("W",)
 
     def __init__(self, n_in: int, n_out: int, activation: str = "identity") -> None:
         super().__init__()
@@ -140,22 +138,6 @@ class Dense(Layer):
         if self._W is None or self._b is None:
             raise ValueError("the layer has no weights yet (put it in a Network first)")
         return self._W.T.copy(), self._b.copy()
-
-    @property
-    def W(self) -> np.ndarray | None:
-        return self._W
-
-    @W.setter
-    def W(self, value: Any) -> None:
-        self._W = self._checked(value, "W")
-
-    @property
-    def b(self) -> np.ndarray | None:
-        return self._b
-
-    @b.setter
-    def b(self, value: Any) -> None:
-        self._b = self._checked(value, "b")
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         in_shape = tuple(in_shape)
