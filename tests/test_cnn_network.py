@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -733,3 +734,53 @@ def test_blocked_backward_of_an_inner_convolution_matches_numpy(dtype):
         net.fit(X, y, epochs=2, batch_size=3, optimizer=SGD(lr=0.05, momentum=0.5))
     for a, b in zip(nets["compiled"]._params(), nets["numpy"]._params()):
         assert_close(a, b, dtype, rtol=10 * RTOL[np.dtype(dtype)])
+
+
+def test_dropout_before_a_convolution_trains_alike_on_both_backends():
+    # The NumPy Dropout keeps its mask in the shape its input came in (flat rows
+    # here) while the convolution after it hands back an image-shaped gradient.
+    rng = np.random.default_rng(5)
+    X, y = rng.random((6, 32)), np.array([0, 1] * 3)
+    weights = {}
+    for backend in ("numpy", "compiled"):
+        net = fastnn.Network([fastnn.Dropout(0.0), fastnn.Dropout(0.3), fastnn.Conv2D(2, 3, 2),
+                              fastnn.Flatten(), fastnn.Dense(27, 2)],
+                             loss="softmax_cross_entropy", input_shape=(4, 4, 2), seed=0,
+                             backend=backend, dtype="float64")
+        net.fit(X, y, epochs=3, batch_size=4, optimizer=fastnn.SGD(lr=0.1))
+        weights[backend] = net.get_weights()
+    for a, b in zip(weights["numpy"], weights["compiled"]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_geometry_whose_sizes_overflow_when_multiplied_is_refused_in_a_child_process():
+    # 1718039348 * 2147418113 * 5 wraps round to 4 in 64 bits: the size checks of the
+    # compiled entry points must multiply without wrapping (a crash here was a heap overflow).
+    script = textwrap.dedent("""
+        import numpy as np
+        from fastnn._core import _kernels as K, _train as T
+        big = [1, 1, 5, 1, 1, 1, 1718039348, 2147418113, 1, 1, 0, 0]
+        calls = {
+            "conv2d_forward": lambda: K.conv2d_forward(
+                np.ones((2, 5), np.float32), np.ones(4, np.float32), np.zeros(1, np.float32),
+                np.zeros((2, 1), np.float32), big, 0),
+            "forward_chunks": lambda: T.forward_chunks(
+                np.ones((2, 5), np.float32), np.zeros((2, 1), np.float32), [1], [0], [big],
+                [np.ones(4, np.float32), np.zeros(1, np.float32)], 1.0, 64, 0),
+            "maxpool2d_forward": lambda: K.maxpool2d_forward(
+                np.ones((1, 4), np.float32), np.zeros((1, 10), np.float32),
+                np.zeros((1, 10), np.int32), [1718039348, 2147418113, 5, 2, 1, 1, 1, 1, 1]),
+        }
+        for name, call in calls.items():
+            try:
+                call()
+                print(name, "accepted")
+            except ValueError as exc:
+                print(name, "refused:", exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"crashed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("refused: " in line and "too large" in line
+                                   for line in lines), proc.stdout

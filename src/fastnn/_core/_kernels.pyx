@@ -314,6 +314,18 @@ cdef enum:
 DEF INT_MAX_ = 2147483647
 
 
+cdef inline bint _product_fits(long long a, long long b, long long c, long long d=1) noexcept:
+    """a*b*c*d <= INT_MAX for positive int factors, checked after each product: a
+    product of two ints fits a long long, four need not (the sum could wrap round)."""
+    cdef long long p = a * b
+    if p > INT_MAX_:
+        return False
+    p = p * c
+    if p > INT_MAX_:
+        return False
+    return p * d <= INT_MAX_
+
+
 cdef int check_conv_geometry(const int* g, int length) except -1:
     """Refuse a conv2d geometry whose sizes are not positive or whose products overflow."""
     cdef int j
@@ -327,9 +339,8 @@ cdef int check_conv_geometry(const int* g, int length) except -1:
     if not (0 <= g[G_PT] <= 65536 and 0 <= g[G_PL] <= 65536 and g[G_SH] <= 65536
             and g[G_SW] <= 65536):
         raise ValueError("conv2d padding must be in [0, 65536] and strides at most 65536")
-    if (<long long>g[G_H] * g[G_W] * g[G_C] > INT_MAX_
-            or <long long>g[G_OH] * g[G_OW] * g[G_CO] > INT_MAX_
-            or <long long>g[G_KH] * g[G_KW] * g[G_C] * g[G_CO] > INT_MAX_):
+    if not (_product_fits(g[G_H], g[G_W], g[G_C]) and _product_fits(g[G_OH], g[G_OW], g[G_CO])
+            and _product_fits(g[G_KH], g[G_KW], g[G_C], g[G_CO])):
         raise ValueError("conv2d sizes too large")
     # The output fits the padded input: the last window starts at most as far past
     # the image as the padding before it reaches (PyTorch's "same" pads one more
@@ -349,7 +360,7 @@ cdef int check_pool_geometry(const int* g, int length) except -1:
     for j in range(9):
         if g[j] <= 0:
             raise ValueError("maxpool2d sizes and strides must be positive")
-    if <long long>g[G_H] * g[G_W] * g[G_C] > INT_MAX_:
+    if not _product_fits(g[G_H], g[G_W], g[G_C]):
         raise ValueError("maxpool2d sizes too large")
     if (<long long>(g[G_OH] - 1) * g[P_SH] + g[P_PH] > g[G_H]
             or <long long>(g[G_OW] - 1) * g[P_SW] + g[P_PW] > g[G_W]):

@@ -71,7 +71,11 @@ class Dropout(Layer):
         if not need_dX:
             return None, []
         mask = ctx.get("mask")
-        return (dY if mask is None else ops.dropout_backward(dY, mask, self.rate)), []
+        if mask is None:
+            return dY, []
+        # The mask has the shape of the input as it came (flat rows or images); the
+        # next layer may hand back its gradient in the other form.
+        return ops.dropout_backward(dY.reshape(mask.shape), mask, self.rate), []
 
     def workspace(self, batch: int) -> dict[str, tuple[tuple[int, ...], Any]]:
         return {"mask": ((batch, math.prod(self.out_shape)), np.dtype(np.uint8))}
