@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +95,38 @@ def gender_data() -> tuple[np.ndarray, np.ndarray]:
     X = raw - np.array([135, 66])
     y = np.array([1, 0, 0, 1], dtype=np.float64)
     return X, y
+
+
+def report_cases(cases: dict) -> None:
+    """Run each call of ``cases`` (name -> call), printing a JSON line before and after it.
+
+    Meant for a child process (see ``run_cases_in_child``): a "start" line with no
+    result after it names the case that crashed the interpreter.
+    """
+    for name, call in cases.items():
+        print(json.dumps({"start": name}), flush=True)
+        try:
+            call()
+            result = {"name": name, "raised": None}
+        except Exception as exc:  # noqa: BLE001 - we report whatever it was
+            result = {"name": name, "raised": type(exc).__name__, "message": str(exc)}
+        print(json.dumps(result), flush=True)
+
+
+def run_cases_in_child(script: str, flag: str) -> tuple[int, str | None, dict, str]:
+    """Run ``python script flag`` (which calls ``report_cases``) and read its report.
+
+    Returns (return code, the case it crashed in or None, {name: result}, the end of
+    stderr). In a child process, a crash fails the tests instead of ending the run.
+    """
+    proc = subprocess.run([sys.executable, script, flag], capture_output=True, text=True,
+                          timeout=120)
+    results, last = {}, None
+    for line in proc.stdout.splitlines():
+        rec = json.loads(line)
+        if "start" in rec:
+            last = rec["start"]
+        else:
+            results[rec["name"]] = rec
+            last = None
+    return proc.returncode, last, results, proc.stderr[-2000:]

@@ -5,8 +5,6 @@ mismatched shapes instead of crashing the interpreter."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import types
 import warnings
@@ -14,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import weights_of
+from conftest import report_cases, run_cases_in_child, weights_of
 
 from fastnn import SGD, Adam, Dense, Network
 
@@ -450,32 +448,9 @@ def _compiled_op_cases():
     }
 
 
-def _run_compiled_op_cases() -> None:
-    """Run every case, printing one JSON line before and after each (the child process)."""
-    for name, call in _compiled_op_cases().items():
-        print(json.dumps({"start": name}), flush=True)
-        try:
-            call()
-            result = {"name": name, "raised": None}
-        except Exception as exc:  # noqa: BLE001 - we report whatever it was
-            result = {"name": name, "raised": type(exc).__name__, "message": str(exc)}
-        print(json.dumps(result), flush=True)
-
-
 @pytest.fixture(scope="module")
 def compiled_op_results():
-    # In a child process: a crash must fail these tests, not end the test run.
-    proc = subprocess.run([sys.executable, __file__, _CASES_FLAG], capture_output=True,
-                          text=True, timeout=120)
-    results, last = {}, None
-    for line in proc.stdout.splitlines():
-        rec = json.loads(line)
-        if "start" in rec:
-            last = rec["start"]
-        else:
-            results[rec["name"]] = rec
-            last = None
-    return proc.returncode, last, results, proc.stderr[-2000:]
+    return run_cases_in_child(__file__, _CASES_FLAG)
 
 
 def _case_names():
@@ -507,4 +482,4 @@ def test_forward_chunks_refuses_an_unknown_output(backend_ops):
 
 
 if __name__ == "__main__" and _CASES_FLAG in sys.argv:
-    _run_compiled_op_cases()
+    report_cases(_compiled_op_cases())

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import RTOL, assert_close
+from conftest import RTOL, assert_close, report_cases, run_cases_in_child
 
 import fastnn
 from fastnn import SGD, Adam, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Network
@@ -562,31 +562,9 @@ def _crash_cases():
     }
 
 
-def _run_crash_cases() -> None:
-    for name, call in _crash_cases().items():
-        print(json.dumps({"start": name}), flush=True)
-        try:
-            call()
-            result = {"name": name, "raised": None}
-        except Exception as exc:  # noqa: BLE001 - we report whatever it was
-            result = {"name": name, "raised": type(exc).__name__, "message": str(exc)}
-        print(json.dumps(result), flush=True)
-
-
 @pytest.fixture(scope="module")
 def crash_results():
-    # In a child process: a crash must fail these tests, not end the test run.
-    proc = subprocess.run([sys.executable, __file__, _CASES_FLAG], capture_output=True,
-                          text=True, timeout=120)
-    results, last = {}, None
-    for line in proc.stdout.splitlines():
-        rec = json.loads(line)
-        if "start" in rec:
-            last = rec["start"]
-        else:
-            results[rec["name"]] = rec
-            last = None
-    return proc.returncode, last, results, proc.stderr[-2000:]
+    return run_cases_in_child(__file__, _CASES_FLAG)
 
 
 @pytest.mark.parametrize("name", list(_crash_cases()))
@@ -604,7 +582,7 @@ def test_compiled_entry_points_refuse_mismatched_buffers(name, crash_results):
 
 
 if __name__ == "__main__" and _CASES_FLAG in sys.argv:
-    _run_crash_cases()
+    report_cases(_crash_cases())
 
 
 # ---------------------------------------------------------------- the engine's other paths
