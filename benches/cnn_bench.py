@@ -204,22 +204,6 @@ def run_model(model, args, data, flops, synthetic) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = ("| network | contender | batch | epoch s (median) | samples/s | GFLOP/s | x floor "
-            "| fastnn speed-up | test acc % |")
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        if r.get("skipped"):
-            lines.append(f"| {r['model']} | {LABELS[r['contender']]} | {r['batch_size']} "
-                         f"| skipped: {r['skipped']} | | | | | |")
-            continue
-        lines.append(
-            f"| {r['model']} | {LABELS[r['contender']]} | {r['batch_size']} | {r['epoch_s']:.3f} "
-            f"| {r['samples_per_s']:,.0f} | {r['gflops']:.1f} | {r['floor_ratio']:.2f} "
-            f"| {mb._fmt(r['speedup_compiled'], '{:.2f}x')} | {mb._percent(r['accuracy'])} |")
-    return "\n".join(lines)
-
-
 def check_targets(rows: list[dict]) -> list[dict]:
     """The CNN issue's targets against this run (information, never an assertion)."""
     by = {(r["contender"], r["batch_size"]): r for r in rows
@@ -291,7 +275,7 @@ def main(args, data, synthetic: bool) -> int:
     for r in results:
         if not r.get("skipped"):
             r["floor_ratio"] = r["epoch_s"] / floors[r["model"]]
-    table = markdown_table(results)
+    table = mb.markdown_table(results, LABELS, network=True)
     print()
     print(table)
     checks = [] if args.quick else check_targets(results)

@@ -481,17 +481,22 @@ def environment(threads: int) -> dict:
     }
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = ("| contender | batch | epoch s (median) | samples/s | GFLOP/s | x floor "
+def markdown_table(rows: list[dict], labels: dict | None = None,
+                   network: bool = False) -> str:
+    """The rows as a Markdown table; ``network`` adds a first column of each row's model."""
+    labels = LABELS if labels is None else labels
+    first = ("| network ", lambda r: f"| {r['model']} ") if network else ("", lambda r: "")
+    head = (first[0] + "| contender | batch | epoch s (median) | samples/s | GFLOP/s | x floor "
             "| fastnn speed-up | test acc % |")
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * (9 if network else 8)]
     for r in rows:
+        lead = first[1](r)
         if r.get("skipped"):
-            lines.append(f"| {LABELS[r['contender']]} | {r['batch_size']} | skipped: "
+            lines.append(f"{lead}| {labels[r['contender']]} | {r['batch_size']} | skipped: "
                          f"{r['skipped']} | | | | | |")
             continue
         lines.append(
-            f"| {LABELS[r['contender']]} | {r['batch_size']} | {r['epoch_s']:.3f} "
+            f"{lead}| {labels[r['contender']]} | {r['batch_size']} | {r['epoch_s']:.3f} "
             f"| {r['samples_per_s']:,.0f} | {r['gflops']:.1f} | {r['floor_ratio']:.2f} "
             f"| {_fmt(r['speedup_compiled'], '{:.2f}x')} | {_percent(r['accuracy'])} |")
     return "\n".join(lines)

@@ -1103,53 +1103,46 @@ cdef void _check_pair(const floating[:, ::1] Z, const floating[:, ::1] T,
                  "the gradient has the wrong shape")
 
 
-def softmax_cross_entropy_targets(const floating[:, ::1] Z, const floating[:, ::1] T,
-                                  floating[:, ::1] dZ, const floating[::1] weights=None):
-    """Mean softmax cross-entropy for target rows; fills dZ unless it is None."""
+cdef double _target_loss(int loss, const floating[:, ::1] Z, const floating[:, ::1] T,
+                         floating[:, ::1] dZ, const floating[::1] weights) except *:
+    """The entry points below: check (Z, T, dZ, weights), then the fused loss without the GIL."""
     _check_pair(Z, T, dZ)
     cdef const floating* w = _weights_ptr(weights, Z.shape[0])
     cdef floating* d = NULL if dZ is None else &dZ[0, 0]
-    cdef double loss
+    cdef int n = Z.shape[0], c = Z.shape[1]   # the loss kernels take int sizes
     with nogil:
-        loss = softmax_xent_targets(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
-    return loss
+        if loss == SOFTMAX_CROSS_ENTROPY:
+            return softmax_xent_targets(&Z[0, 0], &T[0, 0], w, d, n, c)
+        if loss == BINARY_CROSS_ENTROPY:
+            return sigmoid_bce(&Z[0, 0], &T[0, 0], w, d, n, c)
+        if loss == POISSON:
+            return poisson_loss(&Z[0, 0], &T[0, 0], w, d, n, c)
+        return mse_loss(&Z[0, 0], &T[0, 0], w, d, n, c)
+
+
+def softmax_cross_entropy_targets(const floating[:, ::1] Z, const floating[:, ::1] T,
+                                  floating[:, ::1] dZ, const floating[::1] weights=None):
+    """Mean softmax cross-entropy for target rows; fills dZ unless it is None."""
+    return _target_loss(SOFTMAX_CROSS_ENTROPY, Z, T, dZ, weights)
 
 
 def sigmoid_binary_cross_entropy(const floating[:, ::1] Z, const floating[:, ::1] T,
                                  floating[:, ::1] dZ, const floating[::1] weights=None):
     """Mean binary cross-entropy from logits; fills dZ unless it is None."""
-    _check_pair(Z, T, dZ)
-    cdef const floating* w = _weights_ptr(weights, Z.shape[0])
-    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
-    cdef double loss
-    with nogil:
-        loss = sigmoid_bce(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
-    return loss
+    return _target_loss(BINARY_CROSS_ENTROPY, Z, T, dZ, weights)
 
 
 def mean_squared_error(const floating[:, ::1] P, const floating[:, ::1] T,
                        floating[:, ::1] dP, const floating[::1] weights=None):
     """Mean squared error over all elements; fills dP unless it is None."""
-    _check_pair(P, T, dP)
-    cdef const floating* w = _weights_ptr(weights, P.shape[0])
-    cdef floating* d = NULL if dP is None else &dP[0, 0]
-    cdef double loss
-    with nogil:
-        loss = mse_loss(&P[0, 0], &T[0, 0], w, d, P.shape[0], P.shape[1])
-    return loss
-
+    return _target_loss(MSE, P, T, dP, weights)
 
 
 def poisson_deviance(const floating[:, ::1] Z, const floating[:, ::1] T,
                      floating[:, ::1] dZ, const floating[::1] weights=None):
     """Mean half Poisson deviance of exp(Z) against T (log link); fills dZ unless it is None."""
-    _check_pair(Z, T, dZ)
-    cdef const floating* w = _weights_ptr(weights, Z.shape[0])
-    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
-    cdef double loss
-    with nogil:
-        loss = poisson_loss(&Z[0, 0], &T[0, 0], w, d, Z.shape[0], Z.shape[1])
-    return loss
+    return _target_loss(POISSON, Z, T, dZ, weights)
+
 
 def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
                double lr, double momentum, bint nesterov, double weight_decay):
