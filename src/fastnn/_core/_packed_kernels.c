@@ -1,9 +1,7 @@
 /* Packed-weight float32 kernels for the dense layer; see _packed_kernels.h for the layout.
  *
- * The SIMD code carries per-function target attributes instead of build-wide -mavx512f,
- * so that the extension builds with the distribution's default flags and loads on any
- * x86-64: the AVX-512 or AVX2 functions only run after fnn_cpu_level said the machine
- * has them. Other architectures and compilers get the portable loops only.
+ * The SIMD code is compiled per function for its level (_simd.h); fnn_cpu_level picks
+ * the level at run time.
  *
  * Register blocking. AVX-512 (32 zmm): 8 rows x 2 vectors of 16 floats = 16 accumulators,
  * a panel's 32 columns at once. AVX2 (16 ymm): 6 rows x 2 vectors of 8 floats = 12
@@ -18,17 +16,7 @@
 
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define FNN_X86 1
-#include <immintrin.h>
-#endif
-
-#if defined(_MSC_VER) && !defined(__clang__)
-#define INL static __forceinline
-#else
-
-#define INL static inline __attribute__((always_inline))
-#endif
+#include "_simd.h"
 
 size_t fnn_packed_size(int n_in, int n_out)
 {
@@ -138,8 +126,6 @@ int fnn_cpu_level(void)
 }
 
 /* ------------------------------------------------------------ AVX-512F */
-
-#define T512 __attribute__((target("avx512f")))
 
 INL T512 __mmask16 mask16(int m)
 {
@@ -302,8 +288,6 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
 }
 
 /* ------------------------------------------------------------ AVX2 + FMA */
-
-#define T256 __attribute__((target("avx2,fma")))
 
 static const int fnn_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
