@@ -34,3 +34,10 @@ cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale) noexcept nogil
+# The direct float32 convolution kernels (stride 1; see _conv_kernels.h).
+cdef bint conv_direct(int level, const int* g) noexcept nogil
+cdef Py_ssize_t conv_image_floats(const int* g) noexcept nogil
+cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
+                              float* Y, int n, const int* g, float* scratch) noexcept nogil
+cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
+                            const int* g, float* scratch) noexcept nogil

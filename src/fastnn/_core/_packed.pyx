@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Packed-weight float32 kernels for the dense layer, and the kernel level in use.
+"""Packed-weight float32 kernels for the dense layer, direct convolution kernels, and
+the kernel level in use.
 
-The kernels themselves are C (``_packed_kernels.c``): AVX-512F and AVX2+FMA versions
+The kernels themselves are C (``_packed_kernels.c``, ``_conv_kernels.c``): AVX-512F and AVX2+FMA versions
 compiled with per-function target attributes, chosen at run time. The level starts
 at the best one the CPU supports (``fnn_cpu_level``: CPUID and the OS's saved vector
 state) and can only be lowered (``set_level``), so that the lower levels can be
@@ -11,8 +12,11 @@ The ``def`` functions are test entry points: each checks its arrays, then runs o
 kernel on them at the level asked.
 """
 cimport numpy as cnp
+import numpy as np
 
 cnp.import_array()
+
+from fastnn._core._kernels cimport check_conv_geometry
 
 from libc.stdint cimport uint8_t
 
@@ -34,6 +38,14 @@ cdef extern from "_packed_kernels.h" nogil:
                          int mode, float lr, float mu, float wd, fnn_team* team)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                        int nb, float* out, float scale)
+
+cdef extern from "_conv_kernels.h" nogil:
+    int fnn_conv_direct(int level, const int* g)
+    size_t fnn_conv_image_floats(const int* g)
+    void fnn_conv_forward(int level, const float* X, const float* W, const float* b, float* Y,
+                          int n, const int* g, float* scratch)
+    void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, int n,
+                        const int* g, float* scratch)
 
 cdef int _supported = fnn_cpu_level()
 cdef int _level = _supported
@@ -101,6 +113,24 @@ cdef void team_stop(void* team) noexcept nogil:
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale) noexcept nogil:
     fnn_gather_u8(level, X, d, rows, nb, out, scale)
+
+
+cdef bint conv_direct(int level, const int* g) noexcept nogil:
+    return fnn_conv_direct(level, g)
+
+
+cdef Py_ssize_t conv_image_floats(const int* g) noexcept nogil:
+    return <Py_ssize_t>fnn_conv_image_floats(g)
+
+
+cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
+                              float* Y, int n, const int* g, float* scratch) noexcept nogil:
+    fnn_conv_forward(level, X, W, b, Y, n, g, scratch)
+
+
+cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
+                            const int* g, float* scratch) noexcept nogil:
+    fnn_conv_wgrad(level, X, dZ, dW, n, g, scratch)
 
 
 def supported_level():
@@ -253,3 +283,48 @@ def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] ou
             raise ValueError("rows index outside X")
     with nogil:
         fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale)
+
+
+cdef int _conv_args(const int[::1] g, int level, Py_ssize_t n, Py_ssize_t x_cols,
+                    Py_ssize_t w_size, Py_ssize_t y_cols) except -1:
+    """Check a direct convolution's geometry, level and array sizes (test entry points)."""
+    check_conv_geometry(&g[0], g.shape[0])
+    _check_level(level)
+    if not fnn_conv_direct(level, &g[0]):
+        raise ValueError("the direct convolution kernels take stride 1 only")
+    if n < 1:
+        raise ValueError("no images")
+    if x_cols != <Py_ssize_t>g[0] * g[1] * g[2]:
+        raise ValueError("X's rows are not H*W*C long")
+    if w_size != <Py_ssize_t>g[6] * g[7] * g[2] * g[5]:
+        raise ValueError("W does not hold KH*KW*C*CO weights")
+    if y_cols != <Py_ssize_t>g[3] * g[4] * g[5]:
+        raise ValueError("the output's rows are not OH*OW*CO long")
+    return 0
+
+
+def conv_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
+                 float[:, ::1] Y, const int[::1] geometry, int level):
+    """Y[:] = conv(X) + b by the direct kernels (no activation); geometry as the core's."""
+    _conv_args(geometry, level, X.shape[0], X.shape[1], W.shape[0], Y.shape[1])
+    if Y.shape[0] != X.shape[0] or b.shape[0] != geometry[5]:
+        raise ValueError("Y or b has the wrong shape")
+    scratch = np.empty(fnn_conv_image_floats(&geometry[0]), np.float32)
+    cdef float[::1] s = scratch
+    with nogil:
+        fnn_conv_forward(level, &X[0, 0], &W[0], &b[0], &Y[0, 0], <int>X.shape[0],
+                         &geometry[0], &s[0])
+
+
+def conv_weight_gradient(const float[:, ::1] X, const float[:, ::1] dZ, float[::1] dW,
+                         const int[::1] geometry, int level):
+    """dW[:] = the weight gradient of X and dZ = dL/d(pre-activation), by the direct
+    kernels."""
+    _conv_args(geometry, level, X.shape[0], X.shape[1], dW.shape[0], dZ.shape[1])
+    if dZ.shape[0] != X.shape[0]:
+        raise ValueError("X and dZ differ in rows")
+    scratch = np.empty(fnn_conv_image_floats(&geometry[0]), np.float32)
+    cdef float[::1] s = scratch
+    with nogil:
+        fnn_conv_wgrad(level, &X[0, 0], &dZ[0, 0], &dW[0], <int>X.shape[0], &geometry[0],
+                       &s[0])

@@ -1,0 +1,185 @@
+/* Direct float32 convolution kernels; see _conv_kernels.h.
+ *
+ * Layout. Each image is copied into one plane per input channel, zero padded to
+ * Hp x Wp = (OH + KH - 1) x (OW + KW - 1). At stride 1 the output pixel (oh, ow) reads
+ * plane value (oh + i) Wp + ow + j for its tap (i, j), so the taps of consecutive
+ * pixels are consecutive values: each is one broadcast load at a fixed displacement.
+ *
+ * Vectors run over output channels (16 with AVX-512, 8 with AVX2; masked for the last
+ * group), as the channels-last layout stores them: the forward's outputs and dZ's rows
+ * are loaded and stored as they lie, with no transposition, and a vector of weight
+ * gradients is a row of dW. For the tutorial's 10 channels 10 of 16 lanes work, which
+ * measured faster than vectors over output pixels (all lanes busy, but a transposition
+ * into and out of them: 4.3 against 2.x us per image forward, see benches/NOTES.md).
+ *
+ * Forward: MR pixels along an output row, each an accumulator over a channel vector
+ * (started at the bias), one weight vector per tap broadcast-multiplied by the MR
+ * input values. Weight gradient: TB taps, each an accumulator over a channel vector,
+ * two pixels at a time (two sets of accumulators, so that enough FMAs are independent),
+ * over every pixel of an image; then added into TB rows of dW.
+ */
+#include "_conv_kernels.h"
+#include "_packed_kernels.h"   /* the FNN_LEVEL_* codes */
+#include "_simd.h"
+
+#include <string.h>
+
+enum { G_H, G_W, G_C, G_OH, G_OW, G_CO, G_KH, G_KW, G_SH, G_SW, G_PT, G_PL };
+
+typedef struct {
+    int H, W, C, OH, OW, CO, KH, KW, PT, PL;
+    int Hp, Wp;        /* the padded plane */
+    ptrdiff_t ps;      /* floats per plane: Hp Wp rounded up to 16 */
+} geom;
+
+static geom geom_of(const int *g)
+{
+    geom q;
+    q.H = g[G_H]; q.W = g[G_W]; q.C = g[G_C]; q.OH = g[G_OH]; q.OW = g[G_OW];
+    q.CO = g[G_CO]; q.KH = g[G_KH]; q.KW = g[G_KW]; q.PT = g[G_PT]; q.PL = g[G_PL];
+    q.Hp = q.OH + q.KH - 1;
+    q.Wp = q.OW + q.KW - 1;
+    q.ps = ((ptrdiff_t)q.Hp * q.Wp + 15) / 16 * 16;
+    return q;
+}
+
+int fnn_conv_direct(int level, const int *g)
+{
+#ifdef FNN_X86
+    return (level == FNN_LEVEL_AVX512 || level == FNN_LEVEL_AVX2) && g[G_SH] == 1
+           && g[G_SW] == 1;
+#else
+    (void)level; (void)g;
+    return 0;
+#endif
+}
+
+size_t fnn_conv_image_floats(const int *g)
+{
+    geom q = geom_of(g);
+    return (size_t)q.C * q.ps;
+}
+
+/* planes (C x ps) = one image (H x W x C), zero padded. */
+static void fill_planes(const geom *q, const float *x, float *planes)
+{
+    memset(planes, 0, (size_t)q->C * q->ps * sizeof(float));
+    int r0 = q->PT, r1 = q->PT + q->H < q->Hp ? q->PT + q->H : q->Hp;
+    int c0 = q->PL, c1 = q->PL + q->W < q->Wp ? q->PL + q->W : q->Wp;
+    if (r0 >= r1 || c0 >= c1)
+        return;
+    for (int r = r0; r < r1; r++) {
+        const float *src = x + ((ptrdiff_t)(r - q->PT) * q->W + (c0 - q->PL)) * q->C;
+        float *dst = planes + (ptrdiff_t)r * q->Wp + c0;
+        if (q->C == 1) {
+            memcpy(dst, src, (size_t)(c1 - c0) * sizeof(float));
+            continue;
+        }
+        for (int k = 0; k < c1 - c0; k++)
+            for (int ci = 0; ci < q->C; ci++)
+                dst[ci * q->ps + k] = src[(ptrdiff_t)k * q->C + ci];
+    }
+}
+
+/* The k-th of `parts` nearly equal blocks of `total`: its start and size. */
+static void split(int total, int parts, int k, int *start, int *size)
+{
+    int base = total / parts, extra = total % parts;
+    *start = k * base + (k < extra ? k : extra);
+    *size = base + (k < extra ? 1 : 0);
+}
+
+/* Offsets into an image's planes of taps t0 .. t0 + tb - 1, in W's (i, j, ci) order. */
+static void tap_offsets(const geom *q, int t0, int tb, ptrdiff_t *off)
+{
+    for (int t = 0; t < tb; t++) {
+        int ci = (t0 + t) % q->C, ij = (t0 + t) / q->C;
+        off[t] = ci * q->ps + (ptrdiff_t)(ij / q->KW) * q->Wp + ij % q->KW;
+    }
+}
+
+/* The kernels of one level, written once for both: VEC is the vector type, VL its
+ * lanes, MR_MAX and TB_MAX the register blocks, and the macros below the few
+ * intrinsics that differ. */
+#ifdef FNN_X86
+
+#define LEVEL_SUFFIX 512
+#define TGT T512
+#define VEC __m512
+#define VL 16
+#define MR_MAX 24
+#define TB_MAX 8
+#define MASK_T __mmask16
+#define MASK_OF(n) ((__mmask16)((n) >= 16 ? 0xFFFF : (1u << (n)) - 1))
+#define LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
+#define STOREM(m, p, v) _mm512_mask_storeu_ps(p, m, v)
+#define ZERO() _mm512_setzero_ps()
+#define BCAST(p) _mm512_set1_ps(*(p))
+#define FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm512_add_ps(a, b)
+#include "_conv_kernels_level.h"
+
+/* The first n lanes of an AVX2 mask. */
+INL T256 __m256i mask8_of(int n)
+{
+    static const int tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(tab + 8 - n));
+}
+
+#define LEVEL_SUFFIX 256
+#define TGT T256
+#define VEC __m256
+#define VL 8
+#define MR_MAX 12
+#define TB_MAX 6
+#define MASK_T __m256i
+#define MASK_OF(n) mask8_of(n)
+#define LOADM(m, p) _mm256_maskload_ps(p, m)
+#define STOREM(m, p, v) _mm256_maskstore_ps(p, m, v)
+#define ZERO() _mm256_setzero_ps()
+#define BCAST(p) _mm256_broadcast_ss(p)
+#define FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm256_add_ps(a, b)
+#include "_conv_kernels_level.h"
+
+#endif /* FNN_X86 */
+
+/* ------------------------------------------------------------ entry points */
+
+void fnn_conv_forward(int level, const float *X, const float *W, const float *b, float *Y,
+                      int n, const int *g, float *scratch)
+{
+#ifdef FNN_X86
+    geom q = geom_of(g);
+    ptrdiff_t in_size = (ptrdiff_t)q.H * q.W * q.C, out_size = (ptrdiff_t)q.OH * q.OW * q.CO;
+    for (int s = 0; s < n; s++) {
+        fill_planes(&q, X + s * in_size, scratch);
+        if (level == FNN_LEVEL_AVX512)
+            forward_image512(&q, scratch, W, b, Y + s * out_size);
+        else
+            forward_image256(&q, scratch, W, b, Y + s * out_size);
+    }
+#else
+    (void)level; (void)X; (void)W; (void)b; (void)Y; (void)n; (void)g; (void)scratch;
+#endif
+}
+
+void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, int n,
+                    const int *g, float *scratch)
+{
+#ifdef FNN_X86
+    geom q = geom_of(g);
+    ptrdiff_t in_size = (ptrdiff_t)q.H * q.W * q.C, out_size = (ptrdiff_t)q.OH * q.OW * q.CO;
+    memset(dW, 0, (size_t)q.KH * q.KW * q.C * q.CO * sizeof(float));
+    for (int s = 0; s < n; s++) {
+        fill_planes(&q, X + s * in_size, scratch);
+        if (level == FNN_LEVEL_AVX512)
+            wgrad_image512(&q, scratch, dZ + s * out_size, dW);
+        else
+            wgrad_image256(&q, scratch, dZ + s * out_size, dW);
+    }
+#else
+    (void)level; (void)X; (void)dZ; (void)dW; (void)n; (void)g; (void)scratch;
+#endif
+}

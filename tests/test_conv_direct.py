@@ -1,0 +1,125 @@
+"""The direct float32 convolution kernels (stride 1) against the NumPy twin.
+
+They run at the AVX2 and AVX-512 kernel levels in place of im2col + GEMM: the
+forward with its bias, and the weight gradient. Shapes reach their edges: batch 1,
+one and several input channels, output channels in one partial vector, exactly one,
+and several vector groups (the last one partial), rows split into register blocks,
+tap counts that are not multiples of the tap block, padding on any side, and 1x1
+kernels. Whole fits at each level agree with the BLAS level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import fastnn
+from fastnn.ops import NumpyOps
+
+_packed = pytest.importorskip("fastnn._core._packed")
+
+P = NumpyOps()
+LEVEL_CODE = {"avx2": 1, "avx512": 2}
+SIMD_LEVELS = [name for name in fastnn.available_kernel_levels() if name != "blas"]
+needs_simd = pytest.mark.skipif(not SIMD_LEVELS, reason="no AVX2 or AVX-512 on this machine")
+
+# (n, H, W, C, CO, KH, KW, (pad top, bottom, left, right))
+CASES = [
+    (1, 5, 5, 1, 1, 3, 3, (0, 0, 0, 0)),
+    (3, 28, 28, 1, 10, 5, 5, (0, 0, 0, 0)),      # the tutorial's layer
+    (2, 7, 9, 3, 13, 3, 2, (1, 1, 0, 1)),
+    (1, 5, 5, 2, 1, 1, 1, (0, 0, 0, 0)),
+    (2, 6, 4, 4, 25, 3, 3, (1, 1, 1, 1)),         # two channel groups at AVX-512, four at AVX2
+    (2, 9, 40, 2, 17, 2, 7, (0, 1, 3, 3)),        # rows of 40 outputs: several row blocks
+    (1, 3, 3, 1, 40, 3, 3, (2, 2, 2, 2)),         # padding beyond the kernel
+    (4, 12, 11, 5, 8, 3, 3, (1, 1, 1, 1)),        # 45 taps: tap blocks with a tail
+    (1, 30, 1, 1, 3, 4, 1, (0, 0, 0, 0)),         # width 1
+    (2, 4, 33, 1, 16, 1, 8, (0, 0, 0, 0)),        # exactly one AVX-512 vector of channels
+]
+
+
+def _geometry(case):
+    _, H, W, C, CO, KH, KW, (pt, pb, pl, pr) = case
+    OH, OW = H + pt + pb - KH + 1, W + pl + pr - KW + 1
+    return np.array([H, W, C, OH, OW, CO, KH, KW, 1, 1, pt, pl], np.int32), OH, OW
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("case", CASES, ids=[str(c[:7]) for c in CASES])
+def test_direct_convolution_matches_twin(case, level, rng):
+    n, H, W, C, CO, KH, KW, pad = case
+    g, OH, OW = _geometry(case)
+    X = rng.standard_normal((n, H, W, C)).astype(np.float32)
+    Wt = rng.standard_normal((KH, KW, C, CO)).astype(np.float32)
+    b = rng.standard_normal(CO).astype(np.float32)
+    dZ = rng.standard_normal((n, OH, OW, CO)).astype(np.float32)
+
+    Y = np.full((n, OH * OW * CO), np.nan, np.float32)
+    _packed.conv_forward(X.reshape(n, -1), Wt.ravel(), b, Y, g, LEVEL_CODE[level])
+    assert_close(Y.reshape(n, OH, OW, CO), P.conv2d_forward(X, Wt, b, (1, 1), pad, "identity"),
+                 np.float32)
+
+    dW = np.full(Wt.size, np.nan, np.float32)
+    _packed.conv_weight_gradient(X.reshape(n, -1), dZ.reshape(n, -1), dW, g, LEVEL_CODE[level])
+    dW_twin, _ = P.conv2d_backward_weight(X, dZ, (KH, KW), (1, 1), pad)
+    assert_close(dW.reshape(Wt.shape), dW_twin, np.float32)
+
+
+@needs_simd
+def test_direct_convolution_refuses_what_it_cannot_do():
+    level = LEVEL_CODE[SIMD_LEVELS[-1]]
+    g, OH, OW = _geometry(CASES[1])
+    X = np.zeros((2, 784), np.float32)
+    Wt = np.zeros(250, np.float32)
+    b = np.zeros(10, np.float32)
+    Y = np.zeros((2, OH * OW * 10), np.float32)
+    strided = g.copy()
+    strided[8] = 2
+    strided[3] = 12
+    with pytest.raises(ValueError, match="stride 1"):
+        _packed.conv_forward(X, Wt, b, np.zeros((2, 12 * 24 * 10), np.float32), strided, level)
+    with pytest.raises(ValueError, match="H\\*W\\*C"):
+        _packed.conv_forward(np.zeros((2, 700), np.float32), Wt, b, Y, g, level)
+    with pytest.raises(ValueError, match="KH\\*KW\\*C\\*CO"):
+        _packed.conv_weight_gradient(X, Y, Wt[:249], g, level)
+    with pytest.raises(ValueError, match="rows"):
+        _packed.conv_weight_gradient(X, Y[:1], Wt, g, level)
+    with pytest.raises(ValueError, match="level"):
+        _packed.conv_forward(X, Wt, b, Y, g, 0)
+    with pytest.raises(ValueError):
+        _packed.conv_forward(X, Wt, b, Y, g[:11], level)
+
+
+def _cnn(seed: int) -> fastnn.Network:
+    # A convolution after another (so one takes the input gradient through columns),
+    # "same" padding, every activation the direct path applies after its kernel.
+    layers = [fastnn.Conv2D(1, 6, 3, padding="same", activation="relu"),
+              fastnn.Conv2D(6, 18, (3, 2), activation="tanh"), fastnn.MaxPool2D(2),
+              fastnn.Conv2D(18, 4, 1, activation="sigmoid"), fastnn.Flatten(),
+              fastnn.Dense(4 * 5 * 5, 10)]
+    return fastnn.Network(layers, loss="softmax_cross_entropy", input_shape=(12, 11, 1),
+                          seed=seed)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_fit_with_direct_kernels_matches_blas_level(level, rng):
+    X = rng.random((300, 12, 11), dtype=np.float32)
+    y = rng.integers(0, 10, 300)
+    nets = {}
+    for name in ("blas", level):
+        fastnn.set_kernel_level(name)
+        try:
+            net = _cnn(seed=3)
+            net.fit(X, y, epochs=3, batch_size=7, optimizer=fastnn.SGD(0.05, momentum=0.9),
+                    verbose=0)
+            nets[name] = (net, net.predict_proba(X[:50]))
+        finally:
+            fastnn.set_kernel_level(None)
+    (ref, p_ref), (got, p_got) = nets["blas"], nets[level]
+    for a, b in zip(ref.layers, got.layers):
+        for pa, pb in zip(a.params(), b.params()):
+            assert_close(pb, pa, np.float32, rtol=1e-3)
+    assert_close(p_got, p_ref, np.float32, rtol=1e-3)
