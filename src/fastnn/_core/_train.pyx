@@ -39,7 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    kernel_threads,
+    kernel_threads, conv_direct, conv_image_floats, conv_forward_direct, conv_wgrad_direct,
 )
 
 import numpy as np
@@ -95,6 +95,8 @@ cdef struct LayerC:
     void* D                         # the loss gradient w.r.t. that output
     void* work                      # conv2d: im2col columns; maxpool2d: argmax; dropout: mask
     int blk                         # conv2d: samples whose columns ``work`` holds
+    int conv_level                  # conv2d in float32 by the direct kernels (their level,
+                                    # ``work`` their scratch), else 0: im2col + GEMM
     int index                       # the layer's position (dropout hashes it)
     bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
     int packed                      # a float32 dense layer whose W (with its gradient and
@@ -304,6 +306,10 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
         dense_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                           n, lay.n_in, lay.n_out, lay.act)
     elif lay.kind == LAYER_CONV2D:
+        if floating is float:
+            if lay.conv_level:
+                _conv_forward_direct(lay, inp, out, n)
+                return
         conv_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                          <floating*>lay.work, n, lay.blk, train, lay.geometry, lay.act)
     elif lay.kind == LAYER_MAXPOOL2D:
@@ -314,6 +320,21 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                             rng[0], rng[1], lay.index, lay.geometry[1])
     else:   # flatten, and dropout outside training
         memcpy(out, inp, <Py_ssize_t>n * lay.n_out * sizeof(floating))
+
+
+cdef void _conv_forward_direct(const LayerC* lay, const float* inp, float* out,
+                              int n) noexcept nogil:
+    """A convolution by the direct kernels, activated a few images at a time (in cache)."""
+    cdef const int* g = lay.geometry
+    cdef Py_ssize_t in_size = <Py_ssize_t>g[0] * g[1] * g[2], out_size = <Py_ssize_t>g[3] * g[4] * g[5]
+    cdef int s0 = 0, nb
+    while s0 < n:
+        nb = 4 if n - s0 > 4 else n - s0
+        conv_forward_direct(lay.conv_level, inp + s0 * in_size, <float*>lay.param[0],
+                            <float*>lay.param[1], out + s0 * out_size, nb, g, <float*>lay.work)
+        if lay.act != IDENTITY:
+            activate(lay.act, out + s0 * out_size, nb * out_size)
+        s0 += nb
 
 
 cdef void _forward(LayerC* layers, int L, const floating* X, int n,
@@ -350,6 +371,18 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
         if not lay.grad_ready:
             output_grad(lay.act, <floating*>lay.A, dZ, db,
                         n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
+        if floating is float:
+            if lay.conv_level:
+                # The direct kernels read the input itself, not im2col columns; an
+                # input gradient still goes through columns (then col2im).
+                conv_wgrad_direct(lay.conv_level, inp, dZ, <float*>lay.grad[0], n,
+                                  lay.geometry, <float*>lay.work)
+                if dinp != NULL:
+                    conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>NULL,
+                                      <floating*>NULL, dinp, n, lay.blk, lay.geometry)
+                _update(lay, opt, 0, <floating>0)
+                _update(lay, opt, 1, <floating>0)
+                return
         conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>lay.grad[0], <floating*>NULL,
                           dinp, n, lay.blk, lay.geometry)
         _update(lay, opt, 0, <floating>0)
@@ -701,6 +734,8 @@ cdef class Workspace:
                 lay.blk = <int>max(1, min(bs, (256 << 10) // max(1, rows // bs * lay.geometry[6]
                                               * lay.geometry[7] * lay.geometry[2]
                                               * (4 if ft == cnp.NPY_FLOAT32 else 8))))
+                lay.conv_level = _conv_level(lay, ft, rows * lay.geometry[6] * lay.geometry[7]
+                                             * lay.geometry[2])
             elif lay.kind == LAYER_MAXPOOL2D:
                 _require(len(bufs) == 1, "a maxpool2d layer has one work buffer")
                 lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "argmax", cnp.NPY_INT32,
@@ -959,6 +994,17 @@ def forward_chunks(object X, object out, list kinds, list acts, list geometry, l
         free(layers)
 
 
+cdef int _conv_level(const LayerC* lay, int ft, Py_ssize_t work_floats) noexcept:
+    """The direct kernels' level for a convolution whose ``work`` holds work_floats
+    values, or 0 (im2col + GEMM): float32, stride 1, a level with kernels, and room
+    for one image's padded planes."""
+    cdef int level = kernel_level()
+    if (ft == cnp.NPY_FLOAT32 and conv_direct(level, lay.geometry)
+            and work_floats >= conv_image_floats(lay.geometry)):
+        return level
+    return 0
+
+
 cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n) except? NULL:
     """Panels of W for the float32 dense layers when n rows amortise packing, else NULL.
 
@@ -1058,6 +1104,10 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
             layers[l].blk = <int>max(1, min(<Py_ssize_t>chunk, (4 << 20) // (per * sizeof(floating))))
             if per * layers[l].blk > cols_size:
                 cols_size = per * layers[l].blk
+            if floating is float:
+                # The direct kernels' scratch: one image's planes.
+                cols_size = max(cols_size, conv_image_floats(layers[l].geometry))
+                layers[l].conv_level = _conv_level(&layers[l], cnp.NPY_FLOAT32, cols_size)
     # Input already in the network's float type, unscaled, is read in place;
     # anything else is converted a chunk at a time into xb.
     direct = (input_t is floating) and scale == 1
