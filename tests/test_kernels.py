@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.testing import assert_array_equal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -646,3 +647,17 @@ def test_forward_chunks_stable_for_huge_logits(ops, dtype):
     for output in ("softmax", "sigmoid"):
         out = ops.forward_chunks(X, _layers(W, b, ["identity"], dtype), ["identity"], 1.0, output)
         assert np.isfinite(out).all()
+
+
+def test_float32_sigmoid_same_on_every_path(rng):
+    """The AVX-512, AVX2, SSE2 and scalar paths do the same IEEE operations (no FMA):
+    a value's sigmoid does not depend on where it lies in the array."""
+    x = np.concatenate([rng.normal(0, 6, 16 * 3 + 8 + 4 + 3), [-87.5, 0.0, 88.0, 1e-30]])
+    x = x.astype(np.float32)
+    whole = C.sigmoid(x[None, :])[0]
+    alone = np.array([C.sigmoid(v.reshape(1, 1))[0, 0] for v in x])
+    # Each value again at every offset of a 16-wide vector and in the tails.
+    shifted = np.array([C.sigmoid(np.roll(x, k)[None, :])[0] for k in range(1, 17)])
+    assert_array_equal(whole, alone)
+    for k in range(16):
+        assert_array_equal(np.roll(shifted[k], -(k + 1)), whole)
