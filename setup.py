@@ -113,12 +113,13 @@ extensions = [
     extension("fastnn._core._kernels"),
     extension("fastnn._core._train"),
     extension("fastnn._core._threads"),
-    # The packed-weight dense kernels and the direct convolution kernels: C with
+    # The packed-weight dense kernels, the direct convolution and pooling kernels: C with
     # per-function target attributes (AVX-512F, AVX2+FMA), so the default flags
     # build them and CPUID picks one at run time.
     extension("fastnn._core._packed",
               [os.path.join("src", "fastnn", "_core", "_packed_kernels.c"),
-               os.path.join("src", "fastnn", "_core", "_conv_kernels.c")]),
+               os.path.join("src", "fastnn", "_core", "_conv_kernels.c"),
+               os.path.join("src", "fastnn", "_core", "_pool_kernels.c")]),
 ]
 
 setup(

@@ -1,4 +1,5 @@
-"""The direct float32 convolution kernels (stride 1) against the NumPy twin.
+"""The direct float32 convolution kernels (stride 1) and the AVX-512 pooling kernels
+against the NumPy twin and the core's Cython kernels.
 
 They run at the AVX2 and AVX-512 kernel levels in place of im2col + GEMM: the
 forward with its bias, and the weight gradient. Shapes reach their edges: batch 1,
@@ -15,6 +16,7 @@ import pytest
 from conftest import assert_close
 
 import fastnn
+from fastnn._core import _kernels
 from fastnn.ops import NumpyOps
 
 _packed = pytest.importorskip("fastnn._core._packed")
@@ -123,3 +125,61 @@ def test_fit_with_direct_kernels_matches_blas_level(level, rng):
         for pa, pb in zip(a.params(), b.params()):
             assert_close(pb, pa, np.float32, rtol=1e-3)
     assert_close(p_got, p_ref, np.float32, rtol=1e-3)
+
+
+needs_avx512 = pytest.mark.skipif("avx512" not in SIMD_LEVELS, reason="no AVX-512 on this machine")
+
+# (n, H, W, C, pool): one partial channel vector, exactly one, two groups (the second
+# partial), windows that leave a row and a column uncovered, 3x3 windows.
+POOL_CASES = [(3, 24, 24, 10, 2), (2, 5, 7, 19, 2), (2, 6, 6, 3, 3), (1, 4, 4, 16, 2),
+              (1, 2, 2, 1, 2), (4, 9, 8, 33, 3)]
+ACT_CODE = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+
+
+@needs_avx512
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_kernels_match_the_cython_ones_exactly(case, rng):
+    n, H, W, C, k = case
+    OH, OW = H // k, W // k
+    g = np.array([H, W, C, OH, OW, k, k, k, k], np.int32)
+    X = rng.standard_normal((n, H * W * C)).astype(np.float32)
+    X[0, : 3 * C] = 0.5                       # ties: the first maximum wins
+    X[-1, C] = np.nan                         # NaN never replaces a value
+    Y, A = np.empty((n, OH * OW * C), np.float32), np.empty((n, OH * OW * C), np.int32)
+    Yc, Ac = Y.copy(), A.copy()
+    _packed.pool_forward(X, Y, A, g)
+    _kernels.maxpool2d_forward(X, Yc, Ac, list(g))
+    np.testing.assert_array_equal(Y, Yc)
+    np.testing.assert_array_equal(A, Ac)
+
+    dY = rng.standard_normal(Y.shape).astype(np.float32)
+    for act, code in ACT_CODE.items():
+        out = np.nan_to_num(P.activation(Y, act))   # the pool's output of an activated layer
+        dZ, db = np.full(X.shape, np.nan, np.float32), np.full(C, np.nan, np.float32)
+        _packed.pool_backward_act(dY, A, out, dZ, db, code, g)
+        d = P.backprop_activation(out, dY, act)
+        expected = np.zeros_like(X)
+        for s in range(n):
+            np.add.at(expected[s], A[s], d[s])   # each window's maximum, zeros elsewhere
+        np.testing.assert_array_equal(dZ, expected)
+        assert_close(db, d.reshape(-1, C).sum(axis=0), np.float32)
+
+
+@needs_avx512
+def test_pool_kernels_refuse_bad_input():
+    g = np.array([4, 4, 2, 2, 2, 2, 2, 2, 2], np.int32)
+    X, Y = np.zeros((1, 32), np.float32), np.zeros((1, 8), np.float32)
+    A = np.zeros((1, 8), np.int32)
+    with pytest.raises(ValueError, match="H\\*W\\*C"):
+        _packed.pool_forward(np.zeros((1, 31), np.float32), Y, A, g)
+    with pytest.raises(ValueError, match="outside the image"):
+        _packed.pool_backward_act(Y, A - 1, Y, X.copy(), np.zeros(2, np.float32), 0, g)
+    overlapping = np.array([4, 4, 2, 3, 3, 2, 2, 1, 1], np.int32)
+    with pytest.raises(ValueError, match="tile"):
+        _packed.pool_backward_act(np.zeros((1, 18), np.float32), np.zeros((1, 18), np.int32),
+                                  np.zeros((1, 18), np.float32), X.copy(),
+                                  np.zeros(2, np.float32), 0, overlapping)
+    with pytest.raises(ValueError, match="activation"):
+        _packed.pool_backward_act(Y, A, Y, X.copy(), np.zeros(2, np.float32), 7, g)
+    with pytest.raises(ValueError, match="windows"):
+        _packed.pool_forward(X, Y, A, np.array([4, 4, 2, 3, 3, 2, 2, 2, 2], np.int32))

@@ -15,7 +15,7 @@ cdef enum:
     WG_SGD = 1
     WG_MOMENTUM = 2
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, int32_t
 
 cdef int kernel_level() noexcept nogil
 cdef int kernel_threads() noexcept nogil   # 2: the packed kernels may use a helper thread
@@ -34,10 +34,17 @@ cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale) noexcept nogil
-# The direct float32 convolution kernels (stride 1; see _conv_kernels.h).
+# The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
+# kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil
 cdef Py_ssize_t conv_image_floats(const int* g) noexcept nogil
 cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
                               float* Y, int n, const int* g, float* scratch) noexcept nogil
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
                             const int* g, float* scratch) noexcept nogil
+cdef bint pool_direct(int level) noexcept nogil
+cdef bint pool_tiles(const int* g) noexcept nogil
+cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
+                              const int* g) noexcept nogil
+cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
+                                   float* dZ, float* db, int act, int n, const int* g) noexcept nogil

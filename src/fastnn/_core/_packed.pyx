@@ -16,9 +16,11 @@ import numpy as np
 
 cnp.import_array()
 
-from fastnn._core._kernels cimport check_conv_geometry
+from fastnn._core._kernels cimport (
+    check_conv_geometry, check_pool_geometry, IDENTITY, SIGMOID, TANH, RELU,
+)
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, int32_t
 
 cdef extern from "_packed_kernels.h" nogil:
     ctypedef struct fnn_team:
@@ -46,6 +48,19 @@ cdef extern from "_conv_kernels.h" nogil:
                           int n, const int* g, float* scratch)
     void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, int n,
                         const int* g, float* scratch)
+
+cdef extern from "_pool_kernels.h" nogil:
+    int FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU
+    int fnn_pool_direct(int level)
+    int fnn_pool_tiles(const int* g)
+    void fnn_pool_forward(const float* X, float* Y, int32_t* argmax, int n, const int* g)
+    void fnn_pool_backward_act(const float* dY, const int32_t* argmax, const float* Y,
+                               float* dZ, float* db, int act, int n, const int* g)
+
+# The pooling kernels take the core's activation codes.
+if (FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU) != (
+        IDENTITY, SIGMOID, TANH, RELU):
+    raise ImportError("fastnn: the pooling kernels' activation codes differ from the core's")
 
 cdef int _supported = fnn_cpu_level()
 cdef int _level = _supported
@@ -131,6 +146,24 @@ cdef void conv_forward_direct(int level, const float* X, const float* W, const f
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
                             const int* g, float* scratch) noexcept nogil:
     fnn_conv_wgrad(level, X, dZ, dW, n, g, scratch)
+
+
+cdef bint pool_direct(int level) noexcept nogil:
+    return fnn_pool_direct(level)
+
+
+cdef bint pool_tiles(const int* g) noexcept nogil:
+    return fnn_pool_tiles(g)
+
+
+cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
+                              const int* g) noexcept nogil:
+    fnn_pool_forward(X, Y, argmax, n, g)
+
+
+cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
+                                   float* dZ, float* db, int act, int n, const int* g) noexcept nogil:
+    fnn_pool_backward_act(dY, argmax, Y, dZ, db, act, n, g)
 
 
 def supported_level():
@@ -328,3 +361,51 @@ def conv_weight_gradient(const float[:, ::1] X, const float[:, ::1] dZ, float[::
     with nogil:
         fnn_conv_wgrad(level, &X[0, 0], &dZ[0, 0], &dW[0], <int>X.shape[0], &geometry[0],
                        &s[0])
+
+
+cdef int _pool_args(const int[::1] g, Py_ssize_t n, Py_ssize_t x_cols, Py_ssize_t y_cols) except -1:
+    """Check a pooling kernel's geometry, the level and the array sizes (test entry points)."""
+    check_pool_geometry(&g[0], g.shape[0])
+    if not fnn_pool_direct(_supported):
+        raise ValueError("the pooling kernels need AVX-512")
+    if n < 1:
+        raise ValueError("no images")
+    if x_cols != <Py_ssize_t>g[0] * g[1] * g[2]:
+        raise ValueError("the input's rows are not H*W*C long")
+    if y_cols != <Py_ssize_t>g[3] * g[4] * g[2]:
+        raise ValueError("the output's rows are not OH*OW*C long")
+    return 0
+
+
+def pool_forward(const float[:, ::1] X, float[:, ::1] Y, int32_t[:, ::1] argmax,
+                 const int[::1] geometry):
+    """Y[:], argmax[:] = each window's maximum and its offset in the image (AVX-512)."""
+    _pool_args(geometry, X.shape[0], X.shape[1], Y.shape[1])
+    if Y.shape[0] != X.shape[0] or argmax.shape[0] != X.shape[0] or argmax.shape[1] != Y.shape[1]:
+        raise ValueError("Y or argmax has the wrong shape")
+    with nogil:
+        fnn_pool_forward(&X[0, 0], &Y[0, 0], &argmax[0, 0], <int>X.shape[0], &geometry[0])
+
+
+def pool_backward_act(const float[:, ::1] dY, const int32_t[:, ::1] argmax, const float[:, ::1] Y,
+                      float[:, ::1] dZ, float[::1] db, int act, const int[::1] geometry):
+    """dZ[:], db[:] = the pool's backward with the activation derivative of the layer
+    before it (at y, the window maxima), for windows that tile the input (AVX-512)."""
+    _pool_args(geometry, dZ.shape[0], dZ.shape[1], dY.shape[1])
+    if not fnn_pool_tiles(&geometry[0]):
+        raise ValueError("the windows must tile the input (stride = window)")
+    cdef Py_ssize_t n = dZ.shape[0]
+    if (dY.shape[0] != n or Y.shape[0] != n or argmax.shape[0] != n
+            or Y.shape[1] != dY.shape[1] or argmax.shape[1] != dY.shape[1]):
+        raise ValueError("dY, Y and argmax must have the same shape")
+    if db.shape[0] != geometry[2]:
+        raise ValueError("db must have one value per channel")
+    if act not in (IDENTITY, SIGMOID, TANH, RELU):
+        raise ValueError(f"unknown activation code {act}")
+    cdef Py_ssize_t i, size = argmax.shape[1], in_size = dZ.shape[1]
+    for i in range(n * size):
+        if not (0 <= argmax[i // size, i % size] < in_size):
+            raise ValueError("argmax points outside the image")
+    with nogil:
+        fnn_pool_backward_act(&dY[0, 0], &argmax[0, 0], &Y[0, 0], &dZ[0, 0], &db[0], act,
+                              <int>n, &geometry[0])

@@ -40,6 +40,7 @@ from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
     kernel_threads, conv_direct, conv_image_floats, conv_forward_direct, conv_wgrad_direct,
+    pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
 )
 
 import numpy as np
@@ -95,8 +96,10 @@ cdef struct LayerC:
     void* D                         # the loss gradient w.r.t. that output
     void* work                      # conv2d: im2col columns; maxpool2d: argmax; dropout: mask
     int blk                         # conv2d: samples whose columns ``work`` holds
-    int conv_level                  # conv2d in float32 by the direct kernels (their level,
-                                    # ``work`` their scratch), else 0: im2col + GEMM
+    int direct                      # float32 conv2d or maxpool2d by the kernels of
+                                    # _conv_kernels.c / _pool_kernels.c: their level (for
+                                    # conv2d ``work`` is their scratch); else 0 (im2col +
+                                    # GEMM, the Cython pooling)
     int index                       # the layer's position (dropout hashes it)
     bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
     int packed                      # a float32 dense layer whose W (with its gradient and
@@ -307,12 +310,16 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                           n, lay.n_in, lay.n_out, lay.act)
     elif lay.kind == LAYER_CONV2D:
         if floating is float:
-            if lay.conv_level:
+            if lay.direct:
                 _conv_forward_direct(lay, inp, out, n)
                 return
         conv_forward_ptr(inp, <floating*>lay.param[0], <floating*>lay.param[1], out,
                          <floating*>lay.work, n, lay.blk, train, lay.geometry, lay.act)
     elif lay.kind == LAYER_MAXPOOL2D:
+        if floating is float:
+            if lay.direct and train:
+                pool_forward_direct(inp, out, <int32_t*>lay.work, n, lay.geometry)
+                return
         maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
                             lay.geometry)
     elif lay.kind == LAYER_DROPOUT and train and rng != NULL and lay.geometry[1] > 0:
@@ -330,7 +337,7 @@ cdef void _conv_forward_direct(const LayerC* lay, const float* inp, float* out,
     cdef int s0 = 0, nb
     while s0 < n:
         nb = 4 if n - s0 > 4 else n - s0
-        conv_forward_direct(lay.conv_level, inp + s0 * in_size, <float*>lay.param[0],
+        conv_forward_direct(lay.direct, inp + s0 * in_size, <float*>lay.param[0],
                             <float*>lay.param[1], out + s0 * out_size, nb, g, <float*>lay.work)
         if lay.act != IDENTITY:
             activate(lay.act, out + s0 * out_size, nb * out_size)
@@ -372,10 +379,10 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             output_grad(lay.act, <floating*>lay.A, dZ, db,
                         n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
         if floating is float:
-            if lay.conv_level:
+            if lay.direct:
                 # The direct kernels read the input itself, not im2col columns; an
                 # input gradient still goes through columns (then col2im).
-                conv_wgrad_direct(lay.conv_level, inp, dZ, <float*>lay.grad[0], n,
+                conv_wgrad_direct(lay.direct, inp, dZ, <float*>lay.grad[0], n,
                                   lay.geometry, <float*>lay.work)
                 if dinp != NULL:
                     conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>NULL,
@@ -391,6 +398,11 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
         if dinp != NULL and lay.index > 0 and (lay - 1).grad_ready:
             # The convolution before: its activation's derivative and bias gradient too.
             prev = lay - 1
+            if floating is float:
+                if lay.direct and pool_tiles(lay.geometry):
+                    pool_backward_act_direct(dZ, <int32_t*>lay.work, <float*>lay.A, dinp,
+                                             <float*>prev.grad[1], prev.act, n, lay.geometry)
+                    return
             maxpool_backward_act_ptr(dZ, <int32_t*>lay.work, dinp, <floating*>prev.A,
                                      <floating*>prev.grad[1], prev.act, n, lay.geometry)
         elif dinp != NULL:
@@ -734,12 +746,14 @@ cdef class Workspace:
                 lay.blk = <int>max(1, min(bs, (256 << 10) // max(1, rows // bs * lay.geometry[6]
                                               * lay.geometry[7] * lay.geometry[2]
                                               * (4 if ft == cnp.NPY_FLOAT32 else 8))))
-                lay.conv_level = _conv_level(lay, ft, rows * lay.geometry[6] * lay.geometry[7]
+                lay.direct = _conv_direct_level(lay, ft, rows * lay.geometry[6] * lay.geometry[7]
                                              * lay.geometry[2])
             elif lay.kind == LAYER_MAXPOOL2D:
                 _require(len(bufs) == 1, "a maxpool2d layer has one work buffer")
                 lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "argmax", cnp.NPY_INT32,
                                  True)
+                lay.direct = (kernel_level() if ft == cnp.NPY_FLOAT32
+                              and pool_direct(kernel_level()) else 0)
             elif lay.kind == LAYER_DROPOUT:
                 _require(len(bufs) == 1, "a dropout layer has one work buffer")
                 lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "mask", cnp.NPY_UINT8,
@@ -994,7 +1008,7 @@ def forward_chunks(object X, object out, list kinds, list acts, list geometry, l
         free(layers)
 
 
-cdef int _conv_level(const LayerC* lay, int ft, Py_ssize_t work_floats) noexcept:
+cdef int _conv_direct_level(const LayerC* lay, int ft, Py_ssize_t work_floats) noexcept:
     """The direct kernels' level for a convolution whose ``work`` holds work_floats
     values, or 0 (im2col + GEMM): float32, stride 1, a level with kernels, and room
     for one image's padded planes."""
@@ -1107,7 +1121,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
             if floating is float:
                 # The direct kernels' scratch: one image's planes.
                 cols_size = max(cols_size, conv_image_floats(layers[l].geometry))
-                layers[l].conv_level = _conv_level(&layers[l], cnp.NPY_FLOAT32, cols_size)
+                layers[l].direct = _conv_direct_level(&layers[l], cnp.NPY_FLOAT32, cols_size)
     # Input already in the network's float type, unscaled, is read in place;
     # anything else is converted a chunk at a time into xb.
     direct = (input_t is floating) and scale == 1
