@@ -63,10 +63,22 @@ def test_direct_convolution_matches_twin(case, level, rng):
     assert_close(Y.reshape(n, OH, OW, CO), P.conv2d_forward(X, Wt, b, (1, 1), pad, "identity"),
                  np.float32)
 
-    dW = np.full(Wt.size, np.nan, np.float32)
-    _packed.conv_weight_gradient(X.reshape(n, -1), dZ.reshape(n, -1), dW, g, LEVEL_CODE[level])
-    dW_twin, _ = P.conv2d_backward_weight(X, dZ, (KH, KW), (1, 1), pad)
+    dW, db = np.full(Wt.size, np.nan, np.float32), np.full(CO, np.nan, np.float32)
+    _packed.conv_weight_gradient(X.reshape(n, -1), dZ.reshape(n, -1), dW, db, g,
+                                 LEVEL_CODE[level])
+    dW_twin, db_twin = P.conv2d_backward_weight(X, dZ, (KH, KW), (1, 1), pad)
     assert_close(dW.reshape(Wt.shape), dW_twin, np.float32)
+    assert_close(db, db_twin, np.float32)
+
+    # A helper thread shares the images: the same bits (each image, and each unit's
+    # partial sum, is computed by the same code whoever runs it).
+    Y2, dW2, db2 = np.empty_like(Y), np.empty_like(dW), np.empty_like(db)
+    _packed.conv_forward(X.reshape(n, -1), Wt.ravel(), b, Y2, g, LEVEL_CODE[level], threads=2)
+    _packed.conv_weight_gradient(X.reshape(n, -1), dZ.reshape(n, -1), dW2, db2, g,
+                                 LEVEL_CODE[level], threads=2)
+    np.testing.assert_array_equal(Y2, Y)
+    np.testing.assert_array_equal(dW2, dW)
+    np.testing.assert_array_equal(db2, db)
 
 
 @needs_simd
@@ -85,9 +97,13 @@ def test_direct_convolution_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="H\\*W\\*C"):
         _packed.conv_forward(np.zeros((2, 700), np.float32), Wt, b, Y, g, level)
     with pytest.raises(ValueError, match="KH\\*KW\\*C\\*CO"):
-        _packed.conv_weight_gradient(X, Y, Wt[:249], g, level)
+        _packed.conv_weight_gradient(X, Y, Wt[:249], b, g, level)
     with pytest.raises(ValueError, match="rows"):
-        _packed.conv_weight_gradient(X, Y[:1], Wt, g, level)
+        _packed.conv_weight_gradient(X, Y[:1], Wt, b, g, level)
+    with pytest.raises(ValueError, match="output channel"):
+        _packed.conv_weight_gradient(X, Y, Wt, b[:9], g, level)
+    with pytest.raises(ValueError, match="threads"):
+        _packed.conv_forward(X, Wt, b, Y, g, level, threads=3)
     with pytest.raises(ValueError, match="level"):
         _packed.conv_forward(X, Wt, b, Y, g, 0)
     with pytest.raises(ValueError):
@@ -146,23 +162,28 @@ def test_pool_kernels_match_the_cython_ones_exactly(case, rng):
     X[0, : 3 * C] = 0.5                       # ties: the first maximum wins
     X[-1, C] = np.nan                         # NaN never replaces a value
     Y, A = np.empty((n, OH * OW * C), np.float32), np.empty((n, OH * OW * C), np.int32)
-    Yc, Ac = Y.copy(), A.copy()
+    Yc, Ac, Y2, A2 = Y.copy(), A.copy(), Y.copy(), A.copy()
     _packed.pool_forward(X, Y, A, g)
     _kernels.maxpool2d_forward(X, Yc, Ac, list(g))
+    _packed.pool_forward(X, Y2, A2, g, threads=2)
     np.testing.assert_array_equal(Y, Yc)
     np.testing.assert_array_equal(A, Ac)
+    np.testing.assert_array_equal(Y2, Yc)
+    np.testing.assert_array_equal(A2, Ac)
 
     dY = rng.standard_normal(Y.shape).astype(np.float32)
     for act, code in ACT_CODE.items():
         out = np.nan_to_num(P.activation(Y, act))   # the pool's output of an activated layer
-        dZ, db = np.full(X.shape, np.nan, np.float32), np.full(C, np.nan, np.float32)
-        _packed.pool_backward_act(dY, A, out, dZ, db, code, g)
+        dZ = np.full(X.shape, np.nan, np.float32)
+        _packed.pool_backward_act(dY, A, out, dZ, code, g)
         d = P.backprop_activation(out, dY, act)
         expected = np.zeros_like(X)
         for s in range(n):
             np.add.at(expected[s], A[s], d[s])   # each window's maximum, zeros elsewhere
         np.testing.assert_array_equal(dZ, expected)
-        assert_close(db, d.reshape(-1, C).sum(axis=0), np.float32)
+        dZ2 = np.full(X.shape, np.nan, np.float32)
+        _packed.pool_backward_act(dY, A, out, dZ2, code, g, threads=2)
+        np.testing.assert_array_equal(dZ2, dZ)
 
 
 @needs_avx512
@@ -173,13 +194,34 @@ def test_pool_kernels_refuse_bad_input():
     with pytest.raises(ValueError, match="H\\*W\\*C"):
         _packed.pool_forward(np.zeros((1, 31), np.float32), Y, A, g)
     with pytest.raises(ValueError, match="outside the image"):
-        _packed.pool_backward_act(Y, A - 1, Y, X.copy(), np.zeros(2, np.float32), 0, g)
+        _packed.pool_backward_act(Y, A - 1, Y, X.copy(), 0, g)
     overlapping = np.array([4, 4, 2, 3, 3, 2, 2, 1, 1], np.int32)
     with pytest.raises(ValueError, match="tile"):
         _packed.pool_backward_act(np.zeros((1, 18), np.float32), np.zeros((1, 18), np.int32),
-                                  np.zeros((1, 18), np.float32), X.copy(),
-                                  np.zeros(2, np.float32), 0, overlapping)
+                                  np.zeros((1, 18), np.float32), X.copy(), 0, overlapping)
     with pytest.raises(ValueError, match="activation"):
-        _packed.pool_backward_act(Y, A, Y, X.copy(), np.zeros(2, np.float32), 7, g)
+        _packed.pool_backward_act(Y, A, Y, X.copy(), 7, g)
     with pytest.raises(ValueError, match="windows"):
         _packed.pool_forward(X, Y, A, np.array([4, 4, 2, 3, 3, 2, 2, 2, 2], np.int32))
+
+
+@needs_simd
+def test_fit_on_two_threads_gives_the_same_bits_as_on_one(rng):
+    """With several threads a chunk shares its image kernels (and the packed dense ones)
+    with a helper thread; every unit of work is computed by the same code whoever runs
+    it, and partial sums are added in a fixed order, so the fit does not change."""
+    X = rng.random((400, 12, 11), dtype=np.float32)
+    y = rng.integers(0, 10, 400)
+    weights = {}
+    before = fastnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            net = _cnn(seed=5)
+            net.fit(X, y, epochs=2, batch_size=64, optimizer=fastnn.SGD(0.05, momentum=0.9),
+                    verbose=0)
+            weights[threads] = [p.copy() for layer in net.layers for p in layer.params()]
+    finally:
+        fastnn.set_num_threads(before)
+    for a, b in zip(weights[1], weights[2]):
+        np.testing.assert_array_equal(a, b)

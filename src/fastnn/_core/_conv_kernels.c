@@ -54,12 +54,6 @@ int fnn_conv_direct(int level, const int *g)
 #endif
 }
 
-size_t fnn_conv_image_floats(const int *g)
-{
-    geom q = geom_of(g);
-    return (size_t)q.C * q.ps;
-}
-
 /* planes (C x ps) = one image (H x W x C), zero padded. */
 static void fill_planes(const geom *q, const float *x, float *planes)
 {
@@ -147,39 +141,118 @@ INL T256 __m256i mask8_of(int n)
 
 /* ------------------------------------------------------------ entry points */
 
+typedef struct {
+    geom q;
+    int level, n, units, act;
+    const float *X, *W, *b, *dZ;
+    float *Y, *scratch;
+    fnn_act_fn act_fn;
+    ptrdiff_t per;      /* floats of scratch per unit */
+} conv_job;
+
+static int units_for(int n) { return n < FNN_CONV_UNITS ? n : FNN_CONV_UNITS; }
+
+/* Images [first, last) of unit u of n. */
+static void unit_images(int n, int units, int u, int *first, int *last)
+{
+    *first = (int)((long long)u * n / units);
+    *last = (int)((long long)(u + 1) * n / units);
+}
+
+size_t fnn_conv_scratch_floats(const int *g)
+{
+    geom q = geom_of(g);
+    size_t grads = ((size_t)q.KH * q.KW * q.C + 1) * q.CO;   /* dW, then db */
+    return FNN_CONV_UNITS * ((size_t)q.C * q.ps + (grads + 15) / 16 * 16);
+}
+
+#ifdef FNN_X86
+
+static void forward_unit(void *ctx, int u)
+{
+    const conv_job *j = (const conv_job *)ctx;
+    const geom *q = &j->q;
+    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)q->OH * q->OW * q->CO;
+    float *planes = j->scratch + u * j->per;
+    int first, last;
+    unit_images(j->n, j->units, u, &first, &last);
+    for (int s = first; s < last; s++) {
+        float *y = j->Y + s * out_size;
+        fill_planes(q, j->X + s * in_size, planes);
+        if (j->level == FNN_LEVEL_AVX512)
+            forward_image512(q, planes, j->W, j->b, y);
+        else
+            forward_image256(q, planes, j->W, j->b, y);
+        if (j->act_fn != NULL)
+            j->act_fn(j->act, y, out_size);
+    }
+}
+
+static void wgrad_unit(void *ctx, int u)
+{
+    const conv_job *j = (const conv_job *)ctx;
+    const geom *q = &j->q;
+    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)q->OH * q->OW * q->CO;
+    ptrdiff_t nw = (ptrdiff_t)q->KH * q->KW * q->C * q->CO;
+    float *planes = j->scratch + u * j->per, *part = planes + q->C * q->ps;
+    int first, last;
+    unit_images(j->n, j->units, u, &first, &last);
+    memset(part, 0, (size_t)(nw + q->CO) * sizeof(float));
+    for (int s = first; s < last; s++) {
+        const float *dz = j->dZ + s * out_size;
+        fill_planes(q, j->X + s * in_size, planes);
+        if (j->level == FNN_LEVEL_AVX512) {
+            wgrad_image512(q, planes, dz, part);
+            bias_grad_image512(q, dz, part + nw);
+        } else {
+            wgrad_image256(q, planes, dz, part);
+            bias_grad_image256(q, dz, part + nw);
+        }
+    }
+}
+
+#endif /* FNN_X86 */
+
 void fnn_conv_forward(int level, const float *X, const float *W, const float *b, float *Y,
-                      int n, const int *g, float *scratch)
+                      int n, const int *g, fnn_act_fn act_fn, int act, float *scratch,
+                      fnn_team *team)
 {
 #ifdef FNN_X86
-    geom q = geom_of(g);
-    ptrdiff_t in_size = (ptrdiff_t)q.H * q.W * q.C, out_size = (ptrdiff_t)q.OH * q.OW * q.CO;
-    for (int s = 0; s < n; s++) {
-        fill_planes(&q, X + s * in_size, scratch);
-        if (level == FNN_LEVEL_AVX512)
-            forward_image512(&q, scratch, W, b, Y + s * out_size);
-        else
-            forward_image256(&q, scratch, W, b, Y + s * out_size);
-    }
+    conv_job j = {0};
+    j.q = geom_of(g);
+    j.level = level, j.n = n, j.units = units_for(n), j.act = act, j.act_fn = act_fn;
+    j.X = X, j.W = W, j.b = b, j.Y = Y, j.scratch = scratch;
+    j.per = (ptrdiff_t)(fnn_conv_scratch_floats(g) / FNN_CONV_UNITS);
+    fnn_team_for(team, j.units, forward_unit, &j);
 #else
-    (void)level; (void)X; (void)W; (void)b; (void)Y; (void)n; (void)g; (void)scratch;
+    (void)level; (void)X; (void)W; (void)b; (void)Y; (void)n; (void)g; (void)act_fn;
+    (void)act; (void)scratch; (void)team;
 #endif
 }
 
-void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, int n,
-                    const int *g, float *scratch)
+void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, float *db, int n,
+                    const int *g, float *scratch, fnn_team *team)
 {
 #ifdef FNN_X86
-    geom q = geom_of(g);
-    ptrdiff_t in_size = (ptrdiff_t)q.H * q.W * q.C, out_size = (ptrdiff_t)q.OH * q.OW * q.CO;
-    memset(dW, 0, (size_t)q.KH * q.KW * q.C * q.CO * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        fill_planes(&q, X + s * in_size, scratch);
-        if (level == FNN_LEVEL_AVX512)
-            wgrad_image512(&q, scratch, dZ + s * out_size, dW);
+    conv_job j = {0};
+    j.q = geom_of(g);
+    j.level = level, j.n = n, j.units = units_for(n);
+    j.X = X, j.dZ = dZ, j.scratch = scratch;
+    j.per = (ptrdiff_t)(fnn_conv_scratch_floats(g) / FNN_CONV_UNITS);
+    fnn_team_for(team, j.units, wgrad_unit, &j);
+    /* The units' partial sums, added in their order. */
+    ptrdiff_t nw = (ptrdiff_t)j.q.KH * j.q.KW * j.q.C * j.q.CO, at = (ptrdiff_t)j.q.C * j.q.ps;
+    for (ptrdiff_t k = 0; k < nw + j.q.CO; k++) {
+        float sum = 0;
+        for (int u = 0; u < j.units; u++)
+            sum += scratch[u * j.per + at + k];
+        if (k < nw)
+            dW[k] = sum;
         else
-            wgrad_image256(&q, scratch, dZ + s * out_size, dW);
+            db[k - nw] = sum;
     }
 #else
-    (void)level; (void)X; (void)dZ; (void)dW; (void)n; (void)g; (void)scratch;
+    (void)level; (void)X; (void)dZ; (void)dW; (void)db; (void)n; (void)g; (void)scratch;
+    (void)team;
 #endif
 }

@@ -7,7 +7,7 @@
  *
  * g is the core's conv2d geometry: [H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL].
  * Nothing here checks it: the Cython callers do (check_conv_geometry), and call these
- * only where fnn_conv_direct says they apply, with the scratch fnn_conv_image_floats
+ * only where fnn_conv_direct says they apply, with the scratch fnn_conv_scratch_floats
  * asks for.
  */
 #ifndef FASTNN_CONV_KERNELS_H
@@ -15,22 +15,34 @@
 
 #include <stddef.h>
 
+#include "_packed_kernels.h"   /* fnn_team */
+
+/* The images of a call are cut into at most this many units, always the same way for
+ * the same count of images; a team's two threads share them, and the weight gradient
+ * sums the units' partial sums in their order, so results do not depend on threads. */
+#define FNN_CONV_UNITS 8
+
+/* An activation applied in place to n values (the core's), or NULL for none. */
+typedef void (*fnn_act_fn)(int act, float *z, ptrdiff_t n);
+
 /* 1 when the direct kernels compute this convolution at this level (AVX2 or AVX-512,
  * stride 1), else 0: the caller keeps im2col + GEMM. */
 int fnn_conv_direct(int level, const int *g);
 
-/* Floats of scratch the kernels take: one image's padded planes. */
-size_t fnn_conv_image_floats(const int *g);
+/* Floats of scratch the kernels take: per unit, one image's padded planes and a
+ * partial weight and bias gradient. */
+size_t fnn_conv_scratch_floats(const int *g);
 
-/* Y (n x OH*OW*CO, channels-last) = conv(X) + b; X is n x H*W*C, W is KH x KW x C x CO.
- * scratch: at least fnn_conv_image_floats(g) floats. */
+/* Y (n x OH*OW*CO, channels-last) = act(conv(X) + b), act_fn(act, ...) applied to each
+ * image's outputs unless act_fn is NULL; X is n x H*W*C, W is KH x KW x C x CO. */
 void fnn_conv_forward(int level, const float *X, const float *W, const float *b, float *Y,
-                      int n, const int *g, float *scratch);
+                      int n, const int *g, fnn_act_fn act_fn, int act, float *scratch,
+                      fnn_team *team);
 
 /* dW (KH x KW x C x CO) = the sum over the n images of X's windows times dZ
- * (n x OH*OW*CO, dL/d(pre-activation)), overwritten. scratch: at least
- * fnn_conv_image_floats(g) floats. */
-void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, int n,
-                    const int *g, float *scratch);
+ * (n x OH*OW*CO, dL/d(pre-activation)), and db (CO) = the sum of dZ's rows; both
+ * overwritten. */
+void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, float *db, int n,
+                    const int *g, float *scratch, fnn_team *team);
 
 #endif

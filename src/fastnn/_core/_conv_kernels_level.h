@@ -123,6 +123,24 @@ static TGT void NAME(wgrad_image)(const geom *q, const float *planes, const floa
     }
 }
 
+/* db (CO) += the sum of one image's dZ rows (OH*OW of them). */
+static TGT void NAME(bias_grad_image)(const geom *q, const float *dz, float *db)
+{
+    ptrdiff_t pixels = (ptrdiff_t)q->OH * q->OW;
+    for (int c0 = 0; c0 < q->CO; c0 += VL) {
+        MASK_T m = MASK_OF(q->CO - c0);
+        VEC s0 = ZERO(), s1 = ZERO();
+        ptrdiff_t p = 0;
+        for (; p + 1 < pixels; p += 2) {
+            s0 = ADD(s0, LOADM(m, dz + p * q->CO + c0));
+            s1 = ADD(s1, LOADM(m, dz + (p + 1) * q->CO + c0));
+        }
+        if (p < pixels)
+            s0 = ADD(s0, LOADM(m, dz + p * q->CO + c0));
+        STOREM(m, db + c0, ADD(LOADM(m, db + c0), ADD(s0, s1)));
+    }
+}
+
 #undef FWD_CASE
 #undef WG_CASE
 #undef NAME

@@ -37,14 +37,16 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
 # kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil
-cdef Py_ssize_t conv_image_floats(const int* g) noexcept nogil
+cdef Py_ssize_t conv_scratch_floats(const int* g) noexcept nogil
+ctypedef void (*act_fn_t)(int act, float* z, Py_ssize_t n) noexcept nogil
 cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
-                              float* Y, int n, const int* g, float* scratch) noexcept nogil
-cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
-                            const int* g, float* scratch) noexcept nogil
+                              float* Y, int n, const int* g, act_fn_t act_fn, int act,
+                              float* scratch, void* team) noexcept nogil
+cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
+                            int n, const int* g, float* scratch, void* team) noexcept nogil
 cdef bint pool_direct(int level) noexcept nogil
 cdef bint pool_tiles(const int* g) noexcept nogil
 cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
-                              const int* g) noexcept nogil
+                              const int* g, void* team) noexcept nogil
 cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
-                                   float* dZ, float* db, int act, int n, const int* g) noexcept nogil
+                                   float* dZ, int act, int n, const int* g, void* team) noexcept nogil

@@ -42,20 +42,23 @@ cdef extern from "_packed_kernels.h" nogil:
                        int nb, float* out, float scale)
 
 cdef extern from "_conv_kernels.h" nogil:
+    ctypedef void (*fnn_act_fn)(int act, float* z, Py_ssize_t n)
     int fnn_conv_direct(int level, const int* g)
-    size_t fnn_conv_image_floats(const int* g)
+    size_t fnn_conv_scratch_floats(const int* g)
     void fnn_conv_forward(int level, const float* X, const float* W, const float* b, float* Y,
-                          int n, const int* g, float* scratch)
-    void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, int n,
-                        const int* g, float* scratch)
+                          int n, const int* g, fnn_act_fn act_fn, int act, float* scratch,
+                          fnn_team* team)
+    void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, float* db,
+                        int n, const int* g, float* scratch, fnn_team* team)
 
 cdef extern from "_pool_kernels.h" nogil:
     int FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU
     int fnn_pool_direct(int level)
     int fnn_pool_tiles(const int* g)
-    void fnn_pool_forward(const float* X, float* Y, int32_t* argmax, int n, const int* g)
+    void fnn_pool_forward(const float* X, float* Y, int32_t* argmax, int n, const int* g,
+                          fnn_team* team)
     void fnn_pool_backward_act(const float* dY, const int32_t* argmax, const float* Y,
-                               float* dZ, float* db, int act, int n, const int* g)
+                               float* dZ, int act, int n, const int* g, fnn_team* team)
 
 # The pooling kernels take the core's activation codes.
 if (FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU) != (
@@ -134,18 +137,19 @@ cdef bint conv_direct(int level, const int* g) noexcept nogil:
     return fnn_conv_direct(level, g)
 
 
-cdef Py_ssize_t conv_image_floats(const int* g) noexcept nogil:
-    return <Py_ssize_t>fnn_conv_image_floats(g)
+cdef Py_ssize_t conv_scratch_floats(const int* g) noexcept nogil:
+    return <Py_ssize_t>fnn_conv_scratch_floats(g)
 
 
 cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
-                              float* Y, int n, const int* g, float* scratch) noexcept nogil:
-    fnn_conv_forward(level, X, W, b, Y, n, g, scratch)
+                              float* Y, int n, const int* g, act_fn_t act_fn, int act,
+                              float* scratch, void* team) noexcept nogil:
+    fnn_conv_forward(level, X, W, b, Y, n, g, <fnn_act_fn>act_fn, act, scratch, <fnn_team*>team)
 
 
-cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, int n,
-                            const int* g, float* scratch) noexcept nogil:
-    fnn_conv_wgrad(level, X, dZ, dW, n, g, scratch)
+cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
+                            int n, const int* g, float* scratch, void* team) noexcept nogil:
+    fnn_conv_wgrad(level, X, dZ, dW, db, n, g, scratch, <fnn_team*>team)
 
 
 cdef bint pool_direct(int level) noexcept nogil:
@@ -157,13 +161,13 @@ cdef bint pool_tiles(const int* g) noexcept nogil:
 
 
 cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
-                              const int* g) noexcept nogil:
-    fnn_pool_forward(X, Y, argmax, n, g)
+                              const int* g, void* team) noexcept nogil:
+    fnn_pool_forward(X, Y, argmax, n, g, <fnn_team*>team)
 
 
 cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
-                                   float* dZ, float* db, int act, int n, const int* g) noexcept nogil:
-    fnn_pool_backward_act(dY, argmax, Y, dZ, db, act, n, g)
+                                   float* dZ, int act, int n, const int* g, void* team) noexcept nogil:
+    fnn_pool_backward_act(dY, argmax, Y, dZ, act, n, g, <fnn_team*>team)
 
 
 def supported_level():
@@ -337,30 +341,39 @@ cdef int _conv_args(const int[::1] g, int level, Py_ssize_t n, Py_ssize_t x_cols
 
 
 def conv_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
-                 float[:, ::1] Y, const int[::1] geometry, int level):
-    """Y[:] = conv(X) + b by the direct kernels (no activation); geometry as the core's."""
+                 float[:, ::1] Y, const int[::1] geometry, int level, int threads=1):
+    """Y[:] = conv(X) + b by the direct kernels (no activation); geometry as the core's.
+    threads=2 shares the images with a helper thread made for this call."""
     _conv_args(geometry, level, X.shape[0], X.shape[1], W.shape[0], Y.shape[1])
+    _check_threads(threads)
     if Y.shape[0] != X.shape[0] or b.shape[0] != geometry[5]:
         raise ValueError("Y or b has the wrong shape")
-    scratch = np.empty(fnn_conv_image_floats(&geometry[0]), np.float32)
+    scratch = np.empty(fnn_conv_scratch_floats(&geometry[0]), np.float32)
     cdef float[::1] s = scratch
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_conv_forward(level, &X[0, 0], &W[0], &b[0], &Y[0, 0], <int>X.shape[0],
-                         &geometry[0], &s[0])
+                         &geometry[0], NULL, 0, &s[0], team)
+        fnn_team_stop(team)
 
 
 def conv_weight_gradient(const float[:, ::1] X, const float[:, ::1] dZ, float[::1] dW,
-                         const int[::1] geometry, int level):
-    """dW[:] = the weight gradient of X and dZ = dL/d(pre-activation), by the direct
-    kernels."""
+                         float[::1] db, const int[::1] geometry, int level, int threads=1):
+    """dW[:], db[:] = the weight and bias gradients of X and dZ = dL/d(pre-activation),
+    by the direct kernels (threads as for conv_forward)."""
     _conv_args(geometry, level, X.shape[0], X.shape[1], dW.shape[0], dZ.shape[1])
+    _check_threads(threads)
     if dZ.shape[0] != X.shape[0]:
         raise ValueError("X and dZ differ in rows")
-    scratch = np.empty(fnn_conv_image_floats(&geometry[0]), np.float32)
+    if db.shape[0] != geometry[5]:
+        raise ValueError("db must have one value per output channel")
+    scratch = np.empty(fnn_conv_scratch_floats(&geometry[0]), np.float32)
     cdef float[::1] s = scratch
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
-        fnn_conv_wgrad(level, &X[0, 0], &dZ[0, 0], &dW[0], <int>X.shape[0], &geometry[0],
-                       &s[0])
+        fnn_conv_wgrad(level, &X[0, 0], &dZ[0, 0], &dW[0], &db[0], <int>X.shape[0],
+                       &geometry[0], &s[0], team)
+        fnn_team_stop(team)
 
 
 cdef int _pool_args(const int[::1] g, Py_ssize_t n, Py_ssize_t x_cols, Py_ssize_t y_cols) except -1:
@@ -378,34 +391,41 @@ cdef int _pool_args(const int[::1] g, Py_ssize_t n, Py_ssize_t x_cols, Py_ssize_
 
 
 def pool_forward(const float[:, ::1] X, float[:, ::1] Y, int32_t[:, ::1] argmax,
-                 const int[::1] geometry):
-    """Y[:], argmax[:] = each window's maximum and its offset in the image (AVX-512)."""
+                 const int[::1] geometry, int threads=1):
+    """Y[:], argmax[:] = each window's maximum and its offset in the image (AVX-512;
+    threads as for conv_forward)."""
     _pool_args(geometry, X.shape[0], X.shape[1], Y.shape[1])
+    _check_threads(threads)
     if Y.shape[0] != X.shape[0] or argmax.shape[0] != X.shape[0] or argmax.shape[1] != Y.shape[1]:
         raise ValueError("Y or argmax has the wrong shape")
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
-        fnn_pool_forward(&X[0, 0], &Y[0, 0], &argmax[0, 0], <int>X.shape[0], &geometry[0])
+        fnn_pool_forward(&X[0, 0], &Y[0, 0], &argmax[0, 0], <int>X.shape[0], &geometry[0],
+                         team)
+        fnn_team_stop(team)
 
 
 def pool_backward_act(const float[:, ::1] dY, const int32_t[:, ::1] argmax, const float[:, ::1] Y,
-                      float[:, ::1] dZ, float[::1] db, int act, const int[::1] geometry):
-    """dZ[:], db[:] = the pool's backward with the activation derivative of the layer
-    before it (at y, the window maxima), for windows that tile the input (AVX-512)."""
+                      float[:, ::1] dZ, int act, const int[::1] geometry, int threads=1):
+    """dZ[:] = the pool's backward with the activation derivative of the layer before
+    it (at y, the window maxima), for windows that tile the input (AVX-512; threads as
+    for conv_forward)."""
     _pool_args(geometry, dZ.shape[0], dZ.shape[1], dY.shape[1])
+    _check_threads(threads)
     if not fnn_pool_tiles(&geometry[0]):
         raise ValueError("the windows must tile the input (stride = window)")
     cdef Py_ssize_t n = dZ.shape[0]
     if (dY.shape[0] != n or Y.shape[0] != n or argmax.shape[0] != n
             or Y.shape[1] != dY.shape[1] or argmax.shape[1] != dY.shape[1]):
         raise ValueError("dY, Y and argmax must have the same shape")
-    if db.shape[0] != geometry[2]:
-        raise ValueError("db must have one value per channel")
     if act not in (IDENTITY, SIGMOID, TANH, RELU):
         raise ValueError(f"unknown activation code {act}")
     cdef Py_ssize_t i, size = argmax.shape[1], in_size = dZ.shape[1]
     for i in range(n * size):
         if not (0 <= argmax[i // size, i % size] < in_size):
             raise ValueError("argmax points outside the image")
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
-        fnn_pool_backward_act(&dY[0, 0], &argmax[0, 0], &Y[0, 0], &dZ[0, 0], &db[0], act,
-                              <int>n, &geometry[0])
+        fnn_pool_backward_act(&dY[0, 0], &argmax[0, 0], &Y[0, 0], &dZ[0, 0], act, <int>n,
+                              &geometry[0], team)
+        fnn_team_stop(team)

@@ -586,13 +586,19 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
 #include <time.h>
 
 #define FNN_SPIN_SECONDS 50e-6
+/* A wait this long for the helper's last units means it lost its CPU (another process
+ * took it): the rest of the chunk runs on the calling thread alone. One such stall per
+ * chunk, instead of one per product, and the thread chooser sees the chunk's pace. */
+#define FNN_GIVE_UP_SECONDS 500e-6
 #define FNN_TEAM_MIN_WORK 4e6   /* multiply-adds below which one thread does it all (see NOTES 14) */
 
 typedef struct {
-    int kind;                 /* 0 forward, 1 weight gradient */
+    int kind;                 /* 0 forward, 1 weight gradient, 2 fn(ctx, unit) */
     int level, n, n_in, n_out, relu, mode, parts, units;
     const float *X, *dZ, *b;
     float *P, *G, *Y;
+    fnn_unit_fn fn;
+    void *ctx;
     ptrdiff_t ldx, ldz, ldy;
     float lr, mu, wd;
 } fnn_job;
@@ -605,6 +611,7 @@ struct fnn_team {
     atomic_long next;         /* (generation << 16) | next unit */
     atomic_int done;          /* units of the current job finished */
     atomic_int gen, quit, sleeping;
+    int given_up;             /* the caller works alone for the rest of the chunk */
 };
 
 static double fnn_now(void)
@@ -616,6 +623,10 @@ static double fnn_now(void)
 
 static void run_unit(const fnn_job *j, int u)
 {
+    if (j->kind == 2) {
+        j->fn(j->ctx, u);
+        return;
+    }
     int p = u / j->parts, part = u % j->parts;
     int c0 = p * FNN_NR, nc = j->n_out - c0 < FNN_NR ? j->n_out - c0 : FNN_NR;
     const float *Pp = j->P + (size_t)p * j->n_in * FNN_NR;
@@ -729,18 +740,20 @@ static void team_run(fnn_team *t, const fnn_job *job)
     run_units(t, g);
     /* Wait for the units the helper took; spin briefly, then give the CPU away, so a
      * helper sharing this CPU (a busy machine) can finish. */
-    double until = fnn_now() + FNN_SPIN_SECONDS;
+    double start = fnn_now(), until = start + FNN_SPIN_SECONDS;
     int spins = 0;
     while (atomic_load(&t->done) < job->units) {
         _mm_pause();
         if (++spins % 64 == 0 && fnn_now() > until)
             sched_yield();
     }
+    if (spins >= 64 && fnn_now() - start > FNN_GIVE_UP_SECONDS)
+        t->given_up = 1;
 }
 
 static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out)
 {
-    return t != NULL && level != FNN_LEVEL_BLAS && n_out > 16
+    return t != NULL && !t->given_up && level != FNN_LEVEL_BLAS && n_out > 16
            && (double)n * n_in * n_out >= FNN_TEAM_MIN_WORK;
 }
 
@@ -750,6 +763,22 @@ fnn_team *fnn_team_start(void) { return NULL; }
 void fnn_team_stop(fnn_team *t) { (void)t; }
 
 #endif
+
+void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx)
+{
+#ifdef FNN_TEAM
+    if (team != NULL && !team->given_up && units > 1) {
+        fnn_job j = {0};
+        j.kind = 2, j.fn = fn, j.ctx = ctx, j.units = units;
+        team_run(team, &j);
+        return;
+    }
+#else
+    (void)team;
+#endif
+    for (int u = 0; u < units; u++)
+        fn(ctx, u);
+}
 
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,

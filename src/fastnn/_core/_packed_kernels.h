@@ -24,6 +24,12 @@ typedef struct fnn_team fnn_team;
 fnn_team *fnn_team_start(void);      /* NULL when threads are not available */
 void fnn_team_stop(fnn_team *team);  /* NULL is fine */
 
+/* fn(ctx, u) for u = 0 .. units - 1, shared by the calling thread and the team's helper
+ * (each unit claimed by one of them), or all by the caller when team is NULL; returns
+ * when every unit is done. Units must not depend on which thread runs them. */
+typedef void (*fnn_unit_fn)(void *ctx, int unit);
+void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx);
+
 #define FNN_LEVEL_BLAS 0
 #define FNN_LEVEL_AVX2 1
 #define FNN_LEVEL_AVX512 2

@@ -34,14 +34,15 @@ static inline T512_EXACT __mmask16 lanes(int n)
     return (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
 }
 
-static T512_EXACT void pool_forward512(const float *X, float *Y, int32_t *argmax, int n,
-                                       const int *g)
+/* Images [s0, s1). */
+static T512_EXACT void pool_forward512(const float *X, float *Y, int32_t *argmax, int s0,
+                                       int s1, const int *g)
 {
     int W = g[P_W], C = g[P_C], OH = g[P_OH], OW = g[P_OW];
     int PH = g[P_PH], PW = g[P_PW], SH = g[P_SH], SW = g[P_SW];
     ptrdiff_t in_size = (ptrdiff_t)g[P_H] * W * C, out_size = (ptrdiff_t)OH * OW * C;
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (int s = 0; s < n; s++) {
+    for (int s = s0; s < s1; s++) {
         const float *x = X + s * in_size;
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
@@ -68,9 +69,10 @@ static T512_EXACT void pool_forward512(const float *X, float *Y, int32_t *argmax
     }
 }
 
+/* Images [s0, s1). */
 static T512_EXACT void pool_backward_act512(const float *dY, const int32_t *argmax,
-                                            const float *Y, float *dZ, float *db, int act,
-                                            int n, const int *g)
+                                            const float *Y, float *dZ, int act, int s0,
+                                            int s1, const int *g)
 {
     int H = g[P_H], W = g[P_W], C = g[P_C], OH = g[P_OH], OW = g[P_OW];
     int PH = g[P_PH], PW = g[P_PW];
@@ -79,12 +81,9 @@ static T512_EXACT void pool_backward_act512(const float *dY, const int32_t *argm
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     /* Rows and columns no window covers (the pool drops them) get no store below. */
     int uncovered = OH * PH < H || OW * PW < W;
-    for (int c = 0; c < C; c++)
-        db[c] = 0;
     for (int c = 0; c < C; c += 16) {
         __mmask16 m = lanes(C - c);
-        __m512 dbv = zero;
-        for (int s = 0; s < n; s++) {
+        for (int s = s0; s < s1; s++) {
             float *dz = dZ + s * in_size;
             if (uncovered && c == 0)
                 memset(dz, 0, (size_t)in_size * sizeof(float));
@@ -99,7 +98,6 @@ static T512_EXACT void pool_backward_act512(const float *dY, const int32_t *argm
                         d = _mm512_mul_ps(d, _mm512_sub_ps(one, _mm512_mul_ps(a, a)));
                     else if (act == FNN_ACT_RELU)
                         d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero, _CMP_GT_OQ), d);
-                    dbv = _mm512_add_ps(dbv, d);
                     __m512i at = _mm512_maskz_loadu_epi32(m, argmax + o);
                     int off0 = (oh * PH * W + ow * PW) * C + c;
                     for (int i = 0; i < PH; i++)
@@ -111,27 +109,59 @@ static T512_EXACT void pool_backward_act512(const float *dY, const int32_t *argm
                         }
                 }
         }
-        _mm512_mask_storeu_ps(db + c, m, dbv);
     }
+}
+
+typedef struct {
+    const float *X, *dY, *Y;
+    float *out, *dZ;
+    const int32_t *argmax_in;
+    int32_t *argmax;
+    int act, n, units;
+    const int *g;
+} pool_job;
+
+#define POOL_UNITS 8
+
+static void forward_unit(void *ctx, int u)
+{
+    const pool_job *j = (const pool_job *)ctx;
+    pool_forward512(j->X, j->out, j->argmax, (int)((long long)u * j->n / j->units),
+                    (int)((long long)(u + 1) * j->n / j->units), j->g);
+}
+
+static void backward_unit(void *ctx, int u)
+{
+    const pool_job *j = (const pool_job *)ctx;
+    pool_backward_act512(j->dY, j->argmax_in, j->Y, j->dZ, j->act,
+                         (int)((long long)u * j->n / j->units),
+                         (int)((long long)(u + 1) * j->n / j->units), j->g);
 }
 
 #endif /* FNN_X86 */
 
-void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g)
+void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g,
+                      fnn_team *team)
 {
 #ifdef FNN_X86
-    pool_forward512(X, Y, argmax, n, g);
+    pool_job j = {0};
+    j.X = X, j.out = Y, j.argmax = argmax, j.n = n, j.g = g;
+    j.units = n < POOL_UNITS ? n : POOL_UNITS;
+    fnn_team_for(team, j.units, forward_unit, &j);
 #else
-    (void)X; (void)Y; (void)argmax; (void)n; (void)g;
+    (void)X; (void)Y; (void)argmax; (void)n; (void)g; (void)team;
 #endif
 }
 
 void fnn_pool_backward_act(const float *dY, const int32_t *argmax, const float *Y, float *dZ,
-                           float *db, int act, int n, const int *g)
+                           int act, int n, const int *g, fnn_team *team)
 {
 #ifdef FNN_X86
-    pool_backward_act512(dY, argmax, Y, dZ, db, act, n, g);
+    pool_job j = {0};
+    j.dY = dY, j.argmax_in = argmax, j.Y = Y, j.dZ = dZ, j.act = act, j.n = n, j.g = g;
+    j.units = n < POOL_UNITS ? n : POOL_UNITS;
+    fnn_team_for(team, j.units, backward_unit, &j);
 #else
-    (void)dY; (void)argmax; (void)Y; (void)dZ; (void)db; (void)act; (void)n; (void)g;
+    (void)dY; (void)argmax; (void)Y; (void)dZ; (void)act; (void)n; (void)g; (void)team;
 #endif
 }

@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "_packed_kernels.h"   /* fnn_team */
+
 /* Activation codes, as in fastnn/_codes.py (the caller checks they agree). */
 #define FNN_ACT_IDENTITY 0
 #define FNN_ACT_SIGMOID 1
@@ -28,13 +30,15 @@ int fnn_pool_direct(int level);
 int fnn_pool_tiles(const int *g);
 
 /* Y = the maximum of each window; argmax = its offset within the image (the first
- * maximum in row-major window order, NaN never replacing a value: as _kernels.pyx). */
-void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g);
+ * maximum in row-major window order, NaN never replacing a value: as _kernels.pyx).
+ * Images are shared with the team's helper (NULL: none). */
+void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g,
+                      fnn_team *team);
 
 /* dZ (n x H*W*C) = at each window's maximum dY * act'(y), y the window's maximum (the
- * pool's output Y), zeros elsewhere; db (C) = the sum of dZ over pixels and images.
- * For windows that tile the input. */
+ * pool's output Y), zeros elsewhere, for windows that tile the input. (The bias
+ * gradient of the convolution before comes from its weight-gradient kernel.) */
 void fnn_pool_backward_act(const float *dY, const int32_t *argmax, const float *Y, float *dZ,
-                           float *db, int act, int n, const int *g);
+                           int act, int n, const int *g, fnn_team *team);
 
 #endif

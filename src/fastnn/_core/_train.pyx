@@ -39,8 +39,8 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    kernel_threads, conv_direct, conv_image_floats, conv_forward_direct, conv_wgrad_direct,
-    pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
+    kernel_threads, conv_direct, conv_scratch_floats, conv_forward_direct, conv_wgrad_direct,
+    pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct, act_fn_t,
 )
 
 import numpy as np
@@ -105,7 +105,8 @@ cdef struct LayerC:
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
-    void* team                      # the chunk's helper thread for its packed kernels, or NULL
+    void* team                      # the chunk's helper thread for its packed kernels and
+                                    # image kernels, or NULL
     void* transposed                # W^T packed, for the input gradient (one panel wide)
 
 
@@ -318,7 +319,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     elif lay.kind == LAYER_MAXPOOL2D:
         if floating is float:
             if lay.direct and train:
-                pool_forward_direct(inp, out, <int32_t*>lay.work, n, lay.geometry)
+                pool_forward_direct(inp, out, <int32_t*>lay.work, n, lay.geometry, lay.team)
                 return
         maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
                             lay.geometry)
@@ -329,19 +330,19 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
         memcpy(out, inp, <Py_ssize_t>n * lay.n_out * sizeof(floating))
 
 
+cdef void _activate_f32(int act, float* z, Py_ssize_t n) noexcept nogil:
+    activate(act, z, n)
+
+
 cdef void _conv_forward_direct(const LayerC* lay, const float* inp, float* out,
                               int n) noexcept nogil:
-    """A convolution by the direct kernels, activated a few images at a time (in cache)."""
-    cdef const int* g = lay.geometry
-    cdef Py_ssize_t in_size = <Py_ssize_t>g[0] * g[1] * g[2], out_size = <Py_ssize_t>g[3] * g[4] * g[5]
-    cdef int s0 = 0, nb
-    while s0 < n:
-        nb = 4 if n - s0 > 4 else n - s0
-        conv_forward_direct(lay.direct, inp + s0 * in_size, <float*>lay.param[0],
-                            <float*>lay.param[1], out + s0 * out_size, nb, g, <float*>lay.work)
-        if lay.act != IDENTITY:
-            activate(lay.act, out + s0 * out_size, nb * out_size)
-        s0 += nb
+    """A convolution by the direct kernels, each image activated after its product (in
+    cache), the images shared with the chunk's helper thread if it has one."""
+    cdef act_fn_t act_fn = NULL
+    if lay.act != IDENTITY:
+        act_fn = _activate_f32
+    conv_forward_direct(lay.direct, inp, <float*>lay.param[0], <float*>lay.param[1], out, n,
+                        lay.geometry, act_fn, lay.act, <float*>lay.work, lay.team)
 
 
 cdef void _forward(LayerC* layers, int L, const floating* X, int n,
@@ -382,8 +383,8 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             if lay.direct:
                 # The direct kernels read the input itself, not im2col columns; an
                 # input gradient still goes through columns (then col2im).
-                conv_wgrad_direct(lay.direct, inp, dZ, <float*>lay.grad[0], n,
-                                  lay.geometry, <float*>lay.work)
+                conv_wgrad_direct(lay.direct, inp, dZ, <float*>lay.grad[0], db, n,
+                                  lay.geometry, <float*>lay.work, lay.team)
                 if dinp != NULL:
                     conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>NULL,
                                       <floating*>NULL, dinp, n, lay.blk, lay.geometry)
@@ -399,9 +400,10 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             # The convolution before: its activation's derivative and bias gradient too.
             prev = lay - 1
             if floating is float:
-                if lay.direct and pool_tiles(lay.geometry):
+                if lay.direct and pool_tiles(lay.geometry) and prev.direct:
+                    # The bias gradient comes from the convolution's direct kernels.
                     pool_backward_act_direct(dZ, <int32_t*>lay.work, <float*>lay.A, dinp,
-                                             <float*>prev.grad[1], prev.act, n, lay.geometry)
+                                             prev.act, n, lay.geometry, lay.team)
                     return
             maxpool_backward_act_ptr(dZ, <int32_t*>lay.work, dinp, <floating*>prev.A,
                                      <floating*>prev.grad[1], prev.act, n, lay.geometry)
@@ -597,6 +599,8 @@ cdef class Workspace:
     cdef void* weights_b
     cdef uint64_t* rng          # dropout's key and batch counter (NULL without dropout)
     cdef int level              # kernel level of the packed dense layers (0: BLAS)
+    cdef readonly bint image_team   # convolutions on the direct kernels: chunks with
+                                    # several threads share them with a helper thread
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
     cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
@@ -663,6 +667,8 @@ cdef class Workspace:
         if work is None and hasattr(plan, "work_buffers"):
             work = plan.work_buffers()      # a TrainingPlan makes them on first use
         self._take_work([[] for _ in range(L)] if work is None else work, ft)
+        self.image_team = any(self.layers[l].kind == LAYER_CONV2D and self.layers[l].direct
+                              for l in range(L))
         self.rng = NULL
         rng = getattr(plan, "dropout_state", None)
         if rng is not None:
@@ -869,12 +875,16 @@ cdef class Workspace:
         # With several threads, BLAS on them outruns the kernels on one at batch >= 256
         # (measured: 25.1-26.7 ms per 10,000 samples against 28-31), so such chunks
         # take the BLAS path, and the thread chooser compares the two. The kernels'
-        # own helper thread (made for this chunk, ended with it) runs only when
-        # enabled (set_kernel_threads(2)): on the shared machine it measured
-        # faster and slower than one thread by turns (benches/NOTES.md 15).
-        cdef bint team_on = threads > 1 and kernel_threads() > 1
+        # own helper thread (made for this chunk, ended with it) runs when enabled
+        # (set_kernel_threads(2)): for dense networks on the shared machine it
+        # measured faster and slower than one thread by turns (benches/NOTES.md 15).
+        # A network with direct image kernels (whose work has no BLAS to share) gets
+        # it in every chunk with several threads; the thread chooser weighs those
+        # chunks against one-thread ones as for BLAS.
+        cdef bint images = self.image_team
+        cdef bint team_on = threads > 1 and (kernel_threads() > 1 or images)
         cdef bint panels = self.n_packs > 0 and (team_on or threads <= 1 or self.bs < 256)
-        cdef void* team = team_start() if panels and team_on else NULL
+        cdef void* team = team_start() if team_on and (panels or images) else NULL
         for k in range(self.L):
             self.layers[k].team = team
             _apply_layout(&self.layers[k], &self.layouts[2 * k + (1 if panels else 0)])
@@ -1014,7 +1024,7 @@ cdef int _conv_direct_level(const LayerC* lay, int ft, Py_ssize_t work_floats) n
     for one image's padded planes."""
     cdef int level = kernel_level()
     if (ft == cnp.NPY_FLOAT32 and conv_direct(level, lay.geometry)
-            and work_floats >= conv_image_floats(lay.geometry)):
+            and work_floats >= conv_scratch_floats(lay.geometry)):
         return level
     return 0
 
@@ -1120,7 +1130,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
                 cols_size = per * layers[l].blk
             if floating is float:
                 # The direct kernels' scratch: one image's planes.
-                cols_size = max(cols_size, conv_image_floats(layers[l].geometry))
+                cols_size = max(cols_size, conv_scratch_floats(layers[l].geometry))
                 layers[l].direct = _conv_direct_level(&layers[l], cnp.NPY_FLOAT32, cols_size)
     # Input already in the network's float type, unscaled, is read in place;
     # anything else is converted a chunk at a time into xb.

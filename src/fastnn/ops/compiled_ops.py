@@ -314,7 +314,18 @@ class CompiledOps(NumpyOps):
             plan.workspace = _train.Workspace(plan)
         # The packed dense kernels take as many threads as BLAS has now (the fit's
         # thread chooser, set_num_threads or a threadpoolctl limit set it).
-        return plan.workspace.train(order, start, stop, max_seconds, core_blas().get())
+        blas = core_blas()
+        threads = blas.get()
+        if threads > 1 and plan.workspace.image_team:
+            # The chunk's own helper thread shares its image kernels and takes the
+            # second core; BLAS's workers, spinning after each of the few products
+            # left to BLAS, would compete with it for that core.
+            blas.set(1)
+            try:
+                return plan.workspace.train(order, start, stop, max_seconds, threads)
+            finally:
+                blas.set(threads)
+        return plan.workspace.train(order, start, stop, max_seconds, threads)
 
 
 def _check_inplace(a, name, like=None):
