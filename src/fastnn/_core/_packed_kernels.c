@@ -54,16 +54,24 @@ void fnn_unpack(const float *P, float *W, int n_in, int n_out)
 
 void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out)
 {
-    /* PT holds W^T (n_out x n_in) in panels over n_in: PT[q][j][c] = W[32 q + c, j]. */
-    int qpanels = (n_in + FNN_NR - 1) / FNN_NR;
+    /* PT holds W^T (n_out x n_in) in panels over n_in: PT[q][j][c] = W[32 q + c, j]
+     * = P[p][32 q + c][jj] for j = 32 p + jj, so the work is one 32 x 32 transpose per
+     * pair of panels (q, p), both blocks contiguous rows of 32 (the padding columns of
+     * P are zeros, and rows of PT past n_in are written as zeros). */
+    int qpanels = (n_in + FNN_NR - 1) / FNN_NR, ppanels = (n_out + FNN_NR - 1) / FNN_NR;
     for (int q = 0; q < qpanels; q++) {
-        float *dst = PT + (size_t)q * n_out * FNN_NR;
-        for (int c = 0; c < FNN_NR; c++) {
-            int k = q * FNN_NR + c;
-            for (int j = 0; j < n_out; j++)
-                dst[(size_t)j * FNN_NR + c] = k < n_in
-                    ? P[(size_t)(j / FNN_NR) * n_in * FNN_NR + (size_t)k * FNN_NR + j % FNN_NR]
-                    : 0.0f;
+        int nk = n_in - q * FNN_NR < FNN_NR ? n_in - q * FNN_NR : FNN_NR;
+        for (int p = 0; p < ppanels; p++) {
+            int nj = n_out - p * FNN_NR < FNN_NR ? n_out - p * FNN_NR : FNN_NR;
+            const float *src = P + (size_t)p * n_in * FNN_NR + (size_t)q * FNN_NR * FNN_NR;
+            float *dst = PT + (size_t)q * n_out * FNN_NR + (size_t)p * FNN_NR * FNN_NR;
+            for (int jj = 0; jj < nj; jj++) {
+                float *row = dst + (size_t)jj * FNN_NR;
+                for (int c = 0; c < nk; c++)
+                    row[c] = src[(size_t)c * FNN_NR + jj];
+                for (int c = nk; c < FNN_NR; c++)
+                    row[c] = 0.0f;
+            }
         }
     }
 }

@@ -326,7 +326,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     elif lay.kind == LAYER_DROPOUT and train and rng != NULL and lay.geometry[1] > 0:
         dropout_forward_ptr(inp, out, <uint8_t*>lay.work, <Py_ssize_t>n * lay.n_out,
                             rng[0], rng[1], lay.index, lay.geometry[1])
-    else:   # flatten, and dropout outside training
+    elif out != inp:   # flatten, and dropout outside training
         memcpy(out, inp, <Py_ssize_t>n * lay.n_out * sizeof(floating))
 
 
@@ -416,7 +416,7 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
         elif dinp != NULL:
             memcpy(dinp, dZ, <Py_ssize_t>n * lay.n_out * sizeof(floating))
     elif lay.kind == LAYER_FLATTEN:
-        if dinp != NULL:
+        if dinp != NULL and dinp != dZ:
             memcpy(dinp, dZ, <Py_ssize_t>n * lay.n_out * sizeof(floating))
     elif lay.kind == LAYER_DENSE:
         output_grad(lay.act, <floating*>lay.A, dZ, db, n, n_out)
@@ -657,6 +657,13 @@ cdef class Workspace:
                 for k in range(n_state, MAX_STATE):
                     lay.state[j][k] = lay.grad[j]   # never read: no such state
                 p += 1
+        # A Flatten changes no value: in training it reads and writes its neighbour's
+        # buffers instead of copying 1,440 values per image each way (the tutorial's).
+        for l in range(1, L):
+            if (self.layers[l].kind == LAYER_FLATTEN
+                    and self.layers[l].n_out == self.layers[l - 1].n_out):
+                self.layers[l].A = self.layers[l - 1].A
+                self.layers[l].D = self.layers[l - 1].D
         self.keep += grads + A + D
         # A convolution followed by a pool gets its dL/dZ and bias gradient from the
         # pool's backward (the layers array is contiguous: the pool reads lay - 1).
