@@ -5,7 +5,9 @@ threads, on a quiet machine and next to CPU-bound competitor processes.
 What it measures: the epoch time of the MNIST benchmark's network, 784-128-10 (ReLU,
 softmax cross-entropy), plain SGD with learning rate 0.1, uint8 inputs scaled on the fly
 by ``input_scale=1/255``, float32, compiled backend, at each batch size (default 16 and
-64), for three thread settings:
+64), for three thread settings (``--model cnn``: the tutorial's CNN of
+``benches/cnn_bench.py`` instead, whose chunks share their image kernels with the core's
+own helper thread when they run on several threads):
 
 - ``default``: the library's own choice (``fastnn.set_num_threads`` is never called);
 - ``1``: ``fastnn.set_num_threads(1)``;
@@ -145,8 +147,13 @@ def measure(spec: dict) -> dict:
         fastnn.set_num_threads(1)
     elif spec["setting"] == "all":
         fastnn.set_num_threads(os.cpu_count())
-    net = fastnn.Network.mlp(SIZES, activation="relu", loss="softmax_cross_entropy",
-                             dtype="float32", seed=SEED, backend="compiled")
+    if spec.get("model") == "cnn":
+        from cnn_bench import fastnn_cnn
+
+        net = fastnn_cnn("compiled", SEED)
+    else:
+        net = fastnn.Network.mlp(SIZES, activation="relu", loss="softmax_cross_entropy",
+                                 dtype="float32", seed=SEED, backend="compiled")
     opt = fastnn.SGD(lr=LR)
     bs, warm, n = spec["batch_size"], spec["warmup_samples"], spec["epoch_samples"]
     if warm:
@@ -314,6 +321,8 @@ def _json_safe(obj):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="the dense 784-128-10 network (default) or the tutorial's CNN")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64],
                    help="batch sizes (default 16 64)")
     p.add_argument("--competitors", type=int, nargs="+", default=[0, 1, 2],
@@ -378,7 +387,8 @@ def main(argv=None) -> int:
     why = find_mnist(args.data_dir)
     data = "mnist" if why is None else "synthetic"
     per_level = args.rounds * len(args.batch_sizes) * len(SETTINGS)
-    print(f"fastnn {fastnn.__version__}; MNIST {'-'.join(map(str, SIZES))}, float32, compiled; "
+    model = "the tutorial's CNN" if args.model == "cnn" else "-".join(map(str, SIZES))
+    print(f"fastnn {fastnn.__version__}; MNIST {model}, float32, compiled; "
           f"{os.cpu_count()} CPUs; batch sizes {args.batch_sizes}; competitors "
           f"{args.competitors}; {args.rounds} round(s); {args.epoch_samples:,} timed samples "
           f"after {args.warmup_samples:,} warm-up")
@@ -402,7 +412,7 @@ def main(argv=None) -> int:
                     for bs in args.batch_sizes:
                         k = rnd % len(SETTINGS)
                         for setting in SETTINGS[k:] + SETTINGS[:k]:
-                            spec = {"setting": setting, "batch_size": bs,
+                            spec = {"setting": setting, "batch_size": bs, "model": args.model,
                                     "epoch_samples": args.epoch_samples,
                                     "warmup_samples": args.warmup_samples,
                                     "data": data, "data_dir": args.data_dir}
@@ -440,7 +450,8 @@ def main(argv=None) -> int:
           + (f", {missed} NOT met" if missed else "") + (f", {unknown} n/a" if unknown else ""))
 
     report = {
-        "config": {"sizes": SIZES, "seed": SEED, "dtype": "float32", "backend": "compiled",
+        "config": {"model": args.model, "sizes": SIZES, "seed": SEED, "dtype": "float32",
+                   "backend": "compiled",
                    "batch_sizes": args.batch_sizes, "competitors": args.competitors,
                    "rounds": args.rounds, "epoch_samples": args.epoch_samples,
                    "warmup_samples": args.warmup_samples, "timeout_s": args.timeout,
