@@ -118,39 +118,6 @@ cdef extern from *:
         }
         return fastnn_avx2_state;
     }
-    __attribute__((target("avx2")))
-    static inline __m256 fastnn_expf8(__m256 x) {
-        const __m256 magic = _mm256_set1_ps(12582912.0f);
-        x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-        __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(
-            x, _mm256_set1_ps(1.44269504088896341f)), magic), magic);
-        __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
-                                 _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
-        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
-        p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
-                          _mm256_set1_ps(1.0f));
-        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n),
-                                                       _mm256_set1_epi32(127)), 23);
-        return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    }
-    __attribute__((target("avx2")))
-    static Py_ssize_t fastnn_sigmoid_avx2(float* z, Py_ssize_t n) {
-        const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-        Py_ssize_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 e = fastnn_expf8(_mm256_sub_ps(zero, _mm256_loadu_ps(z + i)));
-            _mm256_storeu_ps(z + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
-        }
-        return i;
-    }
-    /* Sixteen at a time with AVX-512F, the same operations again: fp-contract off
-       keeps gcc from fusing a multiply and an add into one FMA, which AVX-512F
-       has and which would round differently. */
     static int fastnn_avx512_state = -1;
     static inline int fastnn_has_avx512(void) {
         if (fastnn_avx512_state < 0) {
@@ -159,43 +126,48 @@ cdef extern from *:
         }
         return fastnn_avx512_state;
     }
-    #define FASTNN_T512 __attribute__((target("avx512f"), optimize("fp-contract=off")))
-    FASTNN_T512
-    static inline __m512 fastnn_expf16(__m512 x) {
-        const __m512 magic = _mm512_set1_ps(12582912.0f);
-        x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
-        __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(
-            x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
-        __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f))),
-                                 _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
-        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-        p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
-                          _mm512_set1_ps(1.0f));
-        __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n),
-                                                       _mm512_set1_epi32(127)), 23);
-        return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    /* The exp and sigmoid of one vector width, written once: P is the intrinsics'
+       prefix (_mm256, _mm512), V and VI the vector types, W the lanes, SI the
+       integer cast's name. AVX-512F has FMA, so its functions carry fp-contract
+       off: gcc would otherwise fuse a multiply and an add, which rounds differently. */
+    #define FASTNN_VEC_SIGMOID(TARGET, P, V, VI, W, SI)                                  \
+    TARGET static inline V fastnn_expf##W(V x) {                                        \
+        const V magic = P##_set1_ps(12582912.0f);                                       \
+        x = P##_min_ps(P##_set1_ps(89.0f), P##_max_ps(P##_set1_ps(-87.0f), x));        \
+        V n = P##_sub_ps(P##_add_ps(P##_mul_ps(                                         \
+            x, P##_set1_ps(1.44269504088896341f)), magic), magic);                      \
+        V r = P##_add_ps(P##_sub_ps(x, P##_mul_ps(n, P##_set1_ps(0.693359375f))),       \
+                         P##_mul_ps(n, P##_set1_ps(2.12194440e-4f)));                   \
+        V p = P##_set1_ps(1.9875691500e-4f);                                            \
+        p = P##_add_ps(P##_mul_ps(p, r), P##_set1_ps(1.3981999507e-3f));                \
+        p = P##_add_ps(P##_mul_ps(p, r), P##_set1_ps(8.3334519073e-3f));                \
+        p = P##_add_ps(P##_mul_ps(p, r), P##_set1_ps(4.1665795894e-2f));                \
+        p = P##_add_ps(P##_mul_ps(p, r), P##_set1_ps(1.6666665459e-1f));                \
+        p = P##_add_ps(P##_mul_ps(p, r), P##_set1_ps(5.0000001201e-1f));                \
+        p = P##_add_ps(P##_add_ps(P##_mul_ps(p, P##_mul_ps(r, r)), r),                  \
+                       P##_set1_ps(1.0f));                                              \
+        VI e = P##_slli_epi32(P##_add_epi32(P##_cvttps_epi32(n),                        \
+                                            P##_set1_epi32(127)), 23);                  \
+        return P##_mul_ps(p, P##_cast##SI##_ps(e));                                     \
+    }                                                                                   \
+    TARGET static Py_ssize_t fastnn_sigmoid##W(float* z, Py_ssize_t n) {                \
+        const V one = P##_set1_ps(1.0f), zero = P##_setzero_ps();                       \
+        Py_ssize_t i = 0;                                                               \
+        for (; i + W <= n; i += W) {                                                    \
+            V e = fastnn_expf##W(P##_sub_ps(zero, P##_loadu_ps(z + i)));                \
+            P##_storeu_ps(z + i, P##_div_ps(one, P##_add_ps(one, e)));                  \
+        }                                                                               \
+        return i;                                                                       \
     }
-    FASTNN_T512
-    static Py_ssize_t fastnn_sigmoid_avx512(float* z, Py_ssize_t n) {
-        const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-        Py_ssize_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            __m512 e = fastnn_expf16(_mm512_sub_ps(zero, _mm512_loadu_ps(z + i)));
-            _mm512_storeu_ps(z + i, _mm512_div_ps(one, _mm512_add_ps(one, e)));
-        }
-        return i;
-    }
+    FASTNN_VEC_SIGMOID(__attribute__((target("avx2"))), _mm256, __m256, __m256i, 8, si256)
+    FASTNN_VEC_SIGMOID(__attribute__((target("avx512f"), optimize("fp-contract=off"))),
+                       _mm512, __m512, __m512i, 16, si512)
     #endif
     static void fastnn_sigmoid_array(float* z, Py_ssize_t n) {
         Py_ssize_t i = 0;
     #if defined(FASTNN_AVX2)
-        if (fastnn_has_avx512()) i = fastnn_sigmoid_avx512(z, n);
-        if (fastnn_has_avx2()) i += fastnn_sigmoid_avx2(z + i, n - i);
+        if (fastnn_has_avx512()) i = fastnn_sigmoid16(z, n);
+        if (fastnn_has_avx2()) i += fastnn_sigmoid8(z + i, n - i);
     #endif
     #if defined(__SSE2__)
         const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
