@@ -449,15 +449,20 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             _update(lay, opt, 1, <floating>0)
 
 
+DEF _TRANSPOSED_MIN_ROWS = 32
+
+
 cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, float* dinp,
                                  int n, bint fold) noexcept nogil:
     """The dense layer's backward step with W packed, after output_grad.
 
-    The input gradient dZ @ W^T: for a layer one panel wide (the output layers,
-    10 classes say) W^T is packed afresh (n_in x n_out copies) and the forward
-    kernel computes it, with no BLAS call; wider layers make one BLAS product per
-    panel (a panel is an n_in x 32 row-major block, so BLAS reads it in place),
-    where repacking W^T would cost as much as the product. The weight-gradient
+    The input gradient dZ @ W^T: W^T is packed afresh (32 x 32 block transposes)
+    and the forward kernel computes it, with no BLAS call (and shared with the
+    chunk's helper thread, if any), for a layer one panel wide (the output layers,
+    10 classes say) and for wider ones from _TRANSPOSED_MIN_ROWS rows on; below,
+    where the repacking would cost about as much as the product, wider layers make
+    one BLAS product per panel (a panel is an n_in x 32 row-major block, so BLAS
+    reads it in place). The weight-gradient
     kernel writes plain and heavy-ball SGD straight into the panels; any other
     update runs on the packed gradient, elementwise, as on the row-major one.
     """
@@ -465,7 +470,7 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     cdef float* P = <float*>lay.param[0]
     cdef float* dZ = <float*>lay.D
     cdef float mu = opt.momentum
-    if dinp != NULL and lay.transposed != NULL:
+    if dinp != NULL and lay.transposed != NULL and (n_out <= PANEL or n >= _TRANSPOSED_MIN_ROWS):
         pack_transposed(P, <float*>lay.transposed, n_in, n_out)
         packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
                        n_out, n_in, False, lay.team)
@@ -809,7 +814,7 @@ cdef class Workspace:
             for k in range(n_state, MAX_STATE):
                 lay.state[0][k] = lay.grad[0]   # never read: no such state
             lay.size[0] = size                  # the elementwise updates run on the panels
-            if l > 0 and lay.n_out <= PANEL:     # its input gradient is needed
+            if l > 0:     # its input gradient is needed
                 lay.transposed = self._panels(NULL, lay, packed_size(lay.n_out, lay.n_in))
             _save_layout(lay, &self.layouts[2 * l + 1])
 
