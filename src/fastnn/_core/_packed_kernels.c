@@ -16,6 +16,7 @@
 #endif
 #include "_packed_kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -217,6 +218,105 @@ static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const
     }
 }
 
+/* The inputs k in [0, K) that are not 0 in one of the MR rows of X (NaN counts as not 0),
+ * in increasing order, into idx (room for K + 16); returns how many. */
+static T512 int nonzero512(const float *X, ptrdiff_t ldx, int MR, int K, int *idx)
+{
+    int cnt = 0;
+    __m512i kv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i step = _mm512_set1_epi32(16);
+    __m512 zero = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 lm = mask16(K - k), m = 0;
+        for (int r = 0; r < MR; r++)
+            m |= _mm512_mask_cmp_ps_mask(lm, _mm512_maskz_loadu_ps(lm, X + r * ldx + k), zero,
+                                         _CMP_NEQ_UQ);
+        /* Compress in a register, then store: a compressing store to memory is slow
+         * microcode on some CPUs (AMD Zen 4). */
+        _mm512_storeu_si512((void *)(idx + cnt), _mm512_maskz_compress_epi32(m, kv));
+        cnt += __builtin_popcount((unsigned)m);
+        kv = _mm512_add_epi32(kv, step);
+    }
+    return cnt;
+}
+
+/* Y[0:MR, 0:nc] = X[0:MR, :] @ W[:, 0:nc] + b over the inputs listed in idx (nc <= 16 NV,
+ * the last vector masked); W row-major with row stride ldw. */
+INL T512 void rows512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
+                      const int *idx, int cnt, const float *W, ptrdiff_t ldw, const float *b,
+                      float *Y, ptrdiff_t ldy, int nc, int relu)
+{
+    __m512 acc[2][8];
+    __mmask16 ml = mask16(nc - 16 * (NV - 1));
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 8")
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int t = 0; t < cnt; t++) {
+        int k = idx[t];
+        const float *w = W + (size_t)k * ldw;
+        __m512 x[2];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < MR; r++)
+            x[r] = _mm512_set1_ps(X[r * ldx + k]);
+        _Pragma("GCC unroll 8")
+        for (int v = 0; v < NV; v++) {
+            /* The last vector is a masked load: it must not read past W's end. */
+            __m512 wv = v == NV - 1 ? _mm512_maskz_loadu_ps(ml, w + 16 * v)
+                                    : _mm512_loadu_ps(w + 16 * v);
+            if (MR > 1)   /* load once for both rows (gcc would fold a load into each FMA) */
+                __asm__("" : "+v"(wv));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++)
+                acc[r][v] = _mm512_fmadd_ps(x[r], wv, acc[r][v]);
+        }
+    }
+    __m512 zero = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; v++) {
+        __mmask16 m = v == NV - 1 ? ml : (__mmask16)0xFFFF;
+        __m512 bv = b ? _mm512_maskz_loadu_ps(m, b + 16 * v) : zero;
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < MR; r++) {
+            __m512 y = _mm512_add_ps(acc[r][v], bv);
+            if (relu)
+                y = _mm512_max_ps(zero, y);
+            _mm512_mask_storeu_ps(Y + r * ldy + 16 * v, m, y);
+        }
+    }
+}
+
+#define ROWS512_CASE(V)                                                                 \
+    case V:                                                                             \
+        if (mr == 2)                                                                    \
+            rows512(2, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, nc, relu);       \
+        else                                                                            \
+            rows512(1, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, nc, relu);       \
+        break;
+
+/* Groups of 2 rows (16 accumulators) times blocks of 128 columns. */
+static T512 void rows_forward512(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                                 const float *b, float *Y, ptrdiff_t ldy, int n, int n_in,
+                                 int n_out, int relu, int *idx)
+{
+    for (int i = 0; i < n; i += 2) {
+        int mr = n - i < 2 ? n - i : 2;
+        const float *Xi = X + i * ldx;
+        int cnt = nonzero512(Xi, ldx, mr, n_in, idx);
+        for (int c0 = 0; c0 < n_out; c0 += 128) {
+            int nc = n_out - c0 < 128 ? n_out - c0 : 128;
+            const float *bp = b ? b + c0 : NULL;
+            float *Yi = Y + i * ldy + c0;
+            switch ((nc + 15) / 16) {
+                ROWS512_CASE(8) ROWS512_CASE(7) ROWS512_CASE(6) ROWS512_CASE(5)
+                ROWS512_CASE(4) ROWS512_CASE(3) ROWS512_CASE(2) ROWS512_CASE(1)
+            }
+        }
+    }
+}
+
 INL T512 void upd512(float *w, float *g, __m512 a, int mode, __m512 nlr, __m512 keep,
                      __m512 mu, __m512 wd)
 {
@@ -388,6 +488,94 @@ static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const
     }
 }
 
+/* As nonzero512, for AVX2 (no compress instruction: a branch-free scalar loop). */
+static T256 int nonzero256(const float *X, ptrdiff_t ldx, int MR, int K, int *idx)
+{
+    int cnt = 0;
+    for (int k = 0; k < K; k++) {
+        int nz = 0;
+        for (int r = 0; r < MR; r++)
+            nz |= X[r * ldx + k] != 0;   /* true for NaN */
+        idx[cnt] = k;
+        cnt += nz;
+    }
+    return cnt;
+}
+
+/* As rows512 with 8-float vectors: MR <= 2 rows, NV <= 6 vectors (12 accumulators). */
+INL T256 void rows256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
+                      const int *idx, int cnt, const float *W, ptrdiff_t ldw, const float *b,
+                      float *Y, ptrdiff_t ldy, int nc, int relu)
+{
+    __m256 acc[2][6];
+    __m256i ml = mask8(nc - 8 * (NV - 1));
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 8")
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm256_setzero_ps();
+    }
+    for (int t = 0; t < cnt; t++) {
+        int k = idx[t];
+        const float *w = W + (size_t)k * ldw;
+        __m256 x[2];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < MR; r++)
+            x[r] = _mm256_broadcast_ss(X + r * ldx + k);
+        _Pragma("GCC unroll 8")
+        for (int v = 0; v < NV; v++) {
+            __m256 wv = v == NV - 1 ? _mm256_maskload_ps(w + 8 * v, ml)
+                                    : _mm256_loadu_ps(w + 8 * v);
+            if (MR > 1)
+                __asm__("" : "+x"(wv));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++)
+                acc[r][v] = _mm256_fmadd_ps(x[r], wv, acc[r][v]);
+        }
+    }
+    __m256 zero = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < NV; v++) {
+        __m256i m = v == NV - 1 ? ml : _mm256_set1_epi32(-1);
+        __m256 bv = b ? _mm256_maskload_ps(b + 8 * v, m) : zero;
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < MR; r++) {
+            __m256 y = _mm256_add_ps(acc[r][v], bv);
+            if (relu)
+                y = _mm256_max_ps(zero, y);
+            _mm256_maskstore_ps(Y + r * ldy + 8 * v, m, y);
+        }
+    }
+}
+
+#define ROWS256_CASE(V)                                                                 \
+    case V:                                                                             \
+        if (mr == 2)                                                                    \
+            rows256(2, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, nc, relu);       \
+        else                                                                            \
+            rows256(1, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, nc, relu);       \
+        break;
+
+static T256 void rows_forward256(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                                 const float *b, float *Y, ptrdiff_t ldy, int n, int n_in,
+                                 int n_out, int relu, int *idx)
+{
+    for (int i = 0; i < n; i += 2) {
+        int mr = n - i < 2 ? n - i : 2;
+        const float *Xi = X + i * ldx;
+        int cnt = nonzero256(Xi, ldx, mr, n_in, idx);
+        for (int c0 = 0; c0 < n_out; c0 += 48) {
+            int nc = n_out - c0 < 48 ? n_out - c0 : 48;
+            const float *bp = b ? b + c0 : NULL;
+            float *Yi = Y + i * ldy + c0;
+            switch ((nc + 7) / 8) {
+                ROWS256_CASE(6) ROWS256_CASE(5) ROWS256_CASE(4)
+                ROWS256_CASE(3) ROWS256_CASE(2) ROWS256_CASE(1)
+            }
+        }
+    }
+}
+
 INL T256 void upd256(float *w, float *g, __m256 a, int mode, __m256 nlr, __m256 keep,
                      __m256 mu, __m256 wd)
 {
@@ -541,6 +729,45 @@ static void forward_one(int level, const float *X, ptrdiff_t ldx, const float *P
 #endif
     (void)level;
     forward_scalar(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+}
+
+static void rows_forward_scalar(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                                const float *b, float *Y, ptrdiff_t ldy, int n, int n_in,
+                                int n_out, int relu)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n_out; j++) {
+            float s = 0;
+            for (int k = 0; k < n_in; k++)
+                if (X[i * ldx + k] != 0)
+                    s += X[i * ldx + k] * W[(size_t)k * ldw + j];
+            s += b ? b[j] : 0;
+            Y[i * ldy + j] = relu ? (s < 0 ? 0 : s) : s;
+        }
+}
+
+void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                      const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
+                      int relu)
+{
+#ifdef FNN_X86
+    if (level == FNN_LEVEL_AVX512 || level == FNN_LEVEL_AVX2) {
+        /* The list of inputs that are not 0: on the stack for the usual sizes. */
+        int stack_idx[4096 + 16];
+        int *idx = n_in <= 4096 ? stack_idx : (int *)malloc(((size_t)n_in + 16) * sizeof(int));
+        if (idx != NULL) {
+            if (level == FNN_LEVEL_AVX512)
+                rows_forward512(X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu, idx);
+            else
+                rows_forward256(X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu, idx);
+            if (idx != stack_idx)
+                free(idx);
+            return;
+        }
+    }
+#endif
+    (void)level;
+    rows_forward_scalar(X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu);
 }
 
 static void wgrad_one(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
