@@ -104,6 +104,36 @@ def test_rows_kernel_strided_operands_and_untouched_neighbours(level):
 
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("offset", [0, 1, 4, 7, 8, 12, 15])
+@pytest.mark.parametrize("n_out", [1, 9, 16, 120, 128, 140, 200])
+def test_rows_kernel_at_every_alignment_of_w(level, offset, n_out):
+    """W's rows 64 bytes apart, starting ``offset`` floats past a line: the kernel
+    starts its column blocks before column 0 so that its loads are aligned; nothing
+    outside W's columns is read into the result or written in Y."""
+    rng = np.random.default_rng(offset * 100 + n_out)
+    n, n_in = 3, 37
+    buf = np.empty(n_in * 256 + 32, np.float32)
+    start = (-buf.ctypes.data // 4) % 16 + offset
+    big_W = buf[start:start + n_in * 256].reshape(n_in, 256)
+    big_W[...] = np.nan                    # columns beside W: NaN would show in the result
+    W = big_W[:, :n_out]
+    W[...] = rng.standard_normal((n_in, n_out))
+    assert W.ctypes.data % 64 == offset * 4
+    X = _sparse(rng, (n, n_in), 0.5)
+    b_big = np.full(n_out + 32, np.nan, np.float32)
+    b = b_big[16:16 + n_out]
+    b[...] = rng.standard_normal(n_out)
+    Y_big = np.full((n, 256 + 32), 7.0, np.float32)
+    Y = Y_big[:, 16:16 + n_out]
+    _packed.row_major_forward(X, W, b, Y, False, LEVEL_CODE[level])
+    assert_close(Y, X.astype(np.float64) @ W + b, np.float32)
+    untouched = np.ones(Y_big.shape, bool)
+    untouched[:, 16:16 + n_out] = False
+    assert (Y_big[untouched] == 7.0).all()
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
 def test_rows_kernel_keeps_nan_inputs(level):
     """A NaN input is not 0: its terms are computed and the outputs are NaN."""
     X = np.zeros((3, 20), np.float32)
@@ -422,3 +452,29 @@ def test_predictor_checks_what_it_is_given():
                          [layers[0].W, layers[0].b, layers[1].W, layers[1].b],
                          ["_W", "_W", "_W", "_b"], net._compute_activations, np.float32)
     assert fastnn.Network.mlp([3, 2], backend="numpy")._ops.predictor([], []) is None
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_convolutional_network_one_image(level):
+    """Conv2D, MaxPool2D, Dropout and Flatten take the predictor too; images given as
+    (H, W) or (H, W, C) take the general path, rows of H*W*C the predictor."""
+    fastnn.set_kernel_level(level)
+    rng = np.random.default_rng(11)
+
+    def layers():
+        return [fastnn.Conv2D(1, 4, 3, activation="relu"), fastnn.MaxPool2D(2),
+                fastnn.Flatten(), fastnn.Dropout(0.2), Dense(4 * 4 * 4, 12, "relu"), Dense(12, 3)]
+
+    net = Network(layers(), loss="softmax_cross_entropy", input_shape=(10, 10, 1), seed=3)
+    twin = Network(layers(), loss="softmax_cross_entropy", input_shape=(10, 10, 1), seed=3,
+                   backend="numpy")
+    twin.set_weights(net.get_weights())
+    images = _images(rng, 5, 100).reshape(5, 10, 10, 1)
+    want = twin.predict_proba(images)
+    for _ in range(2):
+        assert_close(net.predict_proba(images), want, np.float32)
+        assert_close(net.predict_proba(images[2, :, :, 0]), want[2], np.float32)
+        assert_close(net.predict_proba(images[2].reshape(-1)), want[2], np.float32)
+        assert_close(net.predict_proba(images.reshape(5, -1)[:3]), want[:3], np.float32)
+    assert net._lean.run(images[2].reshape(-1), net.layers, net._compute_activations, 1.0,
+                         1) is not None
