@@ -478,3 +478,13 @@ def test_convolutional_network_one_image(level):
         assert_close(net.predict_proba(images.reshape(5, -1)[:3]), want[:3], np.float32)
     assert net._lean.run(images[2].reshape(-1), net.layers, net._compute_activations, 1.0,
                          1) is not None
+
+
+def test_a_parameter_deleted_behind_the_setters_gives_the_general_paths_error():
+    net, _ = _pair((12, 6, 3))
+    fresh, _ = _pair((12, 6, 3))
+    x = np.ones(12, np.float32)
+    net.predict(x)
+    del net.layers[1]._b
+    del fresh.layers[1]._b
+    assert _error_of(lambda: net.predict(x)) == _error_of(lambda: fresh.predict(x)) is not None

@@ -1306,8 +1306,8 @@ cdef class Predictor:
         keep = [None] * self.n_params
         for p in range(self.n_params):
             w = <tuple>self.where[p]
-            obj = getattr(self.objs[<int>w[0]], <str>w[2])
-            if not cnp.PyArray_Check(obj):
+            obj = getattr(self.objs[<int>w[0]], <str>w[2], None)
+            if obj is None or not cnp.PyArray_Check(obj):
                 return None
             arr = <cnp.ndarray>obj
             j = <int>w[1]
