@@ -488,3 +488,60 @@ def test_a_parameter_deleted_behind_the_setters_gives_the_general_paths_error():
     del net.layers[1]._b
     del fresh.layers[1]._b
     assert _error_of(lambda: net.predict(x)) == _error_of(lambda: fresh.predict(x)) is not None
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("rows", [32, 40, 64, 100, 1500])
+@pytest.mark.parametrize("zeros", [0.8, 0.0])
+def test_batches_give_each_row_the_bits_of_predicting_it_alone(level, rows, zeros):
+    """Batches of images (mostly zeros) run the first layer on the few-rows kernel at
+    any size, other batches on the packed kernel from 64 rows: both give the bits of
+    one row alone. (From 32 to 63 rows without zeros BLAS runs it: close, not equal.)"""
+    fastnn.set_kernel_level(level)
+    rng = np.random.default_rng(rows)
+    net, twin = _pair()
+    X = rng.random((rows, 784)).astype(np.float32)
+    X[rng.random(X.shape) < zeros] = 0
+    batch = net.predict_proba(X)
+    assert_close(batch, twin.predict_proba(X), np.float32)
+    alone = np.stack([net.predict_proba(X[i]) for i in range(0, rows, max(1, rows // 40))])
+    if zeros or rows >= 64:
+        np.testing.assert_array_equal(batch[::max(1, rows // 40)], alone)
+    else:
+        assert_close(batch[::max(1, rows // 40)], alone, np.float32)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("rows", [40, 300])
+def test_image_batches_take_the_few_rows_kernel(level, rows):
+    """Seen through an infinite weight written in place where every input is 0: the
+    few-rows kernel skips that input (finite outputs), the packed kernel and BLAS
+    compute 0 * inf (NaN)."""
+    fastnn.set_kernel_level(level)
+    rng = np.random.default_rng(12)
+    net, _ = _pair()
+    images = _images(rng, rows)
+    dense = rng.random((rows, 784)).astype(np.float32) + 0.01
+    images[:, 5] = dense[:, 5] = 0
+    net.predict_proba(images[0])
+    net.layers[0].W[5, :] = np.inf
+    assert np.isfinite(net.predict_proba(images)).all()
+    assert np.isfinite(net.predict_proba((images * 255).astype(np.uint8), input_scale=1 / 255)).all()
+    assert np.isnan(net.predict_proba(dense)).all()
+    fastnn.set_kernel_level("blas")
+    assert np.isnan(net.predict_proba(images)).all()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_uint8_image_batch_matches_the_twin(level):
+    fastnn.set_kernel_level(level)
+    rng = np.random.default_rng(13)
+    net, twin = _pair()
+    images = (_images(rng, 1500) * 255).astype(np.uint8)
+    for _ in range(2):
+        assert_close(net.predict_proba(images, input_scale=1 / 255),
+                     twin.predict_proba(images, input_scale=1 / 255), np.float32)
+        np.testing.assert_array_equal(net.predict(images, input_scale=1 / 255),
+                                      net.predict_proba(images, input_scale=1 / 255).argmax(1))

@@ -10,8 +10,10 @@ lowered, never raised above what the machine supports: set the environment varia
 inference call.
 
 Inference at the ``"avx512"`` and ``"avx2"`` levels reads the weights as they are below
-32 rows (one sample, say: a kernel that skips the inputs that are 0, as images' mostly
-are), runs BLAS from 32 to 63 rows, and packs the weights for the call from 64 rows on.
+32 rows (one sample, say), with a kernel that skips the inputs that are 0; it runs the
+first dense layer the same way at any number of rows when its input is mostly zeros
+(images). Otherwise it runs BLAS from 32 to 63 rows and packs the weights for the call
+from 64 rows on.
 
 The kernels run on the fit's thread. :func:`set_kernel_threads` (or the environment
 variable ``FASTNN_KERNEL_THREADS=2``) lets them share large products with one helper
