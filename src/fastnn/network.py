@@ -130,6 +130,9 @@ class Network:
     (2, 10)
     """
 
+    # Networks pickled before the predictor existed have no ``_lean`` of their own.
+    _lean: Any = None
+
     def __init__(self, layers: Sequence[Layer], loss: str = "mse", dtype: Any = "float32",
                  seed: int | None = None, backend: str = "compiled",
                  input_shape: Sequence[int] | None = None) -> None:
@@ -175,9 +178,6 @@ class Network:
         self._dropout_state = None
         if any(isinstance(layer, Dropout) for layer in layers):
             self._dropout_state = np.array([_dropout_key(seed, self._rng), 0], np.uint64)
-
-    # Networks pickled before the predictor existed have no ``_lean`` of their own.
-    _lean: Any = None
 
     def __getstate__(self) -> dict:
         # The predictor is a compiled object made again on demand: not pickled or copied.
