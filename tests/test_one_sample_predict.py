@@ -251,12 +251,15 @@ def test_non_contiguous_and_other_inputs(level):
     X = _images(rng, 6, 40)
     net.predict(X)
     want = twin.predict_proba(X)
+    swapped = X.astype(X.dtype.newbyteorder())
+    assert swapped.dtype.num == X.dtype.num and swapped.flags.c_contiguous
     for variant in (np.asfortranarray(X), np.repeat(X, 2, axis=0)[::2], X.astype(np.float64),
-                    X.tolist(), np.ascontiguousarray(X).view(np.matrix)):
+                    X.tolist(), np.ascontiguousarray(X).view(np.matrix), swapped):
         assert_close(net.predict_proba(variant), want, np.float32)
     strided = np.repeat(X[2], 2)[::2]
     assert not strided.flags.c_contiguous
     assert_close(net.predict_proba(strided), want[2], np.float32)
+    assert_close(net.predict_proba(swapped[2]), want[2], np.float32)
     assert_close(net.predict_proba(X[2], input_scale=2), twin.predict_proba(X[2] * 2), np.float32)
 
 
@@ -434,6 +437,9 @@ def test_a_parameter_replaced_behind_the_setters_takes_the_checked_path():
     net.layers[0]._W = np.zeros((6, 12), np.float32).T
     with pytest.raises(ValueError, match="C-contiguous"):
         net.predict(x)
+    net.layers[0]._W = np.zeros((12, 6), np.dtype(np.float32).newbyteorder())
+    with pytest.raises(ValueError, match="byte order"):
+        net.predict_proba(x)
 
 
 def test_predictor_checks_what_it_is_given():
@@ -545,3 +551,13 @@ def test_uint8_image_batch_matches_the_twin(level):
                      twin.predict_proba(images, input_scale=1 / 255), np.float32)
         np.testing.assert_array_equal(net.predict(images, input_scale=1 / 255),
                                       net.predict_proba(images, input_scale=1 / 255).argmax(1))
+
+
+def test_core_refuses_byte_swapped_input():
+    """'>f4' has float32's type number: the core must not read its bytes as floats."""
+    net, _ = _pair((4, 8, 3))
+    x = np.array([[0.5, 1, 2, 3]], np.float32)
+    params = [p for layer in net.layers for p in layer.params()]
+    with pytest.raises(ValueError, match="byte order"):
+        _train.forward_chunks(x.astype(x.dtype.newbyteorder()), np.empty((1, 3), np.float32),
+                              [0, 0], [3, 0], [[4, 8], [8, 3]], params, 1.0, 16, 0, True)

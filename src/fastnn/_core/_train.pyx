@@ -170,6 +170,8 @@ cdef void* _data(object a, Py_ssize_t size, str name, int typenum, bint writeabl
                         f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be a C-contiguous array")
+    if cnp.PyArray_ISBYTESWAPPED(arr):
+        raise ValueError(f"{name} must be in the machine's byte order, got {arr.dtype.str}")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable")
     if cnp.PyArray_SIZE(arr) != size or size <= 0:
@@ -185,6 +187,7 @@ cdef void* _param_data(object a, Py_ssize_t size, int l, int j, int typenum,
     if cnp.PyArray_Check(a):
         arr = <cnp.ndarray>a
         if (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                and not cnp.PyArray_ISBYTESWAPPED(arr)
                 and (not writeable or cnp.PyArray_ISWRITEABLE(arr))
                 and cnp.PyArray_SIZE(arr) == size and size > 0):
             return cnp.PyArray_DATA(arr)
@@ -1073,6 +1076,7 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     cdef Py_ssize_t n, d
     cdef int c = layers[L - 1].n_out
     _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
+    _require(not cnp.PyArray_ISBYTESWAPPED(Xa), "X must be in the machine's byte order")
     n, d = Xa.shape[0], Xa.shape[1]
     if d != layers[0].n_in:
         raise ValueError(f"X has {d} features, the first layer takes {layers[0].n_in}")
@@ -1231,7 +1235,8 @@ cdef class Predictor:
     ``run`` handles the plain case of repeated prediction and returns None for
     anything else: layers or activations other than its own, a parameter that is
     no longer a C-contiguous array of the network's dtype and size, X other than
-    a C-contiguous ndarray of the network's dtype (or uint8) holding one sample
+    a C-contiguous ndarray of the network's dtype (or uint8) in the machine's byte
+    order holding one sample
     (1-D) or rows of the right width, or an input scale other than a positive
     finite float. The caller then takes the general path, which converts or
     raises as usual. Both paths run the same compiled walk (``_forward_rows``),
@@ -1311,7 +1316,8 @@ cdef class Predictor:
             return None
         Xa = <cnp.ndarray>X
         xt = cnp.PyArray_TYPE(Xa)
-        if (xt != self.ftype and xt != cnp.NPY_UINT8) or not cnp.PyArray_IS_C_CONTIGUOUS(Xa):
+        if ((xt != self.ftype and xt != cnp.NPY_UINT8) or not cnp.PyArray_IS_C_CONTIGUOUS(Xa)
+                or cnp.PyArray_ISBYTESWAPPED(Xa)):   # ('>f4' has float32's type number)
             return None
         if Xa.ndim == 1 and Xa.shape[0] == self.n_in:
             n, single = 1, True
@@ -1337,6 +1343,7 @@ cdef class Predictor:
             arr = <cnp.ndarray>obj
             j = <int>w[1]
             if (cnp.PyArray_TYPE(arr) != self.ftype or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                    or cnp.PyArray_ISBYTESWAPPED(arr)
                     or cnp.PyArray_SIZE(arr) != self.layers[<int>w[0]].size[j]):
                 return None
             keep[p] = arr
