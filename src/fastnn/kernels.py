@@ -6,9 +6,14 @@ from CPUID when fastnn loads. ``"blas"`` is the BLAS path (SciPy's BLAS), which 
 networks, other CPUs and builds without the kernels always use. A level can be
 lowered, never raised above what the machine supports: set the environment variable
 ``FASTNN_KERNELS`` (``avx2`` or ``blas``) before importing fastnn, or call
-:func:`set_kernel_level`. The level is read when a ``fit`` starts.
+:func:`set_kernel_level`. The level is read when a ``fit`` starts, and by every
+inference call.
 
-Inference of 64 rows or more packs the weights for the call; fewer rows use BLAS.
+Inference at the ``"avx512"`` and ``"avx2"`` levels reads the weights as they are below
+32 rows (one sample, say), with a kernel that skips the inputs that are 0; it runs the
+first dense layer the same way at any number of rows when its input is mostly zeros
+(images). Otherwise it runs BLAS from 32 to 63 rows and packs the weights for the call
+from 64 rows on.
 
 The kernels run on the fit's thread. :func:`set_kernel_threads` (or the environment
 variable ``FASTNN_KERNEL_THREADS=2``) lets them share large products with one helper

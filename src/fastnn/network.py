@@ -17,7 +17,7 @@ import numpy as np
 
 from fastnn import _fit_guard
 from fastnn import _validation as v
-from fastnn._codes import LOSSES
+from fastnn._codes import LOSSES, OUTPUTS
 from fastnn.callbacks import Callback
 from fastnn.layers import Dense, Dropout, Flatten, Layer
 from fastnn.layers._geometry import shape_text
@@ -30,6 +30,14 @@ from fastnn.threads import ThreadChooser, chunk_thread_chooser, core_blas
 # The output activation that goes with each loss (fused into the cross-entropies).
 _OUTPUT_ACTIVATIONS = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
                        "mse": "identity"}
+
+# What the compiled predictor (``ops.predictor``, ``Network._lean``) computes for
+# ``predict`` and ``predict_proba``, by loss: an ``OUTPUTS`` code, or -1 for each row's
+# argmax (``_train.PREDICT_ARGMAX``). Binary cross-entropy's 0/1 predictions at a
+# threshold take the general path.
+_LEAN_PREDICT = {"softmax_cross_entropy": -1, "mse": OUTPUTS["raw"], "poisson": OUTPUTS["exp"]}
+_LEAN_PROBA = {"softmax_cross_entropy": OUTPUTS["softmax"],
+               "binary_cross_entropy": OUTPUTS["sigmoid"]}
 
 # Chunks of a compiled epoch: about this long, so that Ctrl-C, progress and
 # callbacks are handled within a fraction of a second, at a negligible cost.
@@ -122,6 +130,9 @@ class Network:
     (2, 10)
     """
 
+    # Networks pickled before the predictor existed have no ``_lean`` of their own.
+    _lean: Any = None
+
     def __init__(self, layers: Sequence[Layer], loss: str = "mse", dtype: Any = "float32",
                  seed: int | None = None, backend: str = "compiled",
                  input_shape: Sequence[int] | None = None) -> None:
@@ -150,6 +161,8 @@ class Network:
         self._chunk_batches: dict[int, int] = {}
         self._choosers: dict[int, ThreadChooser] = {}
         self._compute_activations = self._fused_activations()
+        # The compiled backend's predictor, made by the first inference call (see predict).
+        self._lean: Any = None
         for layer in layers:
             if layer.param_names and getattr(layer, layer.param_names[0]) is None:
                 layer.initialize(self._rng, self.dtype)
@@ -165,6 +178,12 @@ class Network:
         self._dropout_state = None
         if any(isinstance(layer, Dropout) for layer in layers):
             self._dropout_state = np.array([_dropout_key(seed, self._rng), 0], np.uint64)
+
+    def __getstate__(self) -> dict:
+        # The predictor is a compiled object made again on demand: not pickled or copied.
+        state = self.__dict__.copy()
+        state["_lean"] = None
+        return state
 
     def _build(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
         """Build each layer from the previous one's output shape; return the input shape."""
@@ -824,14 +843,27 @@ class Network:
         # X was checked for everything but finiteness, which the ops check.
         if not (type(input_scale) is float and 0.0 < input_scale < math.inf):  # the usual case, fast
             input_scale = v.check_nonnegative_float(input_scale, "input_scale", positive=True)
-        return self._ops.forward_chunks(X, self.layers, self._compute_activations,
-                                        input_scale, kind, check_finite=True)
+        out = self._ops.forward_chunks(X, self.layers, self._compute_activations,
+                                       input_scale, kind, check_finite=True)
+        lean = self._lean
+        if lean is None or not lean.matches(self.layers, self._compute_activations):
+            # (Re)made for the current layers, so that the next predict can use it.
+            self._lean = self._ops.predictor(self.layers, self._compute_activations)
+        return out
 
     def predict_proba(self, X: Any, input_scale: float = 1.0) -> np.ndarray:
         """Class probabilities: softmax rows, or sigmoid outputs for binary cross-entropy.
 
         A single 1-D sample gives a 1-D result.
         """
+        lean = self._lean
+        if lean is not None and self.loss in _LEAN_PROBA:
+            # The plain case (one sample or rows of the network's dtype, the same layers
+            # as last time) without Python-side checks and lists; None otherwise.
+            out = lean.run(X, self.layers, self._compute_activations, input_scale,
+                           _LEAN_PROBA[self.loss])
+            if out is not None:
+                return out
         kinds = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
         if self.loss not in kinds:
             raise ValueError("predict_proba needs a cross-entropy loss; use predict for 'mse'")
@@ -846,6 +878,13 @@ class Network:
         binary cross-entropy (shape (n,) for one output); the network's outputs
         for MSE, and their exp (the predicted mean) for the Poisson loss. A single 1-D sample gives the result for that sample alone.
         """
+        lean = self._lean
+        if lean is not None and self.loss in _LEAN_PREDICT:
+            # The plain case, see predict_proba.
+            out = lean.run(X, self.layers, self._compute_activations, input_scale,
+                           _LEAN_PREDICT[self.loss])
+            if out is not None:
+                return out
         X, single = self._check_X(X, keep_uint8=True, finite=False)
         if self.loss == "binary_cross_entropy" and not (
                 type(threshold) is float and math.isfinite(threshold)):

@@ -26,6 +26,9 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexce
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
                          bint relu, void* team) noexcept nogil
+cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
+                       const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
+                       bint relu) noexcept nogil
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                        int mode, float lr, float mu, float wd, void* team) noexcept nogil

@@ -35,6 +35,9 @@ cdef extern from "_packed_kernels.h" nogil:
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
                            int n_out, int relu, fnn_team* team)
+    void fnn_rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W,
+                          Py_ssize_t ldw, const float* b, float* Y, Py_ssize_t ldy, int n,
+                          int n_in, int n_out, int relu)
     void fnn_dense_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                          int mode, float lr, float mu, float wd, fnn_team* team)
@@ -111,6 +114,12 @@ cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float*
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
                          bint relu, void* team) noexcept nogil:
     fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, <fnn_team*>team)
+
+
+cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
+                       const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
+                       bint relu) noexcept nogil:
+    fnn_rows_forward(level, X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu)
 
 
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
@@ -279,6 +288,31 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
         fnn_dense_forward(level, &X[0, 0], ldx, &P[0], bp, &Y[0, 0], ldy, n, n_in, n_out,
                           relu, team)
         fnn_team_stop(team)
+
+
+def row_major_forward(const float[:, :] X, const float[:, :] W, const float[::1] b,
+                      float[:, :] Y, bint relu, int level):
+    """Y[:] = X @ W + b (ReLU'd when relu) by the few-rows kernel, W row-major.
+
+    X, W and Y may have row strides (their rows must be contiguous); b may be None.
+    """
+    _check_level(level)
+    cdef int n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    if n < 1 or n_in < 1 or n_out < 1:
+        raise ValueError("empty dimension")
+    if W.shape[0] != n_in:
+        raise ValueError(f"W has {W.shape[0]} rows, X has {n_in} columns")
+    if b is not None and b.shape[0] != n_out:
+        raise ValueError("b and W differ in width")
+    if Y.shape[0] != n or Y.shape[1] != n_out:
+        raise ValueError("Y has the wrong shape")
+    cdef const float* bp = NULL
+    if b is not None:
+        bp = &b[0]
+    cdef Py_ssize_t ldx = _row_stride(X, "X"), ldw = _row_stride(W, "W"), ldy = _row_stride(Y, "Y")
+    with nogil:
+        fnn_rows_forward(level, &X[0, 0], ldx, &W[0, 0], ldw, bp, &Y[0, 0], ldy, n, n_in, n_out,
+                         relu)
 
 
 def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, float[::1] G,

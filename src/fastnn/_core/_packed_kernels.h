@@ -67,6 +67,19 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
                      float *P, float *G, int n, int n_in, int n_out, int mode,
                      float lr, float mu, float wd, fnn_team *team);
 
+/* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then
+ * ReLU when relu is nonzero, for W in its ordinary row-major layout (row stride ldw): the
+ * product of inference on a few rows, which reads W once per group of rows (2 with AVX-512
+ * and AVX2) and needs no packed copy. Terms whose input is 0 in every row of a group are
+ * skipped (as the reference BLAS's GEMV does): W's rows for them are not read at all, and
+ * images are mostly zeros. Each output is the sum over k in increasing order from 0, with
+ * the bias added last, as in fnn_dense_forward, so both give the same bits. (The one
+ * difference from a dense product: a skipped input meeting an infinite or NaN weight
+ * does not make the output NaN.) */
+void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                      const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
+                      int relu);
+
 /* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
                    float *out, float scale);

@@ -21,7 +21,7 @@ cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint64_t, int32_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
-from libc.math cimport isfinite
+from libc.math cimport isfinite, INFINITY
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastnn._core._blas cimport gemm
@@ -39,8 +39,9 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    kernel_threads, conv_direct, conv_scratch_floats, conv_forward_direct, conv_wgrad_direct,
-    pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct, act_fn_t,
+    kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
+    conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
+    act_fn_t,
 )
 
 import numpy as np
@@ -53,7 +54,12 @@ ctypedef fused input_t:
     double
 
 cdef enum:
+    # Inference of fewer rows than this reads a float32 dense layer's W as it is (the
+    # few-rows kernel, fnn_rows_forward); from PREDICT_PACKED_ROWS on, W is packed for
+    # the call; in between BLAS runs it (see benches/NOTES.md, "One-sample predict").
+    PREDICT_ROWS_MAX = 32
     PREDICT_PACKED_ROWS = 64    # inference rows from which the dense layers run packed
+    PREDICT_CHUNK_ROWS = 1024   # rows per chunk of Predictor.run (ops' PREDICT_CHUNK)
     PREDICT_PACKED_MAX_FLOATS = 16 * 1024 * 1024   # (64 MB) larger W stay on BLAS there
     MAX_PARAMS = 2      # parameters per layer (W and b)
     MAX_STATE = 2       # optimizer state arrays per parameter
@@ -108,6 +114,8 @@ cdef struct LayerC:
     void* team                      # the chunk's helper thread for its packed kernels and
                                     # image kernels, or NULL
     void* transposed                # W^T packed, for the input gradient (one panel wide)
+    int rows                        # inference on a few rows: a float32 dense layer whose
+                                    # row-major W the few-rows kernel reads (its level), else 0
 
 
 cdef struct PackedCopy:
@@ -169,11 +177,28 @@ cdef void* _data(object a, Py_ssize_t size, str name, int typenum, bint writeabl
                         f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be a C-contiguous array")
+    if cnp.PyArray_ISBYTESWAPPED(arr):
+        raise ValueError(f"{name} must be in the machine's byte order, got {arr.dtype.str}")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable")
     if cnp.PyArray_SIZE(arr) != size or size <= 0:
         raise ValueError(f"{name} has shape {a.shape}, expected {size} elements")
     return cnp.PyArray_DATA(arr)
+
+
+cdef void* _param_data(object a, Py_ssize_t size, int l, int j, int typenum,
+                       bint writeable) except NULL:
+    """_data for parameter j of layers[l], its name formatted only when a check fails
+    (formatting it on every call cost about a microsecond of each inference call)."""
+    cdef cnp.ndarray arr
+    if cnp.PyArray_Check(a):
+        arr = <cnp.ndarray>a
+        if (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                and not cnp.PyArray_ISBYTESWAPPED(arr)
+                and (not writeable or cnp.PyArray_ISWRITEABLE(arr))
+                and cnp.PyArray_SIZE(arr) == size and size > 0):
+            return cnp.PyArray_DATA(arr)
+    return _data(a, size, f"layers[{l}] parameter {j}", typenum, writeable)
 
 
 cdef list _checked_list(object items, Py_ssize_t n, str name):
@@ -258,8 +283,7 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
                          f"{layers[l - 1].n_out}")
             _require(p + lay.n_params <= len(params), "fewer parameters than the layers have")
             for j in range(lay.n_params):
-                lay.param[j] = _data(params[p], lay.size[j], f"layers[{l}] parameter {j}",
-                                     typenum, writeable)
+                lay.param[j] = _param_data(params[p], lay.size[j], l, j, typenum, writeable)
                 p += 1
         _require(p == len(params), "more parameters than the layers have")
     except BaseException:
@@ -304,6 +328,13 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                 packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
                                <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
                                lay.act == RELU, lay.team)
+                if lay.act != RELU and lay.act != IDENTITY:
+                    activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
+                return
+            if lay.rows:
+                rows_forward(lay.rows, inp, lay.n_in, <float*>lay.param[0], lay.n_out,
+                             <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
+                             lay.act == RELU)
                 if lay.act != RELU and lay.act != IDENTITY:
                     activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
                 return
@@ -1041,24 +1072,56 @@ cdef int _conv_direct_level(const LayerC* lay, int ft, Py_ssize_t work_floats) n
     return 0
 
 
-cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n) except? NULL:
-    """Panels of W for the float32 dense layers when n rows amortise packing, else NULL.
+cdef bint _mostly_zeros(const input_t* X, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
+    """Whether the first rows of X (up to 8, in the pairs the few-rows kernel takes) have
+    inputs that are 0 in both rows of a pair more than half of the time (images do:
+    MNIST's pairs of test images, 71%). Branch-free, so that it vectorises: a few
+    microseconds were measurable against the 80 us of 48 rows."""
+    cdef Py_ssize_t i, k, both = 0, rows = min(n, <Py_ssize_t>8) // 2 * 2
+    cdef const input_t* a
+    cdef const input_t* b
+    for i in range(0, rows, 2):
+        a = X + i * d
+        b = a + d
+        for k in range(d):
+            both += (a[k] == 0) & (b[k] == 0)
+    return rows > 0 and 2 * both > rows // 2 * d
 
-    The layers' W pointers are switched to the panels (free each entry, then the
-    array). Packing 784 x 128 costs about what 20 rows of the product save, so
-    fewer than PREDICT_PACKED_ROWS rows (one sample, say) keep BLAS.
+
+cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n,
+                                bint sparse_input) except? NULL:
+    """Choose how the float32 dense layers run n rows; return the panels made, or NULL.
+
+    Fewer than PREDICT_ROWS_MAX rows (one sample, say): the few-rows kernel reads W
+    as it is (``layers[l].rows``); it skips the inputs that are 0, so it also takes
+    a first dense layer whose input is mostly zeros (``sparse_input``: images) at
+    any number of rows, reading half of W or less per pair of rows. From
+    PREDICT_PACKED_ROWS rows on, the other layers run on panels of W made for the
+    call (the layers' W pointers switched to them; free each entry, then the
+    array): packing 784 x 128 costs about what 20 rows of the product save. In
+    between, and at the BLAS level, BLAS runs them.
     """
     cdef int level = kernel_level(), l
     cdef Py_ssize_t size
     cdef void** out
     cdef float* p
-    if level == LEVEL_BLAS or n < PREDICT_PACKED_ROWS:
+    if level == LEVEL_BLAS:
+        return NULL
+    if n < PREDICT_ROWS_MAX:
+        for l in range(L):
+            if layers[l].kind == LAYER_DENSE:
+                layers[l].rows = level
+        return NULL
+    if sparse_input and layers[0].kind == LAYER_DENSE:
+        layers[0].rows = level
+    if n < PREDICT_PACKED_ROWS:
         return NULL
     out = <void**>calloc(L, sizeof(void*))
     if out == NULL:
         raise MemoryError()
     for l in range(L):
-        if layers[l].kind != LAYER_DENSE or layers[l].n_out < MIN_PACKED_OUTPUTS:
+        if (layers[l].kind != LAYER_DENSE or layers[l].n_out < MIN_PACKED_OUTPUTS
+                or layers[l].rows):
             continue
         size = packed_size(layers[l].n_in, layers[l].n_out)
         if size > PREDICT_PACKED_MAX_FLOATS:
@@ -1093,7 +1156,29 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
                          int chunk, int output, bint check_finite, input_t xdummy,
                          floating dummy) except -1:
     cdef cnp.ndarray Xa = <cnp.ndarray>X_obj, outa = <cnp.ndarray>out_obj
-    cdef Py_ssize_t n, d, start, i, width = 0
+    cdef Py_ssize_t n, d
+    cdef int c = layers[L - 1].n_out
+    _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
+    _require(not cnp.PyArray_ISBYTESWAPPED(Xa), "X must be in the machine's byte order")
+    n, d = Xa.shape[0], Xa.shape[1]
+    if d != layers[0].n_in:
+        raise ValueError(f"X has {d} features, the first layer takes {layers[0].n_in}")
+    _require(outa.ndim == 2 and outa.shape[0] == n and outa.shape[1] == c
+             and cnp.PyArray_IS_C_CONTIGUOUS(outa) and cnp.PyArray_ISWRITEABLE(outa),
+             "out has the wrong shape")
+    _require(chunk > 0, "chunk must be positive")
+    _require(OUT_RAW <= output <= OUT_EXP, "unknown output mode")
+    return _forward_rows(<const input_t*>cnp.PyArray_DATA(Xa), n, d,
+                         <floating*>cnp.PyArray_DATA(outa), layers, L, x_scale, chunk, output,
+                         check_finite)
+
+
+cdef int _forward_rows(const input_t* X, Py_ssize_t n, Py_ssize_t d, floating* out,
+                       LayerC* layers, int L, double x_scale, int chunk, int output,
+                       bint check_finite) except -1:
+    """out (n x the last layer's width) = the network's output for X (n x d), checked
+    by the caller; ``layers`` is the caller's own copy (its kernel choices are set here)."""
+    cdef Py_ssize_t start, i, width = 0
     cdef int l, nb, c = layers[L - 1].n_out
     cdef floating scale = x_scale
     cdef floating* bufs = NULL
@@ -1108,19 +1193,8 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     cdef Py_ssize_t cols_size = 0, per
     cdef floating* cols = NULL
 
-    _require(Xa.ndim == 2 and cnp.PyArray_IS_C_CONTIGUOUS(Xa), "X must be a C-contiguous 2-D array")
-    n, d = Xa.shape[0], Xa.shape[1]
-    if d != layers[0].n_in:
-        raise ValueError(f"X has {d} features, the first layer takes {layers[0].n_in}")
-    _require(outa.ndim == 2 and outa.shape[0] == n and outa.shape[1] == c
-             and cnp.PyArray_IS_C_CONTIGUOUS(outa) and cnp.PyArray_ISWRITEABLE(outa),
-             "out has the wrong shape")
-    _require(chunk > 0, "chunk must be positive")
-    _require(OUT_RAW <= output <= OUT_EXP, "unknown output mode")
     if n == 0:
         return 0
-    cdef const input_t* X = <const input_t*>cnp.PyArray_DATA(Xa)
-    cdef floating* out = <floating*>cnp.PyArray_DATA(outa)
     if chunk > n:
         chunk = <int>n
     for l in range(L - 1):
@@ -1165,7 +1239,9 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     cdef void** panels = NULL
     try:
         if floating is float:
-            panels = _pack_for_inference(layers, L, n)
+            panels = _pack_for_inference(
+                layers, L, n, n >= PREDICT_ROWS_MAX and kernel_level() != LEVEL_BLAS
+                and layers[0].kind == LAYER_DENSE and _mostly_zeros(X, n, d))
         with nogil:
             start = 0
             while start < n:
@@ -1202,3 +1278,211 @@ cdef int _forward_chunks(object X_obj, object out_obj, LayerC* layers, int L, do
     if not finite:
         raise ValueError("X contains NaN or infinity")
     return 0
+
+
+# ---------------------------------------------------------------- repeated inference
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void* data, cnp.dtype descr, object base)
+
+cdef extern from "Python.h":
+    bint PyFloat_CheckExact(object o)
+    double PyFloat_AS_DOUBLE(object o)
+
+# Predictor.run's output modes beyond the OUT_* codes: the index of each row's largest output.
+PREDICT_ARGMAX = -1
+cdef enum:
+    SMALL_OUT = 64      # outputs of one sample kept on the stack (argmax)
+
+
+cdef Py_ssize_t _argmax_row(const floating* row, int c) noexcept nogil:
+    """NumPy's argmax of one row: the first largest value, or the first NaN."""
+    cdef Py_ssize_t best = 0
+    cdef int j
+    if row[0] != row[0]:
+        return 0
+    for j in range(1, c):
+        if row[j] > row[best]:
+            best = j
+        elif row[j] != row[j]:
+            return j
+    return best
+
+
+cdef class Predictor:
+    """A network's layers as the compiled core runs them, kept between inference calls.
+
+    Made from the lists ``forward_chunks`` takes, and checked as it checks them,
+    it keeps what stays fixed for the layer objects it was made from: each layer's
+    kind, activation and sizes. Everything else is read afresh on every call: each
+    parameter array is looked up on its layer (``layer._W``, ...), so a new array
+    (``layer.W = ...``, ``set_weights``) is seen, and its memory is read where it
+    is, so in-place writes are seen too; the kernel level is the current one.
+
+    ``run`` handles the plain case of repeated prediction and returns None for
+    anything else: layers or activations other than its own, a parameter that is
+    no longer a C-contiguous array of the network's dtype and size, X other than
+    a C-contiguous ndarray of the network's dtype (or uint8) in the machine's byte
+    order holding one sample
+    (1-D) or rows of the right width, or an input scale other than a positive
+    finite float. The caller then takes the general path, which converts or
+    raises as usual. Both paths run the same compiled walk (``_forward_rows``),
+    so their results are the same bits.
+    """
+    cdef LayerC* layers
+    cdef int L, ftype, n_params
+    cdef Py_ssize_t n_in
+    cdef tuple objs             # the layer objects
+    cdef object acts            # the list of activation names it was made for
+    cdef tuple where            # per parameter: (layer index, slot, attribute name)
+
+    def __cinit__(self):
+        self.layers = NULL
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def __init__(self, list layers, list kinds, list acts, list geometry, list params,
+                 list attrs, object activations, object dtype):
+        cdef int l, j, p = 0
+        self.ftype = cnp.NPY_FLOAT32 if np.dtype(dtype) == np.float32 else cnp.NPY_FLOAT64
+        self.layers = _layers_from(kinds, acts, geometry, params, self.ftype, False)
+        self.L = len(kinds)
+        _require(len(layers) == self.L and len(attrs) == len(params),
+                 "one layer object per layer and one attribute name per parameter")
+        where = []
+        for l in range(self.L):
+            for j in range(self.layers[l].n_params):
+                _require(getattr(layers[l], attrs[p]) is params[p],
+                         f"layers[{l}].{attrs[p]} is not the parameter given")
+                where.append((l, j, attrs[p]))
+                self.layers[l].param[j] = NULL     # looked up again on every call
+                p += 1
+        self.n_params = p
+        self.where = tuple(where)
+        self.objs = tuple(layers)
+        self.acts = activations
+        self.n_in = self.layers[0].n_in
+
+    def matches(self, object layers, object activations):
+        """Whether it was made for these layer objects and this activation list."""
+        return (activations is self.acts and isinstance(layers, list)
+                and len(layers) == self.L
+                and all(a is b for a, b in zip(layers, self.objs)))
+
+    def run(self, object X, object layers, object activations, object x_scale, int output):
+        """The network's output for X (``output``: an OUT_* code or PREDICT_ARGMAX), or
+        None when this call is not the case it handles (see the class docstring).
+
+        One sample (1-D X) gives its output row (1-D), or its argmax as a NumPy
+        integer; rows give (n, outputs), or the (n,) argmaxes.
+        """
+        cdef int l, j, p, xt, c
+        cdef Py_ssize_t n, i
+        cdef bint single
+        cdef double scale
+        cdef cnp.ndarray Xa, arr, outa
+        cdef list lst
+        cdef tuple w
+        cdef cnp.npy_intp dims[2]
+        cdef Py_ssize_t idx
+        cdef Py_ssize_t* res
+        cdef double stack_out[SMALL_OUT]
+        cdef void* out
+        # The layers and activations it was made for (identity: cheap and exact).
+        if activations is not self.acts or type(layers) is not list:
+            return None
+        lst = <list>layers
+        if len(lst) != self.L:
+            return None
+        for l in range(self.L):
+            if lst[l] is not self.objs[l]:
+                return None
+        # X: a C-contiguous ndarray of the network's dtype or uint8, 1 sample or n rows.
+        if not cnp.PyArray_CheckExact(X):
+            return None
+        Xa = <cnp.ndarray>X
+        xt = cnp.PyArray_TYPE(Xa)
+        if ((xt != self.ftype and xt != cnp.NPY_UINT8) or not cnp.PyArray_IS_C_CONTIGUOUS(Xa)
+                or cnp.PyArray_ISBYTESWAPPED(Xa)):   # ('>f4' has float32's type number)
+            return None
+        if Xa.ndim == 1 and Xa.shape[0] == self.n_in:
+            n, single = 1, True
+        elif Xa.ndim == 2 and Xa.shape[1] == self.n_in and Xa.shape[0] > 0:
+            n, single = Xa.shape[0], False
+        else:
+            return None
+        if not PyFloat_CheckExact(x_scale):
+            return None
+        scale = PyFloat_AS_DOUBLE(x_scale)
+        if not (0 < scale < INFINITY):
+            return None
+        if not (OUT_RAW <= output <= OUT_EXP or output == PREDICT_ARGMAX):
+            raise ValueError("unknown output mode")
+        # The parameters as they are now. ``keep`` holds them until the call ends, so
+        # that none is freed under the walk if another thread replaces it meanwhile.
+        keep = [None] * self.n_params
+        for p in range(self.n_params):
+            w = <tuple>self.where[p]
+            obj = getattr(self.objs[<int>w[0]], <str>w[2], None)
+            if obj is None or not cnp.PyArray_Check(obj):
+                return None
+            arr = <cnp.ndarray>obj
+            j = <int>w[1]
+            if (cnp.PyArray_TYPE(arr) != self.ftype or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                    or cnp.PyArray_ISBYTESWAPPED(arr)
+                    or cnp.PyArray_SIZE(arr) != self.layers[<int>w[0]].size[j]):
+                return None
+            keep[p] = arr
+        c = self.layers[self.L - 1].n_out
+        dims[0], dims[1] = n, c
+        outa = None
+        if single and output == PREDICT_ARGMAX and c <= SMALL_OUT:
+            out = stack_out
+        elif single:
+            outa = cnp.PyArray_SimpleNew(1, &dims[1], self.ftype)
+            out = cnp.PyArray_DATA(outa)
+        else:
+            outa = cnp.PyArray_SimpleNew(2, dims, self.ftype)
+            out = cnp.PyArray_DATA(outa)
+        cdef LayerC* copy = <LayerC*>malloc(self.L * sizeof(LayerC))
+        if copy == NULL:
+            raise MemoryError()
+        try:
+            memcpy(copy, self.layers, self.L * sizeof(LayerC))
+            for p in range(self.n_params):
+                w = <tuple>self.where[p]
+                copy[<int>w[0]].param[<int>w[1]] = cnp.PyArray_DATA(<cnp.ndarray>keep[p])
+            _run_typed(cnp.PyArray_DATA(Xa), xt, n, out, self.ftype, copy, self.L, scale,
+                       OUT_RAW if output == PREDICT_ARGMAX else output)
+        finally:
+            free(copy)
+        if output != PREDICT_ARGMAX:
+            return outa
+        if single:
+            if self.ftype == cnp.NPY_FLOAT32:
+                idx = _argmax_row(<float*>out, c)
+            else:
+                idx = _argmax_row(<double*>out, c)
+            return PyArray_Scalar(&idx, cnp.PyArray_DescrFromType(cnp.NPY_INTP), None)
+        labels = cnp.PyArray_SimpleNew(1, &dims[0], cnp.NPY_INTP)
+        res = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>labels)
+        for i in range(n):
+            if self.ftype == cnp.NPY_FLOAT32:
+                res[i] = _argmax_row(<float*>out + i * c, c)
+            else:
+                res[i] = _argmax_row(<double*>out + i * c, c)
+        return labels
+
+
+cdef int _run_typed(void* X, int xt, Py_ssize_t n, void* out, int ot, LayerC* layers, int L,
+                    double scale, int output) except -1:
+    """_forward_rows for X of type xt and outputs of type ot (NumPy type numbers)."""
+    cdef Py_ssize_t d = layers[0].n_in
+    if ot == cnp.NPY_FLOAT32:
+        if xt == cnp.NPY_UINT8:
+            return _forward_rows(<const uint8_t*>X, n, d, <float*>out, layers, L, scale, PREDICT_CHUNK_ROWS, output, False)
+        return _forward_rows(<const float*>X, n, d, <float*>out, layers, L, scale, PREDICT_CHUNK_ROWS, output, True)
+    if xt == cnp.NPY_UINT8:
+        return _forward_rows(<const uint8_t*>X, n, d, <double*>out, layers, L, scale, PREDICT_CHUNK_ROWS, output, False)
+    return _forward_rows(<const double*>X, n, d, <double*>out, layers, L, scale, PREDICT_CHUNK_ROWS, output, True)

@@ -305,6 +305,23 @@ class CompiledOps(NumpyOps):
                               x_scale, chunk, OUTPUTS[output], check_finite)
         return out
 
+    def predictor(self, layers, activations):
+        kinds, geometry, params, attrs = [], [], [], []
+        for layer in layers:
+            kinds.append(LAYER_KINDS[layer.kind])
+            geometry.append(layer.core_geometry())
+            own = layer.params()
+            names = ["_" + name for name in layer.param_names]
+            # The predictor looks each parameter up by its attribute on every call:
+            # a layer whose params() are not those attributes keeps the general path.
+            if len(own) != len(names) or any(getattr(layer, a, None) is not p
+                                              for a, p in zip(names, own)):
+                return None
+            params += own
+            attrs += names
+        return _train.Predictor(list(layers), kinds, [_act(a) for a in activations], geometry,
+                                params, attrs, activations, layers[0].dtype)
+
     def train_batches(self, plan, order, start, stop, max_seconds=0.0):
         if not plan.optimizer.fused:
             # A custom optimizer's update is Python: run the batches op by op (each

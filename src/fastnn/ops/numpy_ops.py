@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -336,6 +337,26 @@ class NumpyOps:
                 h = np.exp(h)
             out[start:start + chunk] = h
         return out
+
+    def predictor(self, layers: list, activations: list[str]) -> Any:
+        """A form of the layers kept between inference calls, or None (here: always).
+
+        The compiled backend returns a ``_train.Predictor``, whose ``run`` serves
+        repeated ``predict`` calls without rebuilding the layer lists each time
+        (see ``Network.predict``); the NumPy backend walks the layers on every call.
+
+        Parameters
+        ----------
+        layers : list of Layer
+            Built layers.
+        activations : list of str
+            The activation each computes.
+
+        Returns
+        -------
+        None
+        """
+        return None
 
     def forward_walk(self, layers: list, activations: list[str], X: np.ndarray,
                      ctxs: list[dict] | None, train: bool) -> np.ndarray:
