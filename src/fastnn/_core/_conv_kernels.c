@@ -11,7 +11,7 @@
  * gradients is a row of dW. For the tutorial's 10 channels 10 of 16 lanes work, which
  * measured faster than vectors over output pixels (all lanes busy, but a transposition
  * into and out of them): forward 4.1 against 4.3 us per image, weight gradient 4.6
- * against 5.7 (benches/NOTES.md, section 18).
+ * against 5.7 (benches/NOTES.md, section 19).
  *
  * Forward: MR pixels along an output row, each an accumulator over a channel vector
  * (started at the bias), one weight vector per tap broadcast-multiplied by the MR
