@@ -22,9 +22,6 @@
  * sums the units' partial sums in their order, so results do not depend on threads. */
 #define FNN_CONV_UNITS 8
 
-/* An activation applied in place to n values (the core's), or NULL for none. */
-typedef void (*fnn_act_fn)(int act, float *z, ptrdiff_t n);
-
 /* 1 when the direct kernels compute this convolution at this level (AVX2 or AVX-512,
  * stride 1), else 0: the caller keeps im2col + GEMM. */
 int fnn_conv_direct(int level, const int *g);

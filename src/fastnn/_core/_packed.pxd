@@ -22,7 +22,8 @@ cdef int kernel_threads() noexcept nogil   # 2: the packed kernels may use a hel
 cdef Py_ssize_t packed_size(int n_in, int n_out) noexcept nogil
 cdef void pack(const float* W, float* P, int n_in, int n_out) noexcept nogil
 cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil
-cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil
+cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
+                          void* team) noexcept nogil
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
                          bint relu, void* team) noexcept nogil
@@ -50,6 +51,6 @@ cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* d
 cdef bint pool_direct(int level) noexcept nogil
 cdef bint pool_tiles(const int* g) noexcept nogil
 cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
-                              const int* g, void* team) noexcept nogil
+                              const int* g, act_fn_t act_fn, int act, void* team) noexcept nogil
 cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
                                    float* dZ, int act, int n, const int* g, void* team) noexcept nogil

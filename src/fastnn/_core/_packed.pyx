@@ -25,13 +25,14 @@ from libc.stdint cimport uint8_t, int32_t
 cdef extern from "_packed_kernels.h" nogil:
     ctypedef struct fnn_team:
         pass
+    ctypedef void (*fnn_act_fn)(int act, float* z, Py_ssize_t n)
     fnn_team* fnn_team_start()
     void fnn_team_stop(fnn_team* team)
     int fnn_cpu_level()
     size_t fnn_packed_size(int n_in, int n_out)
     void fnn_pack(const float* W, float* P, int n_in, int n_out)
     void fnn_unpack(const float* P, float* W, int n_in, int n_out)
-    void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out)
+    void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out, fnn_team* team)
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
                            int n_out, int relu, fnn_team* team)
@@ -45,7 +46,6 @@ cdef extern from "_packed_kernels.h" nogil:
                        int nb, float* out, float scale)
 
 cdef extern from "_conv_kernels.h" nogil:
-    ctypedef void (*fnn_act_fn)(int act, float* z, Py_ssize_t n)
     int fnn_conv_direct(int level, const int* g)
     size_t fnn_conv_scratch_floats(const int* g)
     void fnn_conv_forward(int level, const float* X, const float* W, const float* b, float* Y,
@@ -59,7 +59,7 @@ cdef extern from "_pool_kernels.h" nogil:
     int fnn_pool_direct(int level)
     int fnn_pool_tiles(const int* g)
     void fnn_pool_forward(const float* X, float* Y, int32_t* argmax, int n, const int* g,
-                          fnn_team* team)
+                          fnn_act_fn act_fn, int act, fnn_team* team)
     void fnn_pool_backward_act(const float* dY, const int32_t* argmax, const float* Y,
                                float* dZ, int act, int n, const int* g, fnn_team* team)
 
@@ -106,8 +106,9 @@ cdef void unpack(const float* P, float* W, int n_in, int n_out) noexcept nogil:
     fnn_unpack(P, W, n_in, n_out)
 
 
-cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out) noexcept nogil:
-    fnn_pack_transposed(P, PT, n_in, n_out)
+cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
+                          void* team) noexcept nogil:
+    fnn_pack_transposed(P, PT, n_in, n_out, <fnn_team*>team)
 
 
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
@@ -170,8 +171,8 @@ cdef bint pool_tiles(const int* g) noexcept nogil:
 
 
 cdef void pool_forward_direct(const float* X, float* Y, int32_t* argmax, int n,
-                              const int* g, void* team) noexcept nogil:
-    fnn_pool_forward(X, Y, argmax, n, g, <fnn_team*>team)
+                              const int* g, act_fn_t act_fn, int act, void* team) noexcept nogil:
+    fnn_pool_forward(X, Y, argmax, n, g, <fnn_act_fn>act_fn, act, <fnn_team*>team)
 
 
 cdef void pool_backward_act_direct(const float* dY, const int32_t* argmax, const float* Y,
@@ -245,7 +246,7 @@ def pack_transposed_weights(const float[::1] P, float[::1] PT, int n_in, int n_o
     if PT.shape[0] != <Py_ssize_t>fnn_packed_size(n_out, n_in):
         raise ValueError("PT does not hold an n_out x n_in matrix")
     with nogil:
-        fnn_pack_transposed(&P[0], &PT[0], n_in, n_out)
+        fnn_pack_transposed(&P[0], &PT[0], n_in, n_out, NULL)
 
 
 def packed_size_of(int n_in, int n_out):
@@ -435,7 +436,7 @@ def pool_forward(const float[:, ::1] X, float[:, ::1] Y, int32_t[:, ::1] argmax,
     cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_pool_forward(&X[0, 0], &Y[0, 0], &argmax[0, 0], <int>X.shape[0], &geometry[0],
-                         team)
+                         NULL, 0, team)
         fnn_team_stop(team)
 
 

@@ -85,42 +85,52 @@ static T512 void transpose16(const float *src, ptrdiff_t ls, float *dst, ptrdiff
 }
 #endif
 
-void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out)
+typedef struct {
+    const float *P;
+    float *PT;
+    int n_in, n_out, simd;
+} transpose_job;
+
+/* PT holds W^T (n_out x n_in) in panels over n_in: PT[q][j][c] = W[32 q + c, j]
+ * = P[p][32 q + c][jj] for j = 32 p + jj, so the work is one 32 x 32 transpose per pair
+ * of panels (q, p), both blocks contiguous rows of 32 (the padding columns of P are
+ * zeros, and rows of PT past n_in are written as zeros). Whole blocks go through
+ * AVX-512 16 x 16 transposes where the machine has them (measured for 1440 x 128: 87 us
+ * one value at a time, 27 us so). A unit is one panel q of PT. */
+static void transpose_unit(void *ctx, int q)
 {
-    /* PT holds W^T (n_out x n_in) in panels over n_in: PT[q][j][c] = W[32 q + c, j]
-     * = P[p][32 q + c][jj] for j = 32 p + jj, so the work is one 32 x 32 transpose per
-     * pair of panels (q, p), both blocks contiguous rows of 32 (the padding columns of
-     * P are zeros, and rows of PT past n_in are written as zeros). Whole blocks go
-     * through AVX-512 16 x 16 transposes where the machine has them (measured for
-     * 1440 x 128: 87 us one value at a time, 27 us so). */
-    int qpanels = (n_in + FNN_NR - 1) / FNN_NR, ppanels = (n_out + FNN_NR - 1) / FNN_NR;
+    const transpose_job *t = (const transpose_job *)ctx;
+    int n_in = t->n_in, n_out = t->n_out, ppanels = (n_out + FNN_NR - 1) / FNN_NR;
+    int nk = n_in - q * FNN_NR < FNN_NR ? n_in - q * FNN_NR : FNN_NR;
+    for (int p = 0; p < ppanels; p++) {
+        int nj = n_out - p * FNN_NR < FNN_NR ? n_out - p * FNN_NR : FNN_NR;
+        const float *src = t->P + (size_t)p * n_in * FNN_NR + (size_t)q * FNN_NR * FNN_NR;
+        float *dst = t->PT + (size_t)q * n_out * FNN_NR + (size_t)p * FNN_NR * FNN_NR;
 #ifdef FNN_X86
-    int simd = __builtin_cpu_supports("avx512f");
+        if (t->simd && nk == FNN_NR && nj == FNN_NR) {
+            for (int j0 = 0; j0 < FNN_NR; j0 += 16)
+                for (int c0 = 0; c0 < FNN_NR; c0 += 16)
+                    transpose16(src + c0 * FNN_NR + j0, FNN_NR, dst + j0 * FNN_NR + c0, FNN_NR);
+            continue;
+        }
 #endif
-    for (int q = 0; q < qpanels; q++) {
-        int nk = n_in - q * FNN_NR < FNN_NR ? n_in - q * FNN_NR : FNN_NR;
-        for (int p = 0; p < ppanels; p++) {
-            int nj = n_out - p * FNN_NR < FNN_NR ? n_out - p * FNN_NR : FNN_NR;
-            const float *src = P + (size_t)p * n_in * FNN_NR + (size_t)q * FNN_NR * FNN_NR;
-            float *dst = PT + (size_t)q * n_out * FNN_NR + (size_t)p * FNN_NR * FNN_NR;
-#ifdef FNN_X86
-            if (simd && nk == FNN_NR && nj == FNN_NR) {
-                for (int j0 = 0; j0 < FNN_NR; j0 += 16)
-                    for (int c0 = 0; c0 < FNN_NR; c0 += 16)
-                        transpose16(src + c0 * FNN_NR + j0, FNN_NR, dst + j0 * FNN_NR + c0,
-                                    FNN_NR);
-                continue;
-            }
-#endif
-            for (int jj = 0; jj < nj; jj++) {
-                float *row = dst + (size_t)jj * FNN_NR;
-                for (int c = 0; c < nk; c++)
-                    row[c] = src[(size_t)c * FNN_NR + jj];
-                for (int c = nk; c < FNN_NR; c++)
-                    row[c] = 0.0f;
-            }
+        for (int jj = 0; jj < nj; jj++) {
+            float *row = dst + (size_t)jj * FNN_NR;
+            for (int c = 0; c < nk; c++)
+                row[c] = src[(size_t)c * FNN_NR + jj];
+            for (int c = nk; c < FNN_NR; c++)
+                row[c] = 0.0f;
         }
     }
+}
+
+void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_team *team)
+{
+    transpose_job t = {P, PT, n_in, n_out, 0};
+#ifdef FNN_X86
+    t.simd = __builtin_cpu_supports("avx512f");
+#endif
+    fnn_team_for(team, (n_in + FNN_NR - 1) / FNN_NR, transpose_unit, &t);
 }
 
 /* ------------------------------------------------------------ portable reference */

@@ -28,6 +28,10 @@ void fnn_team_stop(fnn_team *team);  /* NULL is fine */
  * (each unit claimed by one of them), or all by the caller when team is NULL; returns
  * when every unit is done. Units must not depend on which thread runs them. */
 typedef void (*fnn_unit_fn)(void *ctx, int unit);
+
+/* An activation applied in place to n values (the core's), or NULL for none: how the
+ * image kernels apply a layer's activation inside their units. */
+typedef void (*fnn_act_fn)(int act, float *z, ptrdiff_t n);
 void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx);
 
 #define FNN_LEVEL_BLAS 0
@@ -51,8 +55,9 @@ void fnn_pack(const float *W, float *P, int n_in, int n_out);
 void fnn_unpack(const float *P, float *W, int n_in, int n_out);
 
 /* PT = the packed form of W^T (n_out x n_in), from W packed in P. With it the input
- * gradient dZ @ W^T is a forward product (fnn_dense_forward, b = NULL). */
-void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out);
+ * gradient dZ @ W^T is a forward product (fnn_dense_forward, b = NULL). Its panels are
+ * shared with the team's helper (NULL: none). */
+void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_team *team);
 
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
  * when relu is nonzero. With a team (not NULL) a large product is shared with its helper;

@@ -119,6 +119,7 @@ typedef struct {
     int32_t *argmax;
     int act, n, units;
     const int *g;
+    fnn_act_fn act_fn;
 } pool_job;
 
 #define POOL_UNITS 8
@@ -126,8 +127,12 @@ typedef struct {
 static void forward_unit(void *ctx, int u)
 {
     const pool_job *j = (const pool_job *)ctx;
-    pool_forward512(j->X, j->out, j->argmax, (int)((long long)u * j->n / j->units),
-                    (int)((long long)(u + 1) * j->n / j->units), j->g);
+    int s0 = (int)((long long)u * j->n / j->units), s1 = (int)((long long)(u + 1) * j->n / j->units);
+    pool_forward512(j->X, j->out, j->argmax, s0, s1, j->g);
+    if (j->act_fn != NULL) {
+        ptrdiff_t out_size = (ptrdiff_t)j->g[P_OH] * j->g[P_OW] * j->g[P_C];
+        j->act_fn(j->act, j->out + s0 * out_size, (s1 - s0) * out_size);
+    }
 }
 
 static void backward_unit(void *ctx, int u)
@@ -141,15 +146,15 @@ static void backward_unit(void *ctx, int u)
 #endif /* FNN_X86 */
 
 void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g,
-                      fnn_team *team)
+                      fnn_act_fn act_fn, int act, fnn_team *team)
 {
 #ifdef FNN_X86
     pool_job j = {0};
-    j.X = X, j.out = Y, j.argmax = argmax, j.n = n, j.g = g;
+    j.X = X, j.out = Y, j.argmax = argmax, j.n = n, j.g = g, j.act_fn = act_fn, j.act = act;
     j.units = n < POOL_UNITS ? n : POOL_UNITS;
     fnn_team_for(team, j.units, forward_unit, &j);
 #else
-    (void)X; (void)Y; (void)argmax; (void)n; (void)g; (void)team;
+    (void)X; (void)Y; (void)argmax; (void)n; (void)g; (void)act_fn; (void)act; (void)team;
 #endif
 }
 

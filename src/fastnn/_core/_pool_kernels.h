@@ -30,10 +30,12 @@ int fnn_pool_direct(int level);
 int fnn_pool_tiles(const int *g);
 
 /* Y = the maximum of each window; argmax = its offset within the image (the first
- * maximum in row-major window order, NaN never replacing a value: as _kernels.pyx).
- * Images are shared with the team's helper (NULL: none). */
+ * maximum in row-major window order, NaN never replacing a value: as _kernels.pyx);
+ * then act_fn(act, ...) on each image's Y unless act_fn is NULL (a monotonic
+ * activation of the layer before, moved after the pool). Images are shared with the
+ * team's helper (NULL: none). */
 void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const int *g,
-                      fnn_team *team);
+                      fnn_act_fn act_fn, int act, fnn_team *team);
 
 /* dZ (n x H*W*C) = at each window's maximum dY * act'(y), y the window's maximum (the
  * pool's output Y), zeros elsewhere, for windows that tile the input. (The bias

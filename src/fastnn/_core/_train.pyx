@@ -26,7 +26,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastnn._core._blas cimport gemm
 from fastnn._core._kernels cimport (
-    IDENTITY, SIGMOID, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, POISSON,
+    IDENTITY, SIGMOID, TANH, RELU, MSE, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, POISSON,
     OUT_RAW, OUT_SOFTMAX, OUT_SIGMOID, OUT_EXP, LAYER_DENSE, LAYER_CONV2D, LAYER_MAXPOOL2D,
     LAYER_FLATTEN, LAYER_DROPOUT, OPT_SGD, OPT_ADAM,
     activate, output_grad, dense_forward_ptr, softmax_rows,
@@ -108,6 +108,9 @@ cdef struct LayerC:
                                     # GEMM, the Cython pooling)
     int index                       # the layer's position (dropout hashes it)
     bint grad_ready                 # conv2d before a pool: D already holds dL/dZ, grad[1] db
+    bint act_after_pool             # conv2d in training: its monotonic activation is applied
+                                    # by the pool after it, to the window maxima (see
+                                    # _use_act_after_pool)
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
@@ -322,6 +325,7 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     """One layer's output for n rows. Outside training pooling keeps no argmax and
     dropout is the identity; in training ``rng`` holds dropout's key and batch counter
     (NULL in a network without dropout)."""
+    cdef act_fn_t act_fn
     if lay.kind == LAYER_DENSE:
         if floating is float:
             if lay.packed:
@@ -350,7 +354,11 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     elif lay.kind == LAYER_MAXPOOL2D:
         if floating is float:
             if lay.direct and train:
-                pool_forward_direct(inp, out, <int32_t*>lay.work, n, lay.geometry, lay.team)
+                act_fn = NULL
+                if lay.index > 0 and (lay - 1).act_after_pool:
+                    act_fn = _activate_f32
+                pool_forward_direct(inp, out, <int32_t*>lay.work, n, lay.geometry, act_fn,
+                                    (lay - 1).act if act_fn != NULL else IDENTITY, lay.team)
                 return
         maxpool_forward_ptr(inp, out, <int32_t*>lay.work if train else NULL, n,
                             lay.geometry)
@@ -370,7 +378,7 @@ cdef void _conv_forward_direct(const LayerC* lay, const float* inp, float* out,
     """A convolution by the direct kernels, each image activated after its product (in
     cache), the images shared with the chunk's helper thread if it has one."""
     cdef act_fn_t act_fn = NULL
-    if lay.act != IDENTITY:
+    if lay.act != IDENTITY and not lay.act_after_pool:
         act_fn = _activate_f32
     conv_forward_direct(lay.direct, inp, <float*>lay.param[0], <float*>lay.param[1], out, n,
                         lay.geometry, act_fn, lay.act, <float*>lay.work, lay.team)
@@ -502,7 +510,7 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     cdef float* dZ = <float*>lay.D
     cdef float mu = opt.momentum
     if dinp != NULL and lay.transposed != NULL and (n_out <= PANEL or n >= _TRANSPOSED_MIN_ROWS):
-        pack_transposed(P, <float*>lay.transposed, n_in, n_out)
+        pack_transposed(P, <float*>lay.transposed, n_in, n_out, lay.team)
         packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
                        n_out, n_in, False, lay.team)
     elif dinp != NULL:
@@ -710,6 +718,7 @@ cdef class Workspace:
         if work is None and hasattr(plan, "work_buffers"):
             work = plan.work_buffers()      # a TrainingPlan makes them on first use
         self._take_work([[] for _ in range(L)] if work is None else work, ft)
+        self._use_act_after_pool()
         self.image_team = any(self.layers[l].kind == LAYER_CONV2D and self.layers[l].direct
                               for l in range(L))
         self.rng = NULL
@@ -772,6 +781,29 @@ cdef class Workspace:
             self.weights = _data(plan.sample_weight, self.n_rows, "sample_weight", ft, False)
             self.weights_b = _data(plan.weights_b, self.bs, "weights_b", ft, True)
             self.keep += [plan.sample_weight, plan.weights_b]
+
+    cdef void _use_act_after_pool(self) noexcept:
+        """Move a convolution's sigmoid, tanh or ReLU behind the max-pool after it.
+
+        They are monotonic, so the maximum of the activated window is the activation of
+        the window's maximum: activating the 1,440 maxima instead of the 5,760
+        convolution outputs (the tutorial) gives the same forward values, and the
+        pool's backward already takes the derivative at the maxima. Only ties can
+        differ: where two pre-activations round to the same activated value, the
+        gradient goes to the larger one instead of the first; both are gradients of
+        the maximum. For the direct kernels of both layers, in training (inference
+        keeps the order of the layers).
+        """
+        cdef int l
+        cdef LayerC* conv
+        cdef LayerC* pool
+        for l in range(1, self.L):
+            conv, pool = &self.layers[l - 1], &self.layers[l]
+            conv.act_after_pool = (conv.kind == LAYER_CONV2D and conv.direct != 0
+                                   and pool.kind == LAYER_MAXPOOL2D and pool.direct != 0
+                                   and pool_tiles(pool.geometry)
+                                   and (conv.act == SIGMOID or conv.act == TANH
+                                        or conv.act == RELU))
 
     cdef int _take_work(self, object work, int ft) except -1:
         """Check and keep each layer's extra buffers (see Layer.workspace)."""
