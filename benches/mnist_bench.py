@@ -807,7 +807,7 @@ def main(argv=None) -> int:
               f"{allocation['peak_bytes_6_epochs'] / 1e6:.3f} MB over 6")
     checks = [] if args.quick else check_targets(results, inference)
     if checks:
-        print("\ntargets (issue 3), measured in this run:")
+        print("\ntargets (issues 3 and 11), measured in this run:")
         for c in checks:
             state = {True: "met", False: "NOT met", None: "n/a"}[c["met"]]
             print(f"  {c['target']}: {_fmt(c['measured'], '{:.2f}')} (goal {c['goal']}) {state}")
