@@ -179,6 +179,8 @@ def test_entry_points_refuse_bad_shapes_and_levels():
 # ---------------------------------------------------------------- the level setting
 
 def test_kernel_threads_setting(kernel_threads):
+    assert fastnn.kernels.get_kernel_threads() == 2      # the default
+    fastnn.kernels.set_kernel_threads(1)
     assert fastnn.kernels.get_kernel_threads() == 1
     fastnn.kernels.set_kernel_threads(2)
     assert fastnn.kernels.get_kernel_threads() == 2
@@ -421,7 +423,7 @@ def test_threads_split_panels_without_changing_a_bit(level, threads):
 @pytest.fixture
 def kernel_threads():
     yield
-    fastnn.kernels.set_kernel_threads(1)
+    fastnn.kernels.set_kernel_threads(2)     # the default
 
 
 @needs_simd

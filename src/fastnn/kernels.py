@@ -15,11 +15,12 @@ first dense layer the same way at any number of rows when its input is mostly ze
 (images). Otherwise it runs BLAS from 32 to 63 rows and packs the weights for the call
 from 64 rows on.
 
-The kernels run on the fit's thread. :func:`set_kernel_threads` (or the environment
-variable ``FASTNN_KERNEL_THREADS=2``) lets them share large products with one helper
-thread in the chunks that the thread setting gives several threads; it is off by
-default, because on a machine shared with other work it measured slower as often as
-faster (``benches/NOTES.md``, section 15).
+In the chunks of a fit that the thread setting gives several threads, the kernels
+share their large products with one helper thread (made for the chunk). A helper that
+keeps the fit's thread waiting (another program took its CPU) leaves the rest of the
+chunk to it, and the thread chooser weighs such chunks against one-thread ones.
+:func:`set_kernel_threads` (or the environment variable ``FASTNN_KERNEL_THREADS=1``)
+turns the helper off for dense networks (``benches/NOTES.md``, sections 15 and 21).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ cdef enum:
     # epochs of 784-n_out networks at batch 16 / 64 / 256): n_out = 1 ran 0.53-0.66x
     # BLAS's speed, 4 0.66-0.84x, 8 0.89-1.33x, 10 1.10-1.58x.
     MIN_PACKED_OUTPUTS = 10
+    # The packed kernels share the large products of chunks on several threads with a
+    # helper thread by default: measured 1.25x at batch 64, even at 16 and 256, on a
+    # quiet machine, and it leaves a chunk to the caller once it lost its CPU
+    # (benches/NOTES.md 15 and 21).
+    DEFAULT_THREADS = 2
     WG_STORE = 0        # what the weight-gradient kernel does with X^T dZ
     WG_SGD = 1
     WG_MOMENTUM = 2

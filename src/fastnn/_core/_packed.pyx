@@ -70,7 +70,7 @@ if (FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU) != (
 
 cdef int _supported = fnn_cpu_level()
 cdef int _level = _supported
-cdef int _threads = 1
+cdef int _threads = DEFAULT_THREADS
 
 
 cdef int kernel_level() noexcept nogil:
