@@ -130,7 +130,9 @@ void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_tea
 #ifdef FNN_X86
     t.simd = __builtin_cpu_supports("avx512f");
 #endif
-    fnn_team_for(team, (n_in + FNN_NR - 1) / FNN_NR, transpose_unit, &t);
+    /* A small W^T (an output layer's) is not worth waking the helper for. */
+    fnn_team_for((size_t)n_in * n_out >= 65536 ? team : NULL, (n_in + FNN_NR - 1) / FNN_NR,
+                 transpose_unit, &t);
 }
 
 /* ------------------------------------------------------------ portable reference */
