@@ -121,16 +121,30 @@ def _cnn(seed: int) -> fastnn.Network:
                           seed=seed)
 
 
+def _cnn_padded(seed: int) -> fastnn.Network:
+    # Input gradients of convolutions with "same" and explicit padding, an even kernel
+    # and several input channels (the direct kernels' flipped-kernel convolution of dZ),
+    # and one with padding beyond its kernel (which keeps col2im).
+    layers = [fastnn.Conv2D(2, 4, (2, 3), padding="same", activation="relu"),
+              fastnn.Conv2D(4, 5, 3, padding=1, activation="tanh"),
+              fastnn.Conv2D(5, 3, 1, padding=1, activation="sigmoid"), fastnn.MaxPool2D(2),
+              fastnn.Flatten(), fastnn.Dense(5 * 5 * 3, 10)]
+    return fastnn.Network(layers, loss="softmax_cross_entropy", input_shape=(8, 9, 2),
+                          seed=seed)
+
+
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_fit_with_direct_kernels_matches_blas_level(level, rng):
-    X = rng.random((300, 12, 11), dtype=np.float32)
+@pytest.mark.parametrize("build, shape", [(_cnn, (12, 11)), (_cnn_padded, (8, 9, 2))],
+                         ids=["cnn", "padded"])
+def test_fit_with_direct_kernels_matches_blas_level(level, build, shape, rng):
+    X = rng.random((300, *shape), dtype=np.float32)
     y = rng.integers(0, 10, 300)
     nets = {}
     for name in ("blas", level):
         fastnn.set_kernel_level(name)
         try:
-            net = _cnn(seed=3)
+            net = build(seed=3)
             net.fit(X, y, epochs=3, batch_size=7, optimizer=fastnn.SGD(0.05, momentum=0.9),
                     verbose=0)
             nets[name] = (net, net.predict_proba(X[:50]))

@@ -102,6 +102,9 @@ cdef struct LayerC:
     void* D                         # the loss gradient w.r.t. that output
     void* work                      # conv2d: im2col columns; maxpool2d: argmax; dropout: mask
     int blk                         # conv2d: samples whose columns ``work`` holds
+    int dgeom[12]                   # conv2d: its input gradient as a convolution of dZ
+    Py_ssize_t dscratch             # ... by the direct kernels: where in ``work`` the flipped
+                                    # kernel goes (after their scratch), else 0 (col2im)
     int direct                      # float32 conv2d or maxpool2d by the kernels of
                                     # _conv_kernels.c / _pool_kernels.c: their level (for
                                     # conv2d ``work`` is their scratch); else 0 (im2col +
@@ -384,6 +387,28 @@ cdef void _conv_forward_direct(const LayerC* lay, const float* inp, float* out,
                         lay.geometry, act_fn, lay.act, <float*>lay.work, lay.team)
 
 
+cdef void _conv_input_grad_direct(const LayerC* lay, const float* dZ, float* dX,
+                                  int n) noexcept nogil:
+    """dX = dL/d(input) of a stride-1 convolution, as the forward convolution of dZ with
+    the kernel flipped and its channels swapped (lay.dgeom), on the direct kernels."""
+    cdef const int* g = lay.geometry
+    cdef int KH = g[6], KW = g[7], C = g[2], CO = g[5], i, j, c, co
+    cdef const float* W = <const float*>lay.param[0]
+    cdef float* scratch = <float*>lay.work
+    cdef float* Wf = scratch + lay.dscratch
+    cdef float* zeros = Wf + <Py_ssize_t>KH * KW * C * CO
+    for i in range(KH):
+        for j in range(KW):
+            for co in range(CO):
+                for c in range(C):
+                    Wf[((<Py_ssize_t>i * KW + j) * CO + co) * C + c] = W[
+                        ((<Py_ssize_t>(KH - 1 - i) * KW + (KW - 1 - j)) * C + c) * CO + co]
+    for c in range(C):
+        zeros[c] = 0
+    conv_forward_direct(lay.direct, dZ, Wf, zeros, dX, n, lay.dgeom, NULL, IDENTITY, scratch,
+                        lay.team)
+
+
 cdef void _forward(LayerC* layers, int L, const floating* X, int n,
                    const uint64_t* rng) noexcept nogil:
     cdef int l
@@ -424,7 +449,9 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
                 # input gradient still goes through columns (then col2im).
                 conv_wgrad_direct(lay.direct, inp, dZ, <float*>lay.grad[0], db, n,
                                   lay.geometry, <float*>lay.work, lay.team)
-                if dinp != NULL:
+                if dinp != NULL and lay.dscratch:
+                    _conv_input_grad_direct(lay, dZ, dinp, n)
+                elif dinp != NULL:
                     conv_backward_ptr(W, dZ, <floating*>lay.work, <floating*>NULL,
                                       <floating*>NULL, dinp, n, lay.blk, lay.geometry)
                 _update(lay, opt, 0, <floating>0)
@@ -829,6 +856,8 @@ cdef class Workspace:
                                               * (4 if ft == cnp.NPY_FLOAT32 else 8))))
                 lay.direct = _conv_direct_level(lay, ft, rows * lay.geometry[6] * lay.geometry[7]
                                              * lay.geometry[2])
+                lay.dscratch = _conv_input_grad_scratch(lay, rows * lay.geometry[6]
+                                                        * lay.geometry[7] * lay.geometry[2])
             elif lay.kind == LAYER_MAXPOOL2D:
                 _require(len(bufs) == 1, "a maxpool2d layer has one work buffer")
                 lay.work = _data(bufs[0], <Py_ssize_t>bs * lay.n_out, "argmax", cnp.NPY_INT32,
@@ -1118,6 +1147,35 @@ cdef bint _mostly_zeros(const input_t* X, Py_ssize_t n, Py_ssize_t d) noexcept n
         for k in range(d):
             both += (a[k] == 0) & (b[k] == 0)
     return rows > 0 and 2 * both > rows // 2 * d
+
+
+cdef Py_ssize_t _conv_input_grad_scratch(LayerC* lay, Py_ssize_t work_floats) except -1:
+    """Set lay.dgeom and return where the flipped kernel goes in ``work`` when the direct
+    kernels can compute the convolution's input gradient, else 0.
+
+    At stride 1, dX is the convolution of dZ (OH x OW x CO, padded by KH-1-PT above
+    and KW-1-PL to the left) with the kernel flipped and its channels swapped; a
+    padding beyond the kernel would need a negative one and keeps col2im.
+    """
+    cdef const int* g = lay.geometry
+    cdef int k
+    cdef Py_ssize_t at
+    if not lay.direct or g[10] > g[6] - 1 or g[11] > g[7] - 1:
+        return 0
+    d = [g[3], g[4], g[5], g[0], g[1], g[2], g[6], g[7], 1, 1, g[6] - 1 - g[10],
+         g[7] - 1 - g[11]]
+    for k in range(12):
+        lay.dgeom[k] = d[k]
+    try:
+        check_conv_geometry(lay.dgeom, 12)
+    except ValueError:
+        return 0
+    if not conv_direct(lay.direct, lay.dgeom):
+        return 0
+    at = (conv_scratch_floats(lay.dgeom) + 15) // 16 * 16
+    if at + <Py_ssize_t>g[6] * g[7] * g[2] * g[5] + g[2] > work_floats:
+        return 0
+    return at
 
 
 cdef void** _pack_for_inference(LayerC* layers, int L, Py_ssize_t n,
