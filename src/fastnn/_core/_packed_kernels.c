@@ -292,95 +292,26 @@ static T512 int nonzero512(const float *X, ptrdiff_t ldx, int MR, int K, int *id
     return cnt;
 }
 
-/* Y[0:MR, block] = X[0:MR, :] @ W[:, block] + b over the inputs listed in idx, for a block
- * of NV vectors of 16 columns; W, b and Y point at the block's first column. Lanes outside
- * the block are masked: mf in the first vector (columns before the first, when the block
- * starts before column 0 to align W's loads), ml in the last. Masked lanes are neither
- * read nor written (nor can they fault). */
-INL T512 void rows512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
-                      const int *idx, int cnt, const float *W, ptrdiff_t ldw, const float *b,
-                      float *Y, ptrdiff_t ldy, __mmask16 mf, __mmask16 ml, int relu)
-{
-    __m512 acc[2][9];
-    _Pragma("GCC unroll 9")
-    for (int r = 0; r < MR; r++) {
-        _Pragma("GCC unroll 9")
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    }
-    for (int t = 0; t < cnt; t++) {
-        int k = idx[t];
-        const float *w = W + (size_t)k * ldw;
-        __m512 x[2];
-        _Pragma("GCC unroll 9")
-        for (int r = 0; r < MR; r++)
-            x[r] = _mm512_set1_ps(X[r * ldx + k]);
-        _Pragma("GCC unroll 9")
-        for (int v = 0; v < NV; v++) {
-            __mmask16 m = (v == 0 ? mf : (__mmask16)0xFFFF) & (v == NV - 1 ? ml : (__mmask16)0xFFFF);
-            __m512 wv = v == 0 || v == NV - 1 ? _mm512_maskz_loadu_ps(m, w + 16 * v)
-                                              : _mm512_loadu_ps(w + 16 * v);
-            if (MR > 1)   /* load once for both rows (gcc would fold a load into each FMA) */
-                __asm__("" : "+v"(wv));
-            _Pragma("GCC unroll 9")
-            for (int r = 0; r < MR; r++)
-                acc[r][v] = _mm512_fmadd_ps(x[r], wv, acc[r][v]);
-        }
-    }
-    __m512 zero = _mm512_setzero_ps();
-    _Pragma("GCC unroll 9")
-    for (int v = 0; v < NV; v++) {
-        __mmask16 m = (v == 0 ? mf : (__mmask16)0xFFFF) & (v == NV - 1 ? ml : (__mmask16)0xFFFF);
-        __m512 bv = b ? _mm512_maskz_loadu_ps(m, b + 16 * v) : zero;
-        _Pragma("GCC unroll 9")
-        for (int r = 0; r < MR; r++) {
-            __m512 y = _mm512_add_ps(acc[r][v], bv);
-            if (relu)
-                y = _mm512_max_ps(zero, y);
-            _mm512_mask_storeu_ps(Y + r * ldy + 16 * v, m, y);
-        }
-    }
-}
-
-#define ROWS512_CASE(V)                                                                 \
-    case V:                                                                             \
-        if (mr == 2)                                                                    \
-            rows512(2, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, mf, ml, relu);   \
-        else                                                                            \
-            rows512(1, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, mf, ml, relu);   \
-        break;
-
-/* Groups of 2 rows times blocks of up to 9 vectors (18 accumulators). NumPy puts large
- * arrays 16 bytes past a 64-byte line, so that every load of a 16-float vector would
- * span two lines (measured: 4.4 against 2.6 us for 784 x 128): when all of W's rows
- * share one alignment, the blocks start s columns before column 0 instead, so that
- * each load reads one line; the 9th vector takes the columns this moves past the 8th. */
-static T512 void rows_forward512(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
-                                 const float *b, float *Y, ptrdiff_t ldy, int n, int n_in,
-                                 int n_out, int relu, int *idx)
-{
-    int s = 0;
-    if (ldw % 16 == 0 && (uintptr_t)W % sizeof(float) == 0)
-        s = (int)(((uintptr_t)W / sizeof(float)) % 16);
-    for (int i = 0; i < n; i += 2) {
-        int mr = n - i < 2 ? n - i : 2;
-        const float *Xi = X + i * ldx;
-        int cnt = nonzero512(Xi, ldx, mr, n_in, idx);
-        for (int c0 = -s; c0 < n_out; c0 += 9 * 16) {
-            int end = n_out - c0 < 9 * 16 ? n_out : c0 + 9 * 16;
-            int nv = (end - c0 + 15) / 16;
-            __mmask16 mf = c0 < 0 ? (__mmask16)(0xFFFFu << -c0) : (__mmask16)0xFFFF;
-            __mmask16 ml = mask16(end - c0 - 16 * (nv - 1));
-            const float *bp = b ? b + c0 : NULL;
-            float *Yi = Y + i * ldy + c0;
-            switch (nv) {
-                ROWS512_CASE(9) ROWS512_CASE(8) ROWS512_CASE(7) ROWS512_CASE(6)
-                ROWS512_CASE(5) ROWS512_CASE(4) ROWS512_CASE(3) ROWS512_CASE(2)
-                ROWS512_CASE(1)
-            }
-        }
-    }
-}
+#define LEVEL_SUFFIX 512
+#define TGT T512
+#define VEC __m512
+#define VL 16
+#define NV_MAX 9          /* 2 rows x 9 vectors: 18 accumulators */
+#define MASK_T __mmask16
+#define MASK_ALL ((__mmask16)0xFFFF)
+#define MASK_AND(a, b) ((__mmask16)((a) & (b)))
+#define MASK_FROM(s) ((__mmask16)(0xFFFFu << (s)))
+#define MASK_OF(n) mask16(n)
+#define LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
+#define LOADU(p) _mm512_loadu_ps(p)
+#define STOREM(m, p, v) _mm512_mask_storeu_ps(p, m, v)
+#define ZERO() _mm512_setzero_ps()
+#define BCAST(p) _mm512_set1_ps(*(p))
+#define FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm512_add_ps(a, b)
+#define MAX(a, b) _mm512_max_ps(a, b)
+#define VREG(v) "+v"(v)
+#include "_rows_kernel_level.h"
 
 INL T512 void upd512(float *w, float *g, __m512 a, int mode, __m512 nlr, __m512 keep,
                      __m512 mu, __m512 wd)
@@ -574,87 +505,26 @@ INL T256 __m256i mask8_from(int s)
     return _mm256_loadu_si256((const __m256i *)(fnn_mask_from_tab + 8 - s));
 }
 
-/* As rows512 with 8-float vectors: MR <= 2 rows, NV <= 6 vectors (12 accumulators). */
-INL T256 void rows256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
-                      const int *idx, int cnt, const float *W, ptrdiff_t ldw, const float *b,
-                      float *Y, ptrdiff_t ldy, __m256i mf, __m256i ml, int relu)
-{
-    __m256 acc[2][6];
-    __m256i all = _mm256_set1_epi32(-1);
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < MR; r++) {
-        _Pragma("GCC unroll 8")
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm256_setzero_ps();
-    }
-    for (int t = 0; t < cnt; t++) {
-        int k = idx[t];
-        const float *w = W + (size_t)k * ldw;
-        __m256 x[2];
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < MR; r++)
-            x[r] = _mm256_broadcast_ss(X + r * ldx + k);
-        _Pragma("GCC unroll 8")
-        for (int v = 0; v < NV; v++) {
-            __m256i m = _mm256_and_si256(v == 0 ? mf : all, v == NV - 1 ? ml : all);
-            __m256 wv = v == 0 || v == NV - 1 ? _mm256_maskload_ps(w + 8 * v, m)
-                                              : _mm256_loadu_ps(w + 8 * v);
-            if (MR > 1)
-                __asm__("" : "+x"(wv));
-            _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++)
-                acc[r][v] = _mm256_fmadd_ps(x[r], wv, acc[r][v]);
-        }
-    }
-    __m256 zero = _mm256_setzero_ps();
-    _Pragma("GCC unroll 8")
-    for (int v = 0; v < NV; v++) {
-        __m256i m = _mm256_and_si256(v == 0 ? mf : all, v == NV - 1 ? ml : all);
-        __m256 bv = b ? _mm256_maskload_ps(b + 8 * v, m) : zero;
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < MR; r++) {
-            __m256 y = _mm256_add_ps(acc[r][v], bv);
-            if (relu)
-                y = _mm256_max_ps(zero, y);
-            _mm256_maskstore_ps(Y + r * ldy + 8 * v, m, y);
-        }
-    }
-}
-
-#define ROWS256_CASE(V)                                                                 \
-    case V:                                                                             \
-        if (mr == 2)                                                                    \
-            rows256(2, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, mf, ml, relu);   \
-        else                                                                            \
-            rows256(1, V, Xi, ldx, idx, cnt, W + c0, ldw, bp, Yi, ldy, mf, ml, relu);   \
-        break;
-
-/* As rows_forward512, with blocks of 48 columns and W's loads aligned to 32 bytes. */
-static T256 void rows_forward256(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
-                                 const float *b, float *Y, ptrdiff_t ldy, int n, int n_in,
-                                 int n_out, int relu, int *idx)
-{
-    int s = 0;
-    if (ldw % 8 == 0 && (uintptr_t)W % sizeof(float) == 0)
-        s = (int)(((uintptr_t)W / sizeof(float)) % 8);
-    for (int i = 0; i < n; i += 2) {
-        int mr = n - i < 2 ? n - i : 2;
-        const float *Xi = X + i * ldx;
-        int cnt = nonzero256(Xi, ldx, mr, n_in, idx);
-        for (int c0 = -s; c0 < n_out; c0 += 48) {
-            int end = n_out - c0 < 48 ? n_out : c0 + 48;
-            int nv = (end - c0 + 7) / 8;
-            __m256i mf = mask8_from(-c0);
-            __m256i ml = mask8(end - c0 - 8 * (nv - 1));
-            const float *bp = b ? b + c0 : NULL;
-            float *Yi = Y + i * ldy + c0;
-            switch (nv) {
-                ROWS256_CASE(6) ROWS256_CASE(5) ROWS256_CASE(4)
-                ROWS256_CASE(3) ROWS256_CASE(2) ROWS256_CASE(1)
-            }
-        }
-    }
-}
+#define LEVEL_SUFFIX 256
+#define TGT T256
+#define VEC __m256
+#define VL 8
+#define NV_MAX 6          /* 2 rows x 6 vectors: 12 accumulators */
+#define MASK_T __m256i
+#define MASK_ALL _mm256_set1_epi32(-1)
+#define MASK_AND(a, b) _mm256_and_si256(a, b)
+#define MASK_FROM(s) mask8_from(s)
+#define MASK_OF(n) mask8(n)
+#define LOADM(m, p) _mm256_maskload_ps(p, m)
+#define LOADU(p) _mm256_loadu_ps(p)
+#define STOREM(m, p, v) _mm256_maskstore_ps(p, m, v)
+#define ZERO() _mm256_setzero_ps()
+#define BCAST(p) _mm256_broadcast_ss(p)
+#define FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm256_add_ps(a, b)
+#define MAX(a, b) _mm256_max_ps(a, b)
+#define VREG(v) "+x"(v)
+#include "_rows_kernel_level.h"
 
 INL T256 void upd256(float *w, float *g, __m256 a, int mode, __m256 nlr, __m256 keep,
                      __m256 mu, __m256 wd)
