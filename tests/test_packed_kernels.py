@@ -420,6 +420,25 @@ def test_threads_split_panels_without_changing_a_bit(level, threads):
         _packed.forward(X, P, b, Y, True, code, 0)
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nb, d", [(1, 784), (16, 784), (33, 17), (64, 784), (100, 513)])
+def test_uint8_gather_against_numpy(level, threads, nb, d):
+    """The batch gather, alone and shared with a helper thread (rows in units of 16,
+    a partial last one), gives NumPy's values and touches nothing else."""
+    rng = np.random.default_rng(nb * d)
+    X = rng.integers(0, 256, size=(300, d), dtype=np.uint8)
+    rows = rng.integers(0, 300, size=nb).astype(np.intp)
+    out = np.full((nb + 1, d), -7.0, np.float32)
+    _packed.gather(X, rows, out[:nb], np.float32(1 / 255), LEVEL_CODE[level], threads)
+    np.testing.assert_array_equal(out[:nb], X[rows].astype(np.float32) * np.float32(1 / 255))
+    assert (out[nb] == -7.0).all()
+    with pytest.raises(ValueError, match="rows index outside X"):
+        _packed.gather(X, np.array([0, 300], np.intp), out[:2], 1.0, LEVEL_CODE[level], threads)
+    with pytest.raises(ValueError, match="threads"):
+        _packed.gather(X, rows, out[:nb], 1.0, LEVEL_CODE[level], 3)
+
+
 @pytest.fixture
 def kernel_threads():
     yield

@@ -42,7 +42,7 @@ cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* d
 cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale) noexcept nogil
+                    float* out, float scale, void* team) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
 # kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil

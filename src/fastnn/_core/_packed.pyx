@@ -43,7 +43,7 @@ cdef extern from "_packed_kernels.h" nogil:
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
                          int mode, float lr, float mu, float wd, fnn_team* team)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                       int nb, float* out, float scale)
+                       int nb, float* out, float scale, fnn_team* team)
 
 cdef extern from "_conv_kernels.h" nogil:
     int fnn_conv_direct(int level, const int* g)
@@ -139,8 +139,8 @@ cdef void team_stop(void* team) noexcept nogil:
 
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale) noexcept nogil:
-    fnn_gather_u8(level, X, d, rows, nb, out, scale)
+                    float* out, float scale, void* team) noexcept nogil:
+    fnn_gather_u8(level, X, d, rows, nb, out, scale, <fnn_team*>team)
 
 
 cdef bint conv_direct(int level, const int* g) noexcept nogil:
@@ -340,8 +340,12 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
 
 
 def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] out, float scale,
-           int level):
-    """out[i] = X[rows[i]] * scale, as the training loop gathers a uint8 batch."""
+           int level, int threads=1):
+    """out[i] = X[rows[i]] * scale, as the training loop gathers a uint8 batch.
+
+    threads=2 shares a large batch's rows with a helper thread made for this call.
+    """
+    _check_threads(threads)
     if not (LEVEL_BLAS <= level <= _supported):
         raise ValueError(f"kernel level {level} is not available here")
     cdef Py_ssize_t i, n = X.shape[0], d = X.shape[1]
@@ -353,8 +357,10 @@ def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] ou
     for i in range(nb):
         if not (0 <= rows[i] < n):
             raise ValueError("rows index outside X")
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
-        fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale)
+        fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale, team)
+        fnn_team_stop(team)
 
 
 cdef int _conv_args(const int[::1] g, int level, Py_ssize_t n, Py_ssize_t x_cols,

@@ -85,8 +85,9 @@ void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, 
                       const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
                       int relu);
 
-/* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather). */
+/* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather),
+ * shared with the team's helper (if any) for large batches. */
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
-                   float *out, float scale);
+                   float *out, float scale, fnn_team *team);
 
 #endif

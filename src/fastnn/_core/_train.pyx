@@ -301,8 +301,9 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
 # ---------------------------------------------------------------- the walk (without the GIL)
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                  floating* out, floating scale) noexcept nogil:
-    """out[i] = X[rows[i]] * scale, converting to the network's float type."""
+                  floating* out, floating scale, void* team) noexcept nogil:
+    """out[i] = X[rows[i]] * scale, converting to the network's float type (uint8 images
+    shared with the chunk's helper thread ``team``, if any)."""
     cdef int i
     cdef Py_ssize_t j
     cdef const input_t* src
@@ -310,7 +311,7 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
     if input_t is uint8_t:
         if floating is float:
             if kernel_level() != LEVEL_BLAS:    # vectorised for the CPU: 4x the SSE2 width
-                gather_u8(kernel_level(), X, d, rows, nb, out, scale)
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team)
                 return
     for i in range(nb):
         src = X + rows[i] * d
@@ -1046,14 +1047,15 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             deadline = _now() + max_seconds
         while pos < stop:
             nb = <int>(bs if stop - pos > bs else stop - pos)
-            _gather(X, ws.d, order + pos, nb, Xb, scale)
+            _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team)
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
             else:
-                _gather(<const floating*>ws.targets, c, order + pos, nb, targets_b, <floating>1)
+                _gather(<const floating*>ws.targets, c, order + pos, nb, targets_b, <floating>1,
+                        NULL)
             if ws.use_weights:
-                _gather(<const floating*>ws.weights, 1, order + pos, nb, wb, <floating>1)
+                _gather(<const floating*>ws.weights, 1, order + pos, nb, wb, <floating>1, NULL)
             _forward(ws.layers, L, Xb, nb, ws.rng)
             batch_loss = _loss_and_grad(ws.loss, ws.use_labels, <floating*>last.A,
                                         <floating*>last.D, ws.labels_b, targets_b, wb, nb, c)
@@ -1344,7 +1346,7 @@ cdef int _forward_rows(const input_t* X, Py_ssize_t n, Py_ssize_t d, floating* o
                 else:
                     for i in range(nb):
                         rows[i] = start + i
-                    _gather(X, d, rows, nb, xb, scale)
+                    _gather(X, d, rows, nb, xb, scale, NULL)
                     inp = xb
                 for l in range(L):
                     dst = out + start * c if l == L - 1 else (ping if l % 2 == 0 else pong)
