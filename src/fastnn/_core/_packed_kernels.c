@@ -622,7 +622,21 @@ static T256 void wgrad256_panels(const float *X, ptrdiff_t ldx, const float *dZ,
 /* ------------------------------------------------------------ the uint8 gather */
 
 /* The rest of the core is built for baseline x86-64 (SSE2), where the uint8 -> float
- * conversion of the batch gather runs 4 values at a time; these run 16 or 8. */
+ * conversion of the batch gather runs 4 values at a time; these run 16 or 8.
+ * The rows are scattered over the data set, each a few cache lines that the hardware
+ * prefetcher only finds after the first misses: the row FNN_GATHER_AHEAD ahead is
+ * requested while this one is converted. */
+#ifndef FNN_GATHER_AHEAD
+#define FNN_GATHER_AHEAD 2
+#endif
+
+static void prefetch_row(const uint8_t *row, ptrdiff_t d)
+{
+    for (ptrdiff_t j = 0; j < d; j += 64)
+        _mm_prefetch((const char *)(row + j), _MM_HINT_T0);
+    _mm_prefetch((const char *)(row + d - 1), _MM_HINT_T0);
+}
+
 static T512 void gather512(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
                            float *out, float scale)
 {
@@ -630,6 +644,8 @@ static T512 void gather512(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows,
     for (int i = 0; i < nb; i++) {
         const uint8_t *src = X + rows[i] * d;
         float *dst = out + (ptrdiff_t)i * d;
+        if (i + FNN_GATHER_AHEAD < nb)
+            prefetch_row(X + rows[i + FNN_GATHER_AHEAD] * d, d);
         ptrdiff_t j = 0;
         for (; j + 16 <= d; j += 16) {
             __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + j)));
@@ -647,6 +663,8 @@ static T256 void gather256(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows,
     for (int i = 0; i < nb; i++) {
         const uint8_t *src = X + rows[i] * d;
         float *dst = out + (ptrdiff_t)i * d;
+        if (i + FNN_GATHER_AHEAD < nb)
+            prefetch_row(X + rows[i + FNN_GATHER_AHEAD] * d, d);
         ptrdiff_t j = 0;
         for (; j + 8 <= d; j += 8) {
             __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + j)));
