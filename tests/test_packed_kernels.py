@@ -439,6 +439,35 @@ def test_uint8_gather_against_numpy(level, threads, nb, d):
         _packed.gather(X, rows, out[:nb], 1.0, LEVEL_CODE[level], 3)
 
 
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("batch_size", [64, 100])
+def test_uint8_fit_on_two_threads_gives_the_same_bits_as_on_one(level, batch_size,
+                                                                 kernel_threads):
+    """A uint8 network whose first layer's products are shared: the helper thread gathers
+    its own copy of each batch (a stale or wrong copy changes the weights), and the
+    epoch's last, partial batch is gathered afresh too."""
+    rng = np.random.default_rng(21)
+    X = rng.integers(0, 256, size=(1000, 420), dtype=np.uint8)
+    X[:, ::3] = 0                                   # MNIST-like: many exact zeros
+    y = rng.integers(0, 10, size=1000)
+    weights = {}
+    before = fastnn.get_num_threads()
+    fastnn.set_kernel_level(level)
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            fastnn.kernels.set_kernel_threads(threads)
+            net = fastnn.Network.mlp([420, 160, 10], loss="softmax_cross_entropy", seed=4)
+            net.fit(X, y, epochs=2, batch_size=batch_size, input_scale=1 / 255, verbose=0,
+                    optimizer=fastnn.SGD(0.05, momentum=0.9))
+            weights[threads] = [p.copy() for layer in net.layers for p in layer.params()]
+    finally:
+        fastnn.set_num_threads(before)
+    for a, b in zip(weights[1], weights[2]):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.fixture
 def kernel_threads():
     yield

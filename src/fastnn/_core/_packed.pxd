@@ -41,8 +41,11 @@ cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* d
 # The calling thread and one helper for a chunk (NULL where threads are unavailable).
 cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
+# The uint8 batch gather: shared with the team's helper or, with copies > 0 (the width of
+# a packed dense first layer), gathered by both threads, each into its own buffer where
+# that layer's products are shared (see fnn_team_input).
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale, void* team) noexcept nogil
+                    float* out, float scale, void* team, int copies) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
 # kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil

@@ -44,6 +44,8 @@ cdef extern from "_packed_kernels.h" nogil:
                          int mode, float lr, float mu, float wd, fnn_team* team)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                        int nb, float* out, float scale, fnn_team* team)
+    void fnn_team_input(fnn_team* team, int level, const uint8_t* X, Py_ssize_t d,
+                        const Py_ssize_t* rows, int nb, float* out, float scale, int n_out)
 
 cdef extern from "_conv_kernels.h" nogil:
     int fnn_conv_direct(int level, const int* g)
@@ -139,8 +141,11 @@ cdef void team_stop(void* team) noexcept nogil:
 
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale, void* team) noexcept nogil:
-    fnn_gather_u8(level, X, d, rows, nb, out, scale, <fnn_team*>team)
+                    float* out, float scale, void* team, int copies) noexcept nogil:
+    if copies > 0:
+        fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, copies)
+    else:
+        fnn_gather_u8(level, X, d, rows, nb, out, scale, <fnn_team*>team)
 
 
 cdef bint conv_direct(int level, const int* g) noexcept nogil:
@@ -470,3 +475,4 @@ def pool_backward_act(const float[:, ::1] dY, const int32_t[:, ::1] argmax, cons
         fnn_pool_backward_act(&dY[0, 0], &argmax[0, 0], &Y[0, 0], &dZ[0, 0], act, <int>n,
                               &geometry[0], team)
         fnn_team_stop(team)
+

@@ -857,6 +857,13 @@ struct fnn_team {
     atomic_int done;          /* units of the current job finished */
     atomic_int gen, quit, sleeping;
     int given_up;             /* the caller works alone for the rest of the chunk */
+    /* The batch input as the caller gathered it (fnn_team_input), and the helper's own
+     * copy of it: the units the helper runs of a dense product on in_x read the copy. */
+    const float *in_x;
+    ptrdiff_t in_ld;
+    float *copy;
+    size_t copy_cap;
+    int copy_ok;
 };
 
 static double fnn_now(void)
@@ -866,12 +873,16 @@ static double fnn_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void run_unit(const fnn_job *j, int u)
+/* Unit u of job j, run by the caller (t NULL) or by the helper of team t. */
+static void run_unit(const fnn_job *j, int u, const fnn_team *t)
 {
     if (j->kind == 2) {
         j->fn(j->ctx, u);
         return;
     }
+    const float *X = j->X;
+    if (t != NULL && t->copy_ok && X == t->in_x && j->ldx == t->in_ld)
+        X = t->copy;
     int p = u / j->parts, part = u % j->parts;
     int c0 = p * FNN_NR, nc = j->n_out - c0 < FNN_NR ? j->n_out - c0 : FNN_NR;
     const float *Pp = j->P + (size_t)p * j->n_in * FNN_NR;
@@ -882,7 +893,7 @@ static void run_unit(const fnn_job *j, int u)
         if (i1 > j->n)
             i1 = j->n;
         if (i0 < i1)
-            forward_one(j->level, j->X + i0 * j->ldx, j->ldx, Pp, j->b ? j->b + c0 : NULL,
+            forward_one(j->level, X + i0 * j->ldx, j->ldx, Pp, j->b ? j->b + c0 : NULL,
                         j->Y + i0 * j->ldy + c0, j->ldy, i1 - i0, j->n_in, nc, j->relu);
     } else {
         int blocks = (j->n_in + block - 1) / block;
@@ -891,7 +902,7 @@ static void run_unit(const fnn_job *j, int u)
             k1 = j->n_in;
         size_t at = (size_t)p * j->n_in * FNN_NR + (size_t)k0 * FNN_NR;
         if (k0 < k1)
-            wgrad_one(j->level, j->X + k0, j->ldx, j->dZ + c0, j->ldz, j->P + at, j->G + at,
+            wgrad_one(j->level, X + k0, j->ldx, j->dZ + c0, j->ldz, j->P + at, j->G + at,
                       j->n, k1 - k0, nc, j->mode, j->lr, j->mu, j->wd);
     }
 }
@@ -911,7 +922,7 @@ static void run_units(fnn_team *t, long g, int from_back)
         long long claimed = from_back ? cur - 1 : cur + (1 << 16);
         if (!atomic_compare_exchange_weak(&t->next, &cur, claimed))
             continue;
-        run_unit(&t->job, from_back ? back - 1 : front);
+        run_unit(&t->job, from_back ? back - 1 : front, from_back ? t : NULL);
         atomic_fetch_add(&t->done, 1);
     }
 }
@@ -973,6 +984,7 @@ void fnn_team_stop(fnn_team *t)
     pthread_join(t->thread, NULL);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->wake);
+    free(t->copy);
     free(t);
 }
 
@@ -980,7 +992,7 @@ static void team_run(fnn_team *t, const fnn_job *job)
 {
     if (job->units > 0xFFFF) {   /* more than the claim word counts: all on the caller */
         for (int u = 0; u < job->units; u++)
-            run_unit(job, u);
+            run_unit(job, u, NULL);
         return;
     }
     int g = atomic_load(&t->gen) + 1;
@@ -1013,10 +1025,55 @@ static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out)
            && (double)n * n_in * n_out >= FNN_TEAM_MIN_WORK;
 }
 
+typedef struct {
+    int level, nb;
+    const uint8_t *X;
+    ptrdiff_t d;
+    const ptrdiff_t *rows;
+    float *out[2];
+    float scale;
+} input_job;
+
+static void input_unit(void *ctx, int u)
+{
+    const input_job *g = (const input_job *)ctx;
+    gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale);
+}
+
+void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
+                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out)
+{
+    size_t need = (size_t)nb * (size_t)d;
+    int worth = team_worth(t, level, nb, (int)d, n_out);
+    if (worth && need > t->copy_cap) {
+        free(t->copy);
+        t->copy = (float *)malloc(need * sizeof(float));
+        t->copy_cap = t->copy != NULL ? need : 0;
+    }
+    if (!worth || t->copy == NULL) {   /* the products on out will not be shared */
+        if (t != NULL)
+            t->copy_ok = 0;
+        fnn_gather_u8(level, X, d, rows, nb, out, scale, t);
+        return;
+    }
+    /* Unit 0 (the caller's, from the front) gathers into out, unit 1 (the helper's,
+     * from the back) into the copy; a late helper leaves both to the caller. */
+    input_job g = {level, nb, X, d, rows, {out, t->copy}, scale};
+    t->in_x = out, t->in_ld = d, t->copy_ok = 1;
+    fnn_team_for(t, 2, input_unit, &g);
+}
+
 #else
 
 fnn_team *fnn_team_start(void) { return NULL; }
 void fnn_team_stop(fnn_team *t) { (void)t; }
+
+void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
+                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out)
+{
+    (void)t, (void)n_out;
+    gather_rows(level, X, d, rows, nb, out, scale);
+}
 
 #endif
 

@@ -90,4 +90,13 @@ void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, 
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
                    float *out, float scale, fnn_team *team);
 
+/* The batch gather of a network whose first layer is dense (n_out wide): out by the
+ * calling thread and, at the same time, a copy by the team's helper (if any), which its
+ * units of the dense products on out then read. Both cores read all of the batch in
+ * those products (each has its panels of W): reading lines the other core wrote cost
+ * more than gathering twice (NOTES 23). Where those products are not shared, this is
+ * fnn_gather_u8. */
+void fnn_team_input(fnn_team *team, int level, const uint8_t *X, ptrdiff_t d,
+                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out);
+
 #endif

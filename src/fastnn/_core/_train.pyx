@@ -301,9 +301,11 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
 # ---------------------------------------------------------------- the walk (without the GIL)
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                  floating* out, floating scale, void* team) noexcept nogil:
-    """out[i] = X[rows[i]] * scale, converting to the network's float type (uint8 images
-    shared with the chunk's helper thread ``team``, if any)."""
+                  floating* out, floating scale, void* team, int copies=0) noexcept nogil:
+    """out[i] = X[rows[i]] * scale, converting to the network's float type. uint8 images
+    are shared with the chunk's helper thread ``team``, if any, or with ``copies`` > 0
+    (the width of a packed dense first layer) gathered by both threads, the helper into
+    its own copy (see fnn_team_input)."""
     cdef int i
     cdef Py_ssize_t j
     cdef const input_t* src
@@ -311,7 +313,7 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
     if input_t is uint8_t:
         if floating is float:
             if kernel_level() != LEVEL_BLAS:    # vectorised for the CPU: 4x the SSE2 width
-                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team)
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team, copies)
                 return
     for i in range(nb):
         src = X + rows[i] * d
@@ -1047,7 +1049,8 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             deadline = _now() + max_seconds
         while pos < stop:
             nb = <int>(bs if stop - pos > bs else stop - pos)
-            _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team)
+            _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team,
+                    ws.layers[0].n_out if ws.layers[0].packed else 0)
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
