@@ -441,7 +441,7 @@ def test_uint8_gather_against_numpy(level, threads, nb, d):
 
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-@pytest.mark.parametrize("batch_size", [64, 100])
+@pytest.mark.parametrize("batch_size", [16, 64, 100])
 def test_uint8_fit_on_two_threads_gives_the_same_bits_as_on_one(level, batch_size,
                                                                  kernel_threads):
     """A uint8 network whose first layer's products are shared: the helper thread gathers

@@ -835,7 +835,11 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * took it): the rest of the chunk runs on the calling thread alone. One such stall per
  * chunk, instead of one per product, and the thread chooser sees the chunk's pace. */
 #define FNN_GIVE_UP_SECONDS 500e-6
-#define FNN_TEAM_MIN_WORK 4e6   /* multiply-adds below which one thread does it all (see NOTES 14) */
+/* Multiply-adds below which one thread does a product alone (NOTES 14, 23): lower for a
+ * product on the batch input that each thread has its own copy of (fnn_team_input),
+ * where a unit reads nothing the other core wrote but its share of dZ. */
+#define FNN_TEAM_MIN_WORK 4e6
+#define FNN_TEAM_MIN_WORK_OWN_INPUT 1e6
 
 typedef struct {
     int kind;                 /* 0 forward, 1 weight gradient, 2 fn(ctx, unit) */
@@ -1019,10 +1023,14 @@ static void team_run(fnn_team *t, const fnn_job *job)
         t->given_up = 1;
 }
 
-static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out)
+/* Whether to share a product of n x n_in by n_in x n_out on X with the helper (X NULL:
+ * on the batch input that fnn_team_input is about to gather). */
+static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out, const float *X)
 {
-    return t != NULL && !t->given_up && level != FNN_LEVEL_BLAS && n_out > 16
-           && (double)n * n_in * n_out >= FNN_TEAM_MIN_WORK;
+    if (t == NULL || t->given_up || level == FNN_LEVEL_BLAS || n_out <= 16)
+        return 0;
+    int own = X == NULL || (t->copy_ok && X == t->in_x);
+    return (double)n * n_in * n_out >= (own ? FNN_TEAM_MIN_WORK_OWN_INPUT : FNN_TEAM_MIN_WORK);
 }
 
 typedef struct {
@@ -1044,7 +1052,7 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale, int n_out)
 {
     size_t need = (size_t)nb * (size_t)d;
-    int worth = team_worth(t, level, nb, (int)d, n_out);
+    int worth = team_worth(t, level, nb, (int)d, n_out, NULL);
     if (worth && need > t->copy_cap) {
         free(t->copy);
         t->copy = (float *)malloc(need * sizeof(float));
@@ -1098,7 +1106,7 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        int relu, fnn_team *team)
 {
 #ifdef FNN_TEAM
-    if (team_worth(team, level, n, n_in, n_out)) {
+    if (team_worth(team, level, n, n_in, n_out, X)) {
         int block = level == FNN_LEVEL_AVX512 ? 8 : 6;
         int parts = (n + block - 1) / block < 2 ? 1 : 2;
         fnn_job j = {0};
@@ -1119,7 +1127,7 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
                      float lr, float mu, float wd, fnn_team *team)
 {
 #ifdef FNN_TEAM
-    if (team_worth(team, level, n, n_in, n_out)) {
+    if (team_worth(team, level, n, n_in, n_out, X)) {
         fnn_job j = {0};
         j.kind = 1, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.mode = mode;
         j.X = X, j.ldx = ldx, j.dZ = dZ, j.ldz = ldz, j.P = P, j.G = G;
