@@ -31,7 +31,7 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
                           void* team) noexcept nogil
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, void* team) noexcept nogil
+                         bint relu, void* act_fn, int act, void* team) noexcept nogil
 cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
                        const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
                        bint relu) noexcept nogil

@@ -35,7 +35,7 @@ cdef extern from "_packed_kernels.h" nogil:
     void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out, fnn_team* team)
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
-                           int n_out, int relu, fnn_team* team)
+                           int n_out, int relu, fnn_act_fn act_fn, int act, fnn_team* team)
     void fnn_rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W,
                           Py_ssize_t ldw, const float* b, float* Y, Py_ssize_t ldy, int n,
                           int n_in, int n_out, int relu)
@@ -115,8 +115,9 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
 
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, void* team) noexcept nogil:
-    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, <fnn_team*>team)
+                         bint relu, void* act_fn, int act, void* team) noexcept nogil:
+    fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, <fnn_act_fn>act_fn,
+                      act, <fnn_team*>team)
 
 
 cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
@@ -292,7 +293,7 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
     cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_dense_forward(level, &X[0, 0], ldx, &P[0], bp, &Y[0, 0], ldy, n, n_in, n_out,
-                          relu, team)
+                          relu, NULL, 0, team)
         fnn_team_stop(team)
 
 

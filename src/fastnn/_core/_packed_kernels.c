@@ -846,6 +846,8 @@ typedef struct {
     int level, n, n_in, n_out, relu, mode, parts, units;
     const float *X, *dZ, *b;
     float *P, *G, *Y;
+    fnn_act_fn act_fn;        /* forward: the activation of each unit's outputs, or NULL */
+    int act;
     fnn_unit_fn fn;
     void *ctx;
     ptrdiff_t ldx, ldz, ldy;
@@ -899,6 +901,8 @@ static void run_unit(const fnn_job *j, int u, const fnn_team *t)
         if (i0 < i1)
             forward_one(j->level, X + i0 * j->ldx, j->ldx, Pp, j->b ? j->b + c0 : NULL,
                         j->Y + i0 * j->ldy + c0, j->ldy, i1 - i0, j->n_in, nc, j->relu);
+        for (int i = i0; j->act_fn != NULL && i < i1; i++)
+            j->act_fn(j->act, j->Y + i * j->ldy + c0, nc);
     } else {
         int blocks = (j->n_in + block - 1) / block;
         int k0 = part * blocks / j->parts * block, k1 = (part + 1) * blocks / j->parts * block;
@@ -1103,7 +1107,7 @@ void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx)
 
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, fnn_team *team)
+                       int relu, fnn_act_fn act_fn, int act, fnn_team *team)
 {
 #ifdef FNN_TEAM
     if (team_worth(team, level, n, n_in, n_out, X)) {
@@ -1111,6 +1115,7 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
         int parts = (n + block - 1) / block < 2 ? 1 : 2;
         fnn_job j = {0};
         j.kind = 0, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.relu = relu;
+        j.act_fn = act_fn, j.act = act;
         j.X = X, j.ldx = ldx, j.P = (float *)P, j.b = b, j.Y = Y, j.ldy = ldy;
         j.parts = parts, j.units = (n_out + FNN_NR - 1) / FNN_NR * parts;
         team_run(team, &j);
@@ -1120,6 +1125,10 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
     (void)team;
 #endif
     forward_one(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+    if (act_fn != NULL && ldy == n_out)
+        act_fn(act, Y, (ptrdiff_t)n * n_out);
+    for (int i = 0; act_fn != NULL && ldy != n_out && i < n; i++)
+        act_fn(act, Y + i * ldy, n_out);
 }
 
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,

@@ -60,11 +60,13 @@ void fnn_unpack(const float *P, float *W, int n_in, int n_out);
 void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_team *team);
 
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
- * when relu is nonzero. With a team (not NULL) a large product is shared with its helper;
+ * when relu is nonzero, or act_fn(act, ...) on each row's outputs when act_fn is not NULL
+ * (an elementwise activation: applied where the outputs were just computed, by the thread
+ * that computed them). With a team (not NULL) a large product is shared with its helper;
  * the result does not depend on it (each output is computed by the same code). */
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, fnn_team *team);
+                       int relu, fnn_act_fn act_fn, int act, fnn_team *team);
 
 /* acc = X^T dZ over n rows (X: n x n_in, stride ldx; dZ: n x n_out, stride ldz),
  * applied to the packed W (and G, the gradient or the velocity, packed) as mode says. */

@@ -335,11 +335,13 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
     if lay.kind == LAYER_DENSE:
         if floating is float:
             if lay.packed:
+                # Other activations than ReLU on the outputs of each unit of the product,
+                # by the thread that computed them.
                 packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
                                <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
-                               lay.act == RELU, lay.team)
-                if lay.act != RELU and lay.act != IDENTITY:
-                    activate(lay.act, out, <Py_ssize_t>n * lay.n_out)
+                               lay.act == RELU,
+                               <void*>_activate_f32 if lay.act != RELU and lay.act != IDENTITY
+                               else NULL, lay.act, lay.team)
                 return
             if lay.rows:
                 rows_forward(lay.rows, inp, lay.n_in, <float*>lay.param[0], lay.n_out,
@@ -542,7 +544,7 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     if dinp != NULL and lay.transposed != NULL and (n_out <= PANEL or n >= _TRANSPOSED_MIN_ROWS):
         pack_transposed(P, <float*>lay.transposed, n_in, n_out, lay.team)
         packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
-                       n_out, n_in, False, lay.team)
+                       n_out, n_in, False, NULL, 0, lay.team)
     elif dinp != NULL:
         for p in range((n_out + PANEL - 1) // PANEL):
             c0 = p * PANEL
