@@ -219,6 +219,63 @@ def test_pool_kernels_refuse_bad_input():
         _packed.pool_forward(X, Y, A, np.array([4, 4, 2, 3, 3, 2, 2, 2, 2], np.int32))
 
 
+# (n, H, W, C, CO, KH, KW, (pad top, left)) for a convolution and the 2 x 2 pool after
+# it: the tutorial's; odd output sizes (a row and a column the pool drops); two channel
+# groups (the second partial); pooled rows of 13 (register blocks of 5, 4, 4) and of 1;
+# several input channels with padding; batch 1.
+FUSED_CASES = [(3, 28, 28, 1, 10, 5, 5, (0, 0)), (2, 10, 9, 2, 25, 2, 2, (0, 0)),
+               (2, 9, 28, 3, 7, 3, 3, (1, 1)), (1, 4, 3, 1, 16, 3, 2, (0, 0)),
+               (2, 7, 30, 1, 3, 3, 5, (2, 0))]
+
+
+@needs_avx512
+@pytest.mark.parametrize("case", FUSED_CASES, ids=str)
+def test_fused_conv_pool_gives_the_bits_of_the_two_kernels(case, rng):
+    """The convolution with its 2 x 2 pool in one pass (training's forward at AVX-512)
+    against the convolution kernel and then the pool kernel, ties and NaN included."""
+    n, H, W, C, CO, KH, KW, (pt, pl) = case
+    OH, OW = H + 2 * pt - KH + 1, W + 2 * pl - KW + 1
+    g = np.array([H, W, C, OH, OW, CO, KH, KW, 1, 1, pt, pl], np.int32)
+    pg = np.array([OH, OW, CO, OH // 2, OW // 2, 2, 2, 2, 2], np.int32)
+    X = rng.standard_normal((n, H * W * C)).astype(np.float32)
+    X[0, : 3 * W * C] = 0.25              # equal outputs: ties, the first maximum wins
+    X[-1, (H // 2) * W * C] = np.nan      # NaN outputs, which never replace a maximum
+    Wt = rng.standard_normal(KH * KW * C * CO).astype(np.float32)
+    b = rng.standard_normal(CO).astype(np.float32)
+    Z = np.empty((n, OH * OW * CO), np.float32)
+    _packed.conv_forward(X, Wt, b, Z, g, LEVEL_CODE["avx512"])
+    cols = (OH // 2) * (OW // 2) * CO
+    Y, A = np.empty((n, cols), np.float32), np.empty((n, cols), np.int32)
+    _packed.pool_forward(Z, Y, A, pg)
+    assert np.isnan(Y).any()
+    for threads in (1, 2):
+        Yf, Af = np.full((n, cols), -1.0, np.float32), np.full((n, cols), -1, np.int32)
+        _packed.conv_pool_forward(X, Wt, b, Yf, Af, g, pg, threads)
+        np.testing.assert_array_equal(Yf, Y)
+        np.testing.assert_array_equal(Af, A)
+
+
+@needs_avx512
+def test_fused_conv_pool_refuses_what_it_cannot_do():
+    g = np.array([6, 6, 1, 4, 4, 3, 3, 3, 1, 1, 0, 0], np.int32)
+    X, Wt, b = np.zeros((1, 36), np.float32), np.zeros(27, np.float32), np.zeros(3, np.float32)
+    Y, A = np.zeros((1, 12), np.float32), np.zeros((1, 12), np.int32)
+    _packed.conv_pool_forward(X, Wt, b, Y, A, g, np.array([4, 4, 3, 2, 2, 2, 2, 2, 2], np.int32))
+    with pytest.raises(ValueError, match="do not fuse"):     # 3 x 3 windows
+        _packed.conv_pool_forward(X, Wt, b, Y[:, :3], A[:, :3], g,
+                                  np.array([4, 4, 3, 1, 1, 3, 3, 3, 3], np.int32))
+    with pytest.raises(ValueError, match="do not fuse"):     # not over this convolution
+        _packed.conv_pool_forward(X, Wt, b, Y, A, g,
+                                  np.array([4, 4, 2, 2, 2, 2, 2, 2, 2], np.int32))
+    with pytest.raises(ValueError, match="wrong shape"):
+        _packed.conv_pool_forward(X, Wt, b, Y[:, :6], A, g,
+                                  np.array([4, 4, 3, 2, 2, 2, 2, 2, 2], np.int32))
+    with pytest.raises(ValueError, match="stride 1"):
+        _packed.conv_pool_forward(X, Wt, b, Y, A, np.array([6, 6, 1, 2, 2, 3, 3, 3, 2, 2, 0, 0],
+                                                           np.int32),
+                                  np.array([2, 2, 3, 1, 1, 2, 2, 2, 2], np.int32))
+
+
 @needs_simd
 def test_fit_on_two_threads_gives_the_same_bits_as_on_one(rng):
     """With several threads a chunk shares its image kernels (and the packed dense ones)

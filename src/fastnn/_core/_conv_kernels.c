@@ -114,6 +114,82 @@ static void tap_offsets(const geom *q, int t0, int tb, ptrdiff_t *off)
 #define ADD(a, b) _mm512_add_ps(a, b)
 #include "_conv_kernels_level.h"
 
+/* The convolution with a 2 x 2, stride 2 max-pool after it, fused (AVX-512): rows oh and
+ * oh + 1 of MR (even) output pixels from ow0 (even), for one channel group (mask m), are
+ * computed as by fwd_pixels512 (the same FMAs in the same order, so the same values) and
+ * pooled in registers as pool_forward512 pools them (the same comparisons in the same
+ * order: the window's first maximum, NaN never replacing one), so the results are those
+ * of the two kernels bit for bit; the convolution's outputs are never stored. yp and ap
+ * point at the first pooled output; at0 is the first pixel's offset in the convolution's
+ * output image, from which the argmax offsets count. */
+INL T512 void fwd_pool_pixels512(const int MR, const float *x, const geom *q, const float *w,
+                                 __mmask16 m, __m512 bias, float *yp, int32_t *ap, int at0)
+{
+    __m512 a0[12], a1[12];
+    _Pragma("GCC unroll 12")
+    for (int k = 0; k < MR; k++)
+        a0[k] = a1[k] = bias;
+    for (int i = 0; i < q->KH; i++)
+        for (int j = 0; j < q->KW; j++)
+            for (int ci = 0; ci < q->C; ci++, w += q->CO) {
+                __m512 wv = _mm512_maskz_loadu_ps(m, w);
+                const float *xr = x + ci * q->ps + (ptrdiff_t)i * q->Wp + j;
+                _Pragma("GCC unroll 12")
+                for (int k = 0; k < MR; k++) {
+                    a0[k] = _mm512_fmadd_ps(_mm512_set1_ps(xr[k]), wv, a0[k]);
+                    a1[k] = _mm512_fmadd_ps(_mm512_set1_ps(xr[q->Wp + k]), wv, a1[k]);
+                }
+            }
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int below = q->OW * q->CO;      /* from a pixel to the one under it */
+    _Pragma("GCC unroll 6")
+    for (int p = 0; p < MR / 2; p++) {
+        int off = at0 + 2 * p * q->CO;
+        __m512 best = a0[2 * p];
+        __m512i at = _mm512_add_epi32(_mm512_set1_epi32(off), lane);
+        const __m512 v[3] = {a0[2 * p + 1], a1[2 * p], a1[2 * p + 1]};
+        const int o[3] = {off + q->CO, off + below, off + below + q->CO};
+        for (int t = 0; t < 3; t++) {
+            __mmask16 gt = _mm512_cmp_ps_mask(v[t], best, _CMP_GT_OQ);
+            best = _mm512_mask_mov_ps(best, gt, v[t]);
+            at = _mm512_mask_mov_epi32(at, gt, _mm512_add_epi32(_mm512_set1_epi32(o[t]), lane));
+        }
+        _mm512_mask_storeu_ps(yp + p * q->CO, m, best);
+        _mm512_mask_storeu_epi32(ap + p * q->CO, m, at);
+    }
+}
+
+#define FWD_POOL_CASE(N)                                                                  \
+    case N:                                                                               \
+        fwd_pool_pixels512(2 * N, x, q, W + c0, m, bias, yp + o, ap + o, at0);            \
+        break;
+
+/* One image: the POH x POW x CO pooled outputs and their argmax offsets. */
+static T512 void forward_pool_image512(const geom *q, int POH, int POW, const float *planes,
+                                       const float *W, const float *b, float *yp,
+                                       int32_t *ap)
+{
+    int pblocks = (POW + 5) / 6;
+    for (int c0 = 0; c0 < q->CO; c0 += 16) {
+        __mmask16 m = (__mmask16)(q->CO - c0 >= 16 ? 0xFFFF : (1u << (q->CO - c0)) - 1);
+        __m512 bias = _mm512_maskz_loadu_ps(m, b + c0);
+        for (int ph = 0; ph < POH; ph++)
+            for (int kb = 0; kb < pblocks; kb++) {
+                int pw0, np;
+                split(POW, pblocks, kb, &pw0, &np);
+                const float *x = planes + (ptrdiff_t)2 * ph * q->Wp + 2 * pw0;
+                ptrdiff_t o = ((ptrdiff_t)ph * POW + pw0) * q->CO + c0;
+                int at0 = (2 * ph * q->OW + 2 * pw0) * q->CO + c0;
+                switch (np) {
+                    FWD_POOL_CASE(1) FWD_POOL_CASE(2) FWD_POOL_CASE(3)
+                    FWD_POOL_CASE(4) FWD_POOL_CASE(5) FWD_POOL_CASE(6)
+                }
+            }
+    }
+}
+
+#undef FWD_POOL_CASE
+
 /* The first n lanes of an AVX2 mask. */
 INL T256 __m256i mask8_of(int n)
 {
@@ -147,6 +223,8 @@ typedef struct {
     int level, n, units, act;
     const float *X, *W, *b, *dZ;
     float *Y, *scratch;
+    int32_t *argmax;    /* the fused pool's */
+    int POH, POW;       /* its output rows and columns */
     fnn_act_fn act_fn;
     ptrdiff_t per;      /* floats of scratch per unit */
 } conv_job;
@@ -189,6 +267,23 @@ static void forward_unit(void *ctx, int u)
     }
 }
 
+static void forward_pool_unit(void *ctx, int u)
+{
+    const conv_job *j = (const conv_job *)ctx;
+    const geom *q = &j->q;
+    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)j->POH * j->POW * q->CO;
+    float *planes = j->scratch + u * j->per;
+    int first, last;
+    unit_images(j->n, j->units, u, &first, &last);
+    for (int s = first; s < last; s++) {
+        fill_planes(q, j->X + s * in_size, planes);
+        forward_pool_image512(q, j->POH, j->POW, planes, j->W, j->b, j->Y + s * out_size,
+                              j->argmax + s * out_size);
+        if (j->act_fn != NULL)
+            j->act_fn(j->act, j->Y + s * out_size, out_size);
+    }
+}
+
 static void wgrad_unit(void *ctx, int u)
 {
     const conv_job *j = (const conv_job *)ctx;
@@ -228,6 +323,34 @@ void fnn_conv_forward(int level, const float *X, const float *W, const float *b,
 #else
     (void)level; (void)X; (void)W; (void)b; (void)Y; (void)n; (void)g; (void)act_fn;
     (void)act; (void)scratch; (void)team;
+#endif
+}
+
+int fnn_conv_pool_fuses(int level, const int *g, const int *pool)
+{
+    return fnn_conv_direct(level, g) && level == FNN_LEVEL_AVX512 && pool[0] == g[G_OH]
+           && pool[1] == g[G_OW] && pool[2] == g[G_CO] && pool[5] == 2 && pool[6] == 2
+           && pool[7] == 2 && pool[8] == 2 && pool[3] == g[G_OH] / 2 && pool[4] == g[G_OW] / 2
+           && pool[3] > 0 && pool[4] > 0;
+}
+
+void fnn_conv_pool_forward(int level, const float *X, const float *W, const float *b,
+                           float *Y, int32_t *argmax, int n, const int *g, const int *pool,
+                           fnn_act_fn act_fn, int act, float *scratch, fnn_team *team)
+{
+#ifdef FNN_X86
+    if (!fnn_conv_pool_fuses(level, g, pool))
+        return;
+    conv_job j = {0};
+    j.q = geom_of(g);
+    j.level = level, j.n = n, j.units = units_for(n), j.act = act, j.act_fn = act_fn;
+    j.X = X, j.W = W, j.b = b, j.Y = Y, j.argmax = argmax, j.scratch = scratch;
+    j.POH = pool[3], j.POW = pool[4];
+    j.per = (ptrdiff_t)(fnn_conv_scratch_floats(g) / FNN_CONV_UNITS);
+    fnn_team_for(team, j.units, forward_pool_unit, &j);
+#else
+    (void)level; (void)X; (void)W; (void)b; (void)Y; (void)argmax; (void)n; (void)g;
+    (void)pool; (void)act_fn; (void)act; (void)scratch; (void)team;
 #endif
 }
 

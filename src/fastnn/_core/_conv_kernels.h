@@ -36,6 +36,20 @@ void fnn_conv_forward(int level, const float *X, const float *W, const float *b,
                       int n, const int *g, fnn_act_fn act_fn, int act, float *scratch,
                       fnn_team *team);
 
+/* Whether fnn_conv_pool_forward takes this convolution (geometry g) and the max-pool
+ * after it (pool: H, W, C, OH, OW, PH, PW, SH, SW): stride 1, AVX-512, and a 2 x 2
+ * pool of stride 2 over the convolution's output. */
+int fnn_conv_pool_fuses(int level, const int *g, const int *pool);
+
+/* Y (n x POH*POW*CO) and argmax (the same shape; offsets into each image's convolution
+ * output) = the max-pool of the convolution's output, as fnn_conv_forward then
+ * fnn_pool_forward give them, bit for bit, with the convolution's output never stored;
+ * act_fn(act, ...) applied to each image's pooled outputs unless act_fn is NULL. Does
+ * nothing unless fnn_conv_pool_fuses. */
+void fnn_conv_pool_forward(int level, const float *X, const float *W, const float *b,
+                           float *Y, int32_t *argmax, int n, const int *g, const int *pool,
+                           fnn_act_fn act_fn, int act, float *scratch, fnn_team *team);
+
 /* dW (KH x KW x C x CO) = the sum over the n images of X's windows times dZ
  * (n x OH*OW*CO, dL/d(pre-activation)), and db (CO) = the sum of dZ's rows; both
  * overwritten. */

@@ -54,6 +54,13 @@ ctypedef void (*act_fn_t)(int act, float* z, Py_ssize_t n) noexcept nogil
 cdef void conv_forward_direct(int level, const float* X, const float* W, const float* b,
                               float* Y, int n, const int* g, act_fn_t act_fn, int act,
                               float* scratch, void* team) noexcept nogil
+# A stride-1 convolution and the 2 x 2, stride-2 max-pool after it in one pass (AVX-512;
+# see fnn_conv_pool_forward): the pool's outputs and argmax, bit for bit those of the two.
+cdef bint conv_pool_fuses(int level, const int* g, const int* pool) noexcept nogil
+cdef void conv_pool_forward_direct(int level, const float* X, const float* W, const float* b,
+                                   float* Y, int32_t* argmax, int n, const int* g,
+                                   const int* pool, act_fn_t act_fn, int act, float* scratch,
+                                   void* team) noexcept nogil
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
                             int n, const int* g, float* scratch, void* team) noexcept nogil
 cdef bint pool_direct(int level) noexcept nogil

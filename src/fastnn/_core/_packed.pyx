@@ -55,6 +55,10 @@ cdef extern from "_conv_kernels.h" nogil:
                           fnn_team* team)
     void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, float* db,
                         int n, const int* g, float* scratch, fnn_team* team)
+    int fnn_conv_pool_fuses(int level, const int* g, const int* pool)
+    void fnn_conv_pool_forward(int level, const float* X, const float* W, const float* b,
+                               float* Y, int32_t* argmax, int n, const int* g, const int* pool,
+                               fnn_act_fn act_fn, int act, float* scratch, fnn_team* team)
 
 cdef extern from "_pool_kernels.h" nogil:
     int FNN_ACT_IDENTITY, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU
@@ -161,6 +165,18 @@ cdef void conv_forward_direct(int level, const float* X, const float* W, const f
                               float* Y, int n, const int* g, act_fn_t act_fn, int act,
                               float* scratch, void* team) noexcept nogil:
     fnn_conv_forward(level, X, W, b, Y, n, g, <fnn_act_fn>act_fn, act, scratch, <fnn_team*>team)
+
+
+cdef bint conv_pool_fuses(int level, const int* g, const int* pool) noexcept nogil:
+    return fnn_conv_pool_fuses(level, g, pool)
+
+
+cdef void conv_pool_forward_direct(int level, const float* X, const float* W, const float* b,
+                                   float* Y, int32_t* argmax, int n, const int* g,
+                                   const int* pool, act_fn_t act_fn, int act, float* scratch,
+                                   void* team) noexcept nogil:
+    fnn_conv_pool_forward(level, X, W, b, Y, argmax, n, g, pool, <fnn_act_fn>act_fn, act,
+                          scratch, <fnn_team*>team)
 
 
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
@@ -401,6 +417,32 @@ def conv_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
     with nogil:
         fnn_conv_forward(level, &X[0, 0], &W[0], &b[0], &Y[0, 0], <int>X.shape[0],
                          &geometry[0], NULL, 0, &s[0], team)
+        fnn_team_stop(team)
+
+
+def conv_pool_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
+                      float[:, ::1] Y, int32_t[:, ::1] argmax, const int[::1] geometry,
+                      const int[::1] pool_geometry, int threads=1):
+    """Y[:], argmax[:] = the 2 x 2 max-pool of conv(X) + b, fused (AVX-512; no activation);
+    as conv_forward then pool_forward give them. threads as for conv_forward."""
+    check_conv_geometry(&geometry[0], geometry.shape[0])
+    check_pool_geometry(&pool_geometry[0], pool_geometry.shape[0])
+    _conv_args(geometry, _supported, X.shape[0], X.shape[1], W.shape[0],
+               (<Py_ssize_t>geometry[3]) * geometry[4] * geometry[5])
+    _check_threads(threads)
+    if not fnn_conv_pool_fuses(_supported, &geometry[0], &pool_geometry[0]):
+        raise ValueError("this convolution and pool do not fuse (or no AVX-512)")
+    cdef Py_ssize_t cols = (<Py_ssize_t>pool_geometry[3]) * pool_geometry[4] * pool_geometry[2]
+    if (Y.shape[0] != X.shape[0] or Y.shape[1] != cols or argmax.shape[0] != X.shape[0]
+            or argmax.shape[1] != cols or b.shape[0] != geometry[5]):
+        raise ValueError("Y, argmax or b has the wrong shape")
+    scratch = np.empty(fnn_conv_scratch_floats(&geometry[0]), np.float32)
+    cdef float[::1] s = scratch
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
+    with nogil:
+        fnn_conv_pool_forward(_supported, &X[0, 0], &W[0], &b[0], &Y[0, 0], &argmax[0, 0],
+                              <int>X.shape[0], &geometry[0], &pool_geometry[0], NULL, 0, &s[0],
+                              team)
         fnn_team_stop(team)
 
 

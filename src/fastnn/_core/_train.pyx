@@ -41,7 +41,7 @@ from fastnn._core._packed cimport (
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
-    act_fn_t,
+    conv_pool_fuses, conv_pool_forward_direct, act_fn_t,
 )
 
 import numpy as np
@@ -114,6 +114,9 @@ cdef struct LayerC:
     bint act_after_pool             # conv2d in training: its monotonic activation is applied
                                     # by the pool after it, to the window maxima (see
                                     # _use_act_after_pool)
+    bint pool_fused                 # conv2d with act_after_pool, in training: its forward
+                                    # also pools (a 2 x 2 pool), into the pool's output and
+                                    # argmax, and never stores its own output
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
@@ -354,6 +357,14 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                           n, lay.n_in, lay.n_out, lay.act)
     elif lay.kind == LAYER_CONV2D:
         if floating is float:
+            if lay.direct and train and lay.pool_fused:
+                act_fn = _activate_f32 if lay.act != IDENTITY else <act_fn_t>NULL
+                conv_pool_forward_direct(lay.direct, inp, <float*>lay.param[0],
+                                         <float*>lay.param[1], <float*>(lay + 1).A,
+                                         <int32_t*>(lay + 1).work, n, lay.geometry,
+                                         (lay + 1).geometry, act_fn, lay.act,
+                                         <float*>lay.work, lay.team)
+                return
             if lay.direct:
                 _conv_forward_direct(lay, inp, out, n)
                 return
@@ -361,6 +372,8 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
                          <floating*>lay.work, n, lay.blk, train, lay.geometry, lay.act)
     elif lay.kind == LAYER_MAXPOOL2D:
         if floating is float:
+            if lay.direct and train and lay.index > 0 and (lay - 1).pool_fused:
+                return      # the convolution's forward pooled already
             if lay.direct and train:
                 act_fn = NULL
                 if lay.index > 0 and (lay - 1).act_after_pool:
@@ -836,6 +849,11 @@ cdef class Workspace:
                                    and pool_tiles(pool.geometry)
                                    and (conv.act == SIGMOID or conv.act == TANH
                                         or conv.act == RELU))
+            # A 2 x 2 pool is computed in the convolution's forward (the same bits,
+            # without storing and reading back the convolution's output: NOTES 23).
+            conv.pool_fused = conv.act_after_pool and conv_pool_fuses(conv.direct,
+                                                                      conv.geometry,
+                                                                      pool.geometry)
 
     cdef int _take_work(self, object work, int ft) except -1:
         """Check and keep each layer's extra buffers (see Layer.workspace)."""
