@@ -835,6 +835,14 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * took it): the rest of the chunk runs on the calling thread alone. One such stall per
  * chunk, instead of one per product, and the thread chooser sees the chunk's pace. */
 #define FNN_GIVE_UP_SECONDS 500e-6
+/* Shorter stalls, over and over, mean the same on small products (a batch of 16: some
+ * 10 us each): a helper that takes no unit of a product (it was not running when the
+ * product began: waking it cost the caller a system call), or keeps the caller waiting
+ * longer than the caller worked (and FNN_LATE_SLACK_SECONDS more), on FNN_LATE_PRODUCTS
+ * products in a row has lost its CPU part of the time, and sharing costs the caller more
+ * than it gains (NOTES 23). */
+#define FNN_LATE_SLACK_SECONDS 10e-6
+#define FNN_LATE_PRODUCTS 8
 /* Multiply-adds below which one thread does a product alone (NOTES 14, 23): lower for a
  * product on the batch input that each thread has its own copy of (fnn_team_input),
  * where a unit reads nothing the other core wrote but its share of dZ. */
@@ -863,6 +871,7 @@ struct fnn_team {
     atomic_int done;          /* units of the current job finished */
     atomic_int gen, quit, sleeping;
     int given_up;             /* the caller works alone for the rest of the chunk */
+    int late;                 /* products in a row on which the helper was late */
     /* The batch input as the caller gathered it (fnn_team_input), and the helper's own
      * copy of it: the units the helper runs of a dense product on in_x read the copy. */
     const float *in_x;
@@ -920,16 +929,18 @@ static void run_unit(const fnn_job *j, int u, const fnn_team *t)
  * keeps the same part of every product from batch to batch (the same panels of W in
  * the forward and the weight gradient), and the panels stay in its own cache instead
  * of crossing between the cores' caches twice a batch. */
-static void run_units(fnn_team *t, long g, int from_back)
+static int run_units(fnn_team *t, long g, int from_back)
 {
-    for (;;) {
+    for (int ran = 0;; ran++) {
         long long cur = atomic_load(&t->next);
         int front = (int)((cur >> 16) & 0xFFFF), back = (int)(cur & 0xFFFF);
         if ((cur >> 32) != g || front >= back)
-            return;
+            return ran;
         long long claimed = from_back ? cur - 1 : cur + (1 << 16);
-        if (!atomic_compare_exchange_weak(&t->next, &cur, claimed))
+        if (!atomic_compare_exchange_weak(&t->next, &cur, claimed)) {
+            ran--;
             continue;
+        }
         run_unit(&t->job, from_back ? back - 1 : front, from_back ? t : NULL);
         atomic_fetch_add(&t->done, 1);
     }
@@ -961,7 +972,7 @@ static void *helper_main(void *arg)
         if (atomic_load(&t->quit))
             return NULL;
         seen = atomic_load(&t->gen);
-        run_units(t, seen, 1);
+        (void)run_units(t, seen, 1);
     }
 }
 
@@ -1013,7 +1024,8 @@ static void team_run(fnn_team *t, const fnn_job *job)
         pthread_cond_signal(&t->wake);
         pthread_mutex_unlock(&t->lock);
     }
-    run_units(t, g, 0);
+    double began = fnn_now();
+    int alone = run_units(t, g, 0) == job->units;
     /* Wait for the units the helper took; spin briefly, then give the CPU away, so a
      * helper sharing this CPU (a busy machine) can finish. */
     double start = fnn_now(), until = start + FNN_SPIN_SECONDS;
@@ -1023,8 +1035,13 @@ static void team_run(fnn_team *t, const fnn_job *job)
         if (++spins % 64 == 0 && fnn_now() > until)
             sched_yield();
     }
-    if (spins >= 64 && fnn_now() - start > FNN_GIVE_UP_SECONDS)
+    double waited = fnn_now() - start;
+    if (spins >= 64 && waited > FNN_GIVE_UP_SECONDS)
         t->given_up = 1;
+    else if (alone || waited > start - began + FNN_LATE_SLACK_SECONDS)
+        t->given_up = ++t->late >= FNN_LATE_PRODUCTS;
+    else
+        t->late = 0;
 }
 
 /* Whether to share a product of n x n_in by n_in x n_out on X with the helper (X NULL:
