@@ -247,40 +247,30 @@ size_t fnn_conv_scratch_floats(const int *g)
 
 #ifdef FNN_X86
 
+/* Unit u's images: the convolution's outputs, or with the fused pool (argmax not NULL)
+ * the pooled outputs; each activated while in cache. */
 static void forward_unit(void *ctx, int u)
 {
     const conv_job *j = (const conv_job *)ctx;
     const geom *q = &j->q;
-    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)q->OH * q->OW * q->CO;
+    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C;
+    ptrdiff_t out_size = j->argmax != NULL ? (ptrdiff_t)j->POH * j->POW * q->CO
+                                           : (ptrdiff_t)q->OH * q->OW * q->CO;
     float *planes = j->scratch + u * j->per;
     int first, last;
     unit_images(j->n, j->units, u, &first, &last);
     for (int s = first; s < last; s++) {
         float *y = j->Y + s * out_size;
         fill_planes(q, j->X + s * in_size, planes);
-        if (j->level == FNN_LEVEL_AVX512)
+        if (j->argmax != NULL)
+            forward_pool_image512(q, j->POH, j->POW, planes, j->W, j->b, y,
+                                  j->argmax + s * out_size);
+        else if (j->level == FNN_LEVEL_AVX512)
             forward_image512(q, planes, j->W, j->b, y);
         else
             forward_image256(q, planes, j->W, j->b, y);
         if (j->act_fn != NULL)
             j->act_fn(j->act, y, out_size);
-    }
-}
-
-static void forward_pool_unit(void *ctx, int u)
-{
-    const conv_job *j = (const conv_job *)ctx;
-    const geom *q = &j->q;
-    ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)j->POH * j->POW * q->CO;
-    float *planes = j->scratch + u * j->per;
-    int first, last;
-    unit_images(j->n, j->units, u, &first, &last);
-    for (int s = first; s < last; s++) {
-        fill_planes(q, j->X + s * in_size, planes);
-        forward_pool_image512(q, j->POH, j->POW, planes, j->W, j->b, j->Y + s * out_size,
-                              j->argmax + s * out_size);
-        if (j->act_fn != NULL)
-            j->act_fn(j->act, j->Y + s * out_size, out_size);
     }
 }
 
@@ -347,7 +337,7 @@ void fnn_conv_pool_forward(int level, const float *X, const float *W, const floa
     j.X = X, j.W = W, j.b = b, j.Y = Y, j.argmax = argmax, j.scratch = scratch;
     j.POH = pool[3], j.POW = pool[4];
     j.per = (ptrdiff_t)(fnn_conv_scratch_floats(g) / FNN_CONV_UNITS);
-    fnn_team_for(team, j.units, forward_pool_unit, &j);
+    fnn_team_for(team, j.units, forward_unit, &j);
 #else
     (void)level; (void)X; (void)W; (void)b; (void)Y; (void)argmax; (void)n; (void)g;
     (void)pool; (void)act_fn; (void)act; (void)scratch; (void)team;

@@ -518,4 +518,3 @@ def pool_backward_act(const float[:, ::1] dY, const int32_t[:, ::1] argmax, cons
         fnn_pool_backward_act(&dY[0, 0], &argmax[0, 0], &Y[0, 0], &dZ[0, 0], act, <int>n,
                               &geometry[0], team)
         fnn_team_stop(team)
-
