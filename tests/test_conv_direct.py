@@ -133,10 +133,21 @@ def _cnn_padded(seed: int) -> fastnn.Network:
                           seed=seed)
 
 
+def _cnn_tutorial(seed: int) -> fastnn.Network:
+    # The tutorial's shape: a first convolution with its 2 x 2 pool (fused in training at
+    # AVX-512, forward and weight gradient), here over an odd width (a column dropped).
+    layers = [fastnn.Conv2D(1, 4, 3, activation="sigmoid"), fastnn.MaxPool2D(2),
+              fastnn.Flatten(), fastnn.Dense(5 * 4 * 4, 10, activation="tanh"),
+              fastnn.Dense(10, 10)]
+    return fastnn.Network(layers, loss="softmax_cross_entropy", input_shape=(12, 11, 1),
+                          seed=seed)
+
+
 @needs_simd
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-@pytest.mark.parametrize("build, shape", [(_cnn, (12, 11)), (_cnn_padded, (8, 9, 2))],
-                         ids=["cnn", "padded"])
+@pytest.mark.parametrize("build, shape", [(_cnn, (12, 11)), (_cnn_padded, (8, 9, 2)),
+                                          (_cnn_tutorial, (12, 11))],
+                         ids=["cnn", "padded", "tutorial"])
 def test_fit_with_direct_kernels_matches_blas_level(level, build, shape, rng):
     X = rng.random((300, *shape), dtype=np.float32)
     y = rng.integers(0, 10, 300)
@@ -254,6 +265,21 @@ def test_fused_conv_pool_gives_the_bits_of_the_two_kernels(case, rng):
         np.testing.assert_array_equal(Yf, Y)
         np.testing.assert_array_equal(Af, A)
 
+    # The weight gradient through the pool, each image's dZ made in cache, against the
+    # pool's backward and then the weight-gradient kernel.
+    dY = rng.standard_normal((n, cols)).astype(np.float32)
+    for act, code in ACT_CODE.items():
+        out = np.nan_to_num(P.activation(Y, act))
+        dZ = np.empty_like(Z)
+        _packed.pool_backward_act(dY, A, out, dZ, code, pg)
+        dW, db = np.empty_like(Wt), np.empty_like(b)
+        _packed.conv_weight_gradient(X, dZ, dW, db, g, LEVEL_CODE["avx512"])
+        for threads in (1, 2):
+            dWf, dbf = np.full_like(Wt, np.nan), np.full_like(b, np.nan)
+            _packed.conv_pool_weight_gradient(X, dY, A, out, code, dWf, dbf, g, pg, threads)
+            np.testing.assert_array_equal(dWf, dW)
+            np.testing.assert_array_equal(dbf, db)
+
 
 @needs_avx512
 def test_fused_conv_pool_refuses_what_it_cannot_do():
@@ -274,6 +300,14 @@ def test_fused_conv_pool_refuses_what_it_cannot_do():
         _packed.conv_pool_forward(X, Wt, b, Y, A, np.array([6, 6, 1, 2, 2, 3, 3, 3, 2, 2, 0, 0],
                                                            np.int32),
                                   np.array([2, 2, 3, 1, 1, 2, 2, 2, 2], np.int32))
+    pg = np.array([4, 4, 3, 2, 2, 2, 2, 2, 2], np.int32)
+    dW, db = np.zeros(27, np.float32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="outside the image"):
+        _packed.conv_pool_weight_gradient(X, Y, A + 48, Y, 1, dW, db, g, pg)
+    with pytest.raises(ValueError, match="activation"):
+        _packed.conv_pool_weight_gradient(X, Y, A, Y, 9, dW, db, g, pg)
+    with pytest.raises(ValueError, match="wrong shape"):
+        _packed.conv_pool_weight_gradient(X, Y[:, :6], A, Y, 1, dW, db, g, pg)
 
 
 @needs_simd

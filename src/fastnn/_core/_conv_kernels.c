@@ -21,6 +21,7 @@
  */
 #include "_conv_kernels.h"
 #include "_packed_kernels.h"   /* the FNN_LEVEL_* codes */
+#include "_pool_kernels.h"
 #include "_simd.h"
 
 #include <string.h>
@@ -225,6 +226,9 @@ typedef struct {
     float *Y, *scratch;
     int32_t *argmax;    /* the fused pool's */
     int POH, POW;       /* its output rows and columns */
+    const float *dY, *Yp;         /* weight gradient through the pool: its gradient and */
+    const int32_t *argmax_in;     /* output (activated), its argmax, */
+    const int *pg;                /* and geometry */
     fnn_act_fn act_fn;
     ptrdiff_t per;      /* floats of scratch per unit */
 } conv_job;
@@ -238,11 +242,19 @@ static void unit_images(int n, int units, int u, int *first, int *last)
     *last = (int)((long long)(u + 1) * n / units);
 }
 
+/* A unit's scratch: the image's planes, then its partial dW and db, then (for the
+ * weight gradient through a pool only) one image's dZ. */
 size_t fnn_conv_scratch_floats(const int *g)
 {
     geom q = geom_of(g);
     size_t grads = ((size_t)q.KH * q.KW * q.C + 1) * q.CO;   /* dW, then db */
     return FNN_CONV_UNITS * ((size_t)q.C * q.ps + (grads + 15) / 16 * 16);
+}
+
+size_t fnn_conv_pool_wgrad_scratch_floats(const int *g)
+{
+    size_t dz = (size_t)g[G_OH] * g[G_OW] * g[G_CO];
+    return fnn_conv_scratch_floats(g) + FNN_CONV_UNITS * ((dz + 15) / 16 * 16);
 }
 
 #ifdef FNN_X86
@@ -281,11 +293,18 @@ static void wgrad_unit(void *ctx, int u)
     ptrdiff_t in_size = (ptrdiff_t)q->H * q->W * q->C, out_size = (ptrdiff_t)q->OH * q->OW * q->CO;
     ptrdiff_t nw = (ptrdiff_t)q->KH * q->KW * q->C * q->CO;
     float *planes = j->scratch + u * j->per, *part = planes + q->C * q->ps;
+    float *dz_image = part + (nw + q->CO + 15) / 16 * 16;
+    ptrdiff_t pooled = j->pg != NULL ? (ptrdiff_t)j->pg[3] * j->pg[4] * j->pg[2] : 0;
     int first, last;
     unit_images(j->n, j->units, u, &first, &last);
     memset(part, 0, (size_t)(nw + q->CO) * sizeof(float));
     for (int s = first; s < last; s++) {
         const float *dz = j->dZ + s * out_size;
+        if (j->dY != NULL) {   /* this image's dZ from the pool's gradient, into L1 */
+            fnn_pool_backward_act_image(j->dY + s * pooled, j->argmax_in + s * pooled,
+                                        j->Yp + s * pooled, dz_image, j->act, j->pg);
+            dz = dz_image;
+        }
         fill_planes(q, j->X + s * in_size, planes);
         if (j->level == FNN_LEVEL_AVX512) {
             wgrad_image512(q, planes, dz, part);
@@ -344,29 +363,44 @@ void fnn_conv_pool_forward(int level, const float *X, const float *W, const floa
 #endif
 }
 
-void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, float *db, int n,
-                    const int *g, float *scratch, fnn_team *team)
+static void conv_wgrad(conv_job *j, float *dW, float *db, const int *g, fnn_team *team)
 {
 #ifdef FNN_X86
-    conv_job j = {0};
-    j.q = geom_of(g);
-    j.level = level, j.n = n, j.units = units_for(n);
-    j.X = X, j.dZ = dZ, j.scratch = scratch;
-    j.per = (ptrdiff_t)(fnn_conv_scratch_floats(g) / FNN_CONV_UNITS);
-    fnn_team_for(team, j.units, wgrad_unit, &j);
+    j->q = geom_of(g);
+    j->units = units_for(j->n);
+    j->per = (ptrdiff_t)((j->dY != NULL ? fnn_conv_pool_wgrad_scratch_floats(g)
+                                        : fnn_conv_scratch_floats(g)) / FNN_CONV_UNITS);
+    fnn_team_for(team, j->units, wgrad_unit, j);
     /* The units' partial sums, added in their order. */
-    ptrdiff_t nw = (ptrdiff_t)j.q.KH * j.q.KW * j.q.C * j.q.CO, at = (ptrdiff_t)j.q.C * j.q.ps;
-    for (ptrdiff_t k = 0; k < nw + j.q.CO; k++) {
+    ptrdiff_t nw = (ptrdiff_t)j->q.KH * j->q.KW * j->q.C * j->q.CO, at = (ptrdiff_t)j->q.C * j->q.ps;
+    for (ptrdiff_t k = 0; k < nw + j->q.CO; k++) {
         float sum = 0;
-        for (int u = 0; u < j.units; u++)
-            sum += scratch[u * j.per + at + k];
+        for (int u = 0; u < j->units; u++)
+            sum += j->scratch[u * j->per + at + k];
         if (k < nw)
             dW[k] = sum;
         else
             db[k - nw] = sum;
     }
 #else
-    (void)level; (void)X; (void)dZ; (void)dW; (void)db; (void)n; (void)g; (void)scratch;
-    (void)team;
+    (void)j; (void)dW; (void)db; (void)g; (void)team;
 #endif
+}
+
+void fnn_conv_wgrad(int level, const float *X, const float *dZ, float *dW, float *db, int n,
+                    const int *g, float *scratch, fnn_team *team)
+{
+    conv_job j = {0};
+    j.level = level, j.n = n, j.X = X, j.dZ = dZ, j.scratch = scratch;
+    conv_wgrad(&j, dW, db, g, team);
+}
+
+void fnn_conv_pool_wgrad(int level, const float *X, const float *dY, const int32_t *argmax,
+                         const float *Y, int act, float *dW, float *db, int n, const int *g,
+                         const int *pool, float *scratch, fnn_team *team)
+{
+    conv_job j = {0};
+    j.level = level, j.n = n, j.X = X, j.scratch = scratch;
+    j.dY = dY, j.argmax_in = argmax, j.Yp = Y, j.act = act, j.pg = pool;
+    conv_wgrad(&j, dW, db, g, team);
 }

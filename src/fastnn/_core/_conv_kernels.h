@@ -50,6 +50,18 @@ void fnn_conv_pool_forward(int level, const float *X, const float *W, const floa
                            float *Y, int32_t *argmax, int n, const int *g, const int *pool,
                            fnn_act_fn act_fn, int act, float *scratch, fnn_team *team);
 
+/* The scratch fnn_conv_pool_wgrad needs (more than fnn_conv_scratch_floats). */
+size_t fnn_conv_pool_wgrad_scratch_floats(const int *g);
+
+/* fnn_conv_wgrad with dZ made per image from the max-pool after the convolution (its
+ * gradient dY, argmax and activated output Y, and act, as fnn_pool_backward_act takes
+ * them; windows that tile the input) while the image is in cache, and never stored: the
+ * same values as fnn_pool_backward_act then fnn_conv_wgrad, for a first layer (whose dZ
+ * nothing else reads). */
+void fnn_conv_pool_wgrad(int level, const float *X, const float *dY, const int32_t *argmax,
+                         const float *Y, int act, float *dW, float *db, int n, const int *g,
+                         const int *pool, float *scratch, fnn_team *team);
+
 /* dW (KH x KW x C x CO) = the sum over the n images of X's windows times dZ
  * (n x OH*OW*CO, dL/d(pre-activation)), and db (CO) = the sum of dZ's rows; both
  * overwritten. */

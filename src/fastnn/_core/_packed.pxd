@@ -61,6 +61,13 @@ cdef void conv_pool_forward_direct(int level, const float* X, const float* W, co
                                    float* Y, int32_t* argmax, int n, const int* g,
                                    const int* pool, act_fn_t act_fn, int act, float* scratch,
                                    void* team) noexcept nogil
+# ... and the convolution's weight gradient through that pool: each image's dZ made from
+# the pool's gradient in cache (a first layer: nothing else reads its dZ).
+cdef Py_ssize_t conv_pool_wgrad_scratch_floats(const int* g) noexcept nogil
+cdef void conv_pool_wgrad_direct(int level, const float* X, const float* dY,
+                                 const int32_t* argmax, const float* Y, int act, float* dW,
+                                 float* db, int n, const int* g, const int* pool,
+                                 float* scratch, void* team) noexcept nogil
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
                             int n, const int* g, float* scratch, void* team) noexcept nogil
 cdef bint pool_direct(int level) noexcept nogil

@@ -56,6 +56,10 @@ cdef extern from "_conv_kernels.h" nogil:
     void fnn_conv_wgrad(int level, const float* X, const float* dZ, float* dW, float* db,
                         int n, const int* g, float* scratch, fnn_team* team)
     int fnn_conv_pool_fuses(int level, const int* g, const int* pool)
+    size_t fnn_conv_pool_wgrad_scratch_floats(const int* g)
+    void fnn_conv_pool_wgrad(int level, const float* X, const float* dY, const int32_t* argmax,
+                             const float* Y, int act, float* dW, float* db, int n, const int* g,
+                             const int* pool, float* scratch, fnn_team* team)
     void fnn_conv_pool_forward(int level, const float* X, const float* W, const float* b,
                                float* Y, int32_t* argmax, int n, const int* g, const int* pool,
                                fnn_act_fn act_fn, int act, float* scratch, fnn_team* team)
@@ -177,6 +181,18 @@ cdef void conv_pool_forward_direct(int level, const float* X, const float* W, co
                                    void* team) noexcept nogil:
     fnn_conv_pool_forward(level, X, W, b, Y, argmax, n, g, pool, <fnn_act_fn>act_fn, act,
                           scratch, <fnn_team*>team)
+
+
+cdef Py_ssize_t conv_pool_wgrad_scratch_floats(const int* g) noexcept nogil:
+    return <Py_ssize_t>fnn_conv_pool_wgrad_scratch_floats(g)
+
+
+cdef void conv_pool_wgrad_direct(int level, const float* X, const float* dY,
+                                 const int32_t* argmax, const float* Y, int act, float* dW,
+                                 float* db, int n, const int* g, const int* pool,
+                                 float* scratch, void* team) noexcept nogil:
+    fnn_conv_pool_wgrad(level, X, dY, argmax, Y, act, dW, db, n, g, pool, scratch,
+                        <fnn_team*>team)
 
 
 cdef void conv_wgrad_direct(int level, const float* X, const float* dZ, float* dW, float* db,
@@ -420,19 +436,24 @@ def conv_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
         fnn_team_stop(team)
 
 
+cdef Py_ssize_t _conv_pool_args(const int[::1] g, const int[::1] pool, const float[:, ::1] X,
+                                Py_ssize_t w_size, int threads) except -1:
+    """Check a fused convolution and pool (test entry points); the pool's output width."""
+    check_conv_geometry(&g[0], g.shape[0])
+    check_pool_geometry(&pool[0], pool.shape[0])
+    _conv_args(g, _supported, X.shape[0], X.shape[1], w_size, (<Py_ssize_t>g[3]) * g[4] * g[5])
+    _check_threads(threads)
+    if not fnn_conv_pool_fuses(_supported, &g[0], &pool[0]):
+        raise ValueError("this convolution and pool do not fuse (or no AVX-512)")
+    return (<Py_ssize_t>pool[3]) * pool[4] * pool[2]
+
+
 def conv_pool_forward(const float[:, ::1] X, const float[::1] W, const float[::1] b,
                       float[:, ::1] Y, int32_t[:, ::1] argmax, const int[::1] geometry,
                       const int[::1] pool_geometry, int threads=1):
     """Y[:], argmax[:] = the 2 x 2 max-pool of conv(X) + b, fused (AVX-512; no activation);
     as conv_forward then pool_forward give them. threads as for conv_forward."""
-    check_conv_geometry(&geometry[0], geometry.shape[0])
-    check_pool_geometry(&pool_geometry[0], pool_geometry.shape[0])
-    _conv_args(geometry, _supported, X.shape[0], X.shape[1], W.shape[0],
-               (<Py_ssize_t>geometry[3]) * geometry[4] * geometry[5])
-    _check_threads(threads)
-    if not fnn_conv_pool_fuses(_supported, &geometry[0], &pool_geometry[0]):
-        raise ValueError("this convolution and pool do not fuse (or no AVX-512)")
-    cdef Py_ssize_t cols = (<Py_ssize_t>pool_geometry[3]) * pool_geometry[4] * pool_geometry[2]
+    cdef Py_ssize_t cols = _conv_pool_args(geometry, pool_geometry, X, W.shape[0], threads)
     if (Y.shape[0] != X.shape[0] or Y.shape[1] != cols or argmax.shape[0] != X.shape[0]
             or argmax.shape[1] != cols or b.shape[0] != geometry[5]):
         raise ValueError("Y, argmax or b has the wrong shape")
@@ -443,6 +464,38 @@ def conv_pool_forward(const float[:, ::1] X, const float[::1] W, const float[::1
         fnn_conv_pool_forward(_supported, &X[0, 0], &W[0], &b[0], &Y[0, 0], &argmax[0, 0],
                               <int>X.shape[0], &geometry[0], &pool_geometry[0], NULL, 0, &s[0],
                               team)
+        fnn_team_stop(team)
+
+
+def conv_pool_weight_gradient(const float[:, ::1] X, const float[:, ::1] dY,
+                              const int32_t[:, ::1] argmax, const float[:, ::1] Y, int act,
+                              float[::1] dW, float[::1] db, const int[::1] geometry,
+                              const int[::1] pool_geometry, int threads=1):
+    """dW[:], db[:] = the weight and bias gradients of a convolution through the 2 x 2
+    max-pool after it (AVX-512), from the pool's gradient dY, argmax and activated output
+    Y: as pool_backward_act then conv_weight_gradient give them. threads as for
+    conv_forward."""
+    cdef Py_ssize_t cols = _conv_pool_args(geometry, pool_geometry, X, dW.shape[0], threads)
+    if act not in (IDENTITY, SIGMOID, TANH, RELU):
+        raise ValueError(f"unknown activation code {act}")
+    cdef Py_ssize_t i, k, n = X.shape[0]
+    cdef Py_ssize_t size = (<Py_ssize_t>geometry[3]) * geometry[4] * geometry[5]
+    if (dY.shape[0] != n or dY.shape[1] != cols or argmax.shape[0] != n
+            or argmax.shape[1] != cols or Y.shape[0] != n or Y.shape[1] != cols):
+        raise ValueError("dY, argmax or Y has the wrong shape")
+    if db.shape[0] != geometry[5]:
+        raise ValueError("db has the wrong shape")
+    for i in range(n):
+        for k in range(cols):
+            if not (0 <= argmax[i, k] < size):
+                raise ValueError("argmax points outside the image")
+    scratch = np.empty(fnn_conv_pool_wgrad_scratch_floats(&geometry[0]), np.float32)
+    cdef float[::1] s = scratch
+    cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
+    with nogil:
+        fnn_conv_pool_wgrad(_supported, &X[0, 0], &dY[0, 0], &argmax[0, 0], &Y[0, 0], act,
+                            &dW[0], &db[0], <int>n, &geometry[0], &pool_geometry[0], &s[0],
+                            team)
         fnn_team_stop(team)
 
 

@@ -158,6 +158,16 @@ void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const in
 #endif
 }
 
+void fnn_pool_backward_act_image(const float *dY, const int32_t *argmax, const float *Y,
+                                 float *dZ, int act, const int *g)
+{
+#ifdef FNN_X86
+    pool_backward_act512(dY, argmax, Y, dZ, act, 0, 1, g);
+#else
+    (void)dY; (void)argmax; (void)Y; (void)dZ; (void)act; (void)g;
+#endif
+}
+
 void fnn_pool_backward_act(const float *dY, const int32_t *argmax, const float *Y, float *dZ,
                            int act, int n, const int *g, fnn_team *team)
 {

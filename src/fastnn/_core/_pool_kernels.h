@@ -43,4 +43,9 @@ void fnn_pool_forward(const float *X, float *Y, int32_t *argmax, int n, const in
 void fnn_pool_backward_act(const float *dY, const int32_t *argmax, const float *Y, float *dZ,
                            int act, int n, const int *g, fnn_team *team);
 
+/* The same for one image (dY, argmax and Y at its first output, dZ at its first input),
+ * on the calling thread. */
+void fnn_pool_backward_act_image(const float *dY, const int32_t *argmax, const float *Y,
+                                 float *dZ, int act, const int *g);
+
 #endif

@@ -41,7 +41,8 @@ from fastnn._core._packed cimport (
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
-    conv_pool_fuses, conv_pool_forward_direct, act_fn_t,
+    conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
+    conv_pool_wgrad_direct, act_fn_t,
 )
 
 import numpy as np
@@ -117,6 +118,9 @@ cdef struct LayerC:
     bint pool_fused                 # conv2d with act_after_pool, in training: its forward
                                     # also pools (a 2 x 2 pool), into the pool's output and
                                     # argmax, and never stores its own output
+    bint pool_wgrad                 # ... and, as the first layer, its weight gradient makes
+                                    # each image's dL/dZ from the pool's gradient (the pool's
+                                    # backward does nothing)
     int packed                      # a float32 dense layer whose W (with its gradient and
                                     # optimizer state) is in 32-column panels during a
                                     # chunk: the kernel level (see _packed.pxd), else 0
@@ -462,6 +466,14 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
             output_grad(lay.act, <floating*>lay.A, dZ, db,
                         n * lay.geometry[3] * lay.geometry[4], lay.geometry[5])
         if floating is float:
+            if lay.direct and lay.pool_wgrad:
+                conv_pool_wgrad_direct(lay.direct, inp, <float*>(lay + 1).D,
+                                       <int32_t*>(lay + 1).work, <float*>(lay + 1).A, lay.act,
+                                       <float*>lay.grad[0], db, n, lay.geometry,
+                                       (lay + 1).geometry, <float*>lay.work, lay.team)
+                _update(lay, opt, 0, <floating>0)
+                _update(lay, opt, 1, <floating>0)
+                return
             if lay.direct:
                 # The direct kernels read the input itself, not im2col columns; an
                 # input gradient still goes through columns (then col2im).
@@ -480,6 +492,8 @@ cdef void _layer_backward(LayerC* lay, Optim* opt, const floating* inp, floating
         _update(lay, opt, 0, <floating>0)
         _update(lay, opt, 1, <floating>0)
     elif lay.kind == LAYER_MAXPOOL2D:
+        if lay.index > 0 and (lay - 1).pool_wgrad:
+            return      # the convolution's weight gradient takes this layer's gradient
         if dinp != NULL and lay.index > 0 and (lay - 1).grad_ready:
             # The convolution before: its activation's derivative and bias gradient too.
             prev = lay - 1
@@ -842,6 +856,7 @@ cdef class Workspace:
         cdef int l
         cdef LayerC* conv
         cdef LayerC* pool
+        self.layers[self.L - 1].pool_wgrad = False      # no pool after it
         for l in range(1, self.L):
             conv, pool = &self.layers[l - 1], &self.layers[l]
             conv.act_after_pool = (conv.kind == LAYER_CONV2D and conv.direct != 0
@@ -854,6 +869,9 @@ cdef class Workspace:
             conv.pool_fused = conv.act_after_pool and conv_pool_fuses(conv.direct,
                                                                       conv.geometry,
                                                                       pool.geometry)
+            # The first layer (no input gradient) then also takes the pool's backward
+            # into its weight gradient, image by image (NOTES 23).
+            conv.pool_wgrad = conv.pool_wgrad and conv.pool_fused and l == 1
 
     cdef int _take_work(self, object work, int ft) except -1:
         """Check and keep each layer's extra buffers (see Layer.workspace)."""
@@ -879,6 +897,9 @@ cdef class Workspace:
                                               * (4 if ft == cnp.NPY_FLOAT32 else 8))))
                 lay.direct = _conv_direct_level(lay, ft, rows * lay.geometry[6] * lay.geometry[7]
                                              * lay.geometry[2])
+                # Room for the weight gradient through a pool (_use_act_after_pool decides).
+                lay.pool_wgrad = (lay.direct != 0 and rows * lay.geometry[6] * lay.geometry[7]
+                                  * lay.geometry[2] >= conv_pool_wgrad_scratch_floats(lay.geometry))
                 lay.dscratch = _conv_input_grad_scratch(lay, rows * lay.geometry[6]
                                                         * lay.geometry[7] * lay.geometry[2])
             elif lay.kind == LAYER_MAXPOOL2D:
