@@ -817,10 +817,11 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * (fnn_team_start) and ended with it (fnn_team_stop). A product is cut into units: a
  * panel times a range of rows (forward) or of k (weight gradient); each unit is the
  * same product on a sub-matrix (a panel is itself a packed matrix), so the results do
- * not depend on who computes what. Units are claimed one at a time from a counter, by
- * the caller too: a helper that is slow to wake (or not scheduled, on a busy machine)
- * only leaves more units to the caller, instead of stalling it at a barrier. Between
- * products the helper spins for FNN_SPIN_SECONDS, then sleeps on a condition variable.
+ * not depend on who computes what. Units are claimed one at a time, by the caller too
+ * (from the front of the list; the helper from the back, see run_units): a helper that
+ * is slow to wake (or not scheduled, on a busy machine) only leaves more units to the
+ * caller, instead of stalling it at a barrier. Between products the helper spins for
+ * FNN_SPIN_SECONDS, then sleeps on a condition variable.
  */
 #if defined(FNN_X86) && !defined(_WIN32)
 #define FNN_TEAM 1
