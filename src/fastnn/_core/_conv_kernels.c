@@ -191,14 +191,6 @@ static T512 void forward_pool_image512(const geom *q, int POH, int POW, const fl
 
 #undef FWD_POOL_CASE
 
-/* The first n lanes of an AVX2 mask. */
-INL T256 __m256i mask8_of(int n)
-{
-    static const int tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(tab + 8 - n));
-}
-
 #define LEVEL_SUFFIX 256
 #define TGT T256
 #define VEC __m256
@@ -206,7 +198,7 @@ INL T256 __m256i mask8_of(int n)
 #define MR_MAX 12
 #define TB_MAX 6
 #define MASK_T __m256i
-#define MASK_OF(n) mask8_of(n)
+#define MASK_OF(n) fnn_mask8(n)
 #define LOADM(m, p) _mm256_maskload_ps(p, m)
 #define STOREM(m, p, v) _mm256_maskstore_ps(p, m, v)
 #define ZERO() _mm256_setzero_ps()

@@ -399,14 +399,6 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
 
 /* ------------------------------------------------------------ AVX2 + FMA */
 
-static const int fnn_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-INL T256 __m256i mask8(int m)
-{
-    m = m < 0 ? 0 : m > 8 ? 8 : m;
-    return _mm256_loadu_si256((const __m256i *)(fnn_mask_tab + 8 - m));
-}
-
 /* Half a panel (16 columns at Ph, nc <= 16 of them real; NV = 1 when nc <= 8). */
 INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                      const float *Ph, int K, const float *b, float *Y, ptrdiff_t ldy,
@@ -430,7 +422,7 @@ INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                 a1[r] = _mm256_fmadd_ps(x, w1, a1[r]);
         }
     }
-    __m256i m0 = mask8(nc), m1 = mask8(nc - 8);
+    __m256i m0 = fnn_mask8(nc), m1 = fnn_mask8(nc - 8);
     __m256 b0 = b ? _mm256_maskload_ps(b, m0) : _mm256_setzero_ps();
     __m256 b1 = NV > 1 && b ? _mm256_maskload_ps(b + 8, m1) : _mm256_setzero_ps();
     __m256 zero = _mm256_setzero_ps();
@@ -514,7 +506,7 @@ INL T256 __m256i mask8_from(int s)
 #define MASK_ALL _mm256_set1_epi32(-1)
 #define MASK_AND(a, b) _mm256_and_si256(a, b)
 #define MASK_FROM(s) mask8_from(s)
-#define MASK_OF(n) mask8(n)
+#define MASK_OF(n) fnn_mask8(n)
 #define LOADM(m, p) _mm256_maskload_ps(p, m)
 #define LOADU(p) _mm256_loadu_ps(p)
 #define STOREM(m, p, v) _mm256_maskstore_ps(p, m, v)
@@ -548,7 +540,7 @@ INL T256 void wg256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     int mode, float lr, float mu, float wd)
 {
     __m256 a0[6], a1[6];
-    __m256i m0 = mask8(nc), m1 = mask8(nc - 8);
+    __m256i m0 = fnn_mask8(nc), m1 = fnn_mask8(nc - 8);
     _Pragma("GCC unroll 8")
     for (int r = 0; r < MR; r++) {
         a0[r] = _mm256_setzero_ps();

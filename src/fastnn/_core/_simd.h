@@ -24,4 +24,16 @@
 #define INL static inline __attribute__((always_inline))
 #endif
 
+#ifdef FNN_X86
+/* The first n lanes (clamped to 0..8) of an AVX2 mask, for the masked loads and stores
+ * of a row's last, partial vector. */
+static const int fnn_mask8_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+INL T256 __m256i fnn_mask8(int n)
+{
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(fnn_mask8_tab + 8 - n));
+}
+#endif
+
 #endif
