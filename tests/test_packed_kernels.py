@@ -563,3 +563,117 @@ def test_fit_with_the_helper_thread_is_bit_identical(level, batch_size, restore_
         weights[n_threads] = [layer.W.copy() for layer in net.layers]
     for a, b in zip(weights[1], weights[2]):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- compacted batches
+# A first dense layer's batch holds only the inputs that are not 0 in all of its rows
+# (an image's background): the products skip the rest, with the same bits.
+
+def _with_zero_columns(rng, n, n_in, share):
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    X[:, rng.random(n_in) < share] = 0
+    X[0, -1] = -0.0 if n_in > 1 else X[0, -1]        # a negative zero is a zero
+    cols = np.flatnonzero(X.any(axis=0)).astype(np.intc)
+    return X, cols, np.ascontiguousarray(X[:, cols])
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape, share", [((64, 784, 128), 0.4), ((1, 37, 10), 0.5),
+                                          ((13, 100, 45), 0.3), ((7, 20, 33), 0.9),
+                                          ((16, 784, 128), 1.0), ((9, 70, 32), 0.0)])
+def test_compacted_products_give_the_bits_of_the_full_ones(level, threads, shape, share):
+    """Forward and every weight-gradient update on the compacted batch against the same
+    kernels on the full one: equal bits, padding untouched, and the rows of skipped
+    inputs given the update of a zero gradient (decay, momentum, a zero in store mode).
+    share = 1.0: no input left (K = 0); 0.0: all of them."""
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(n + n_in + n_out)
+    X, cols, Xc = _with_zero_columns(rng, n, n_in, share)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    P = _packed_of(W)
+    code = LEVEL_CODE[level]
+    Y, Yc = (np.zeros((n, n_out), np.float32) for _ in range(2))
+    _packed.forward(X, P, b, Y, True, code, threads)
+    _packed.forward(Xc, P, b, Yc, True, code, threads, cols=cols)
+    np.testing.assert_array_equal(Yc, Y)
+    dZ = rng.standard_normal((n, n_out)).astype(np.float32)
+    for mode, wd in [(0, 0.0), (1, 0.0), (1, 0.01), (2, 0.01)]:
+        G = _packed_of(rng.standard_normal((n_in, n_out)).astype(np.float32))
+        P1, G1, P2, G2 = P.copy(), G.copy(), P.copy(), G.copy()
+        _packed.weight_gradient(X, dZ, P1, G1, mode, 0.1, 0.9, wd, code, threads)
+        _packed.weight_gradient(Xc, dZ, P2, G2, mode, 0.1, 0.9, wd, code, threads, cols=cols)
+        np.testing.assert_array_equal(P2, P1)
+        np.testing.assert_array_equal(G2, G1)
+        assert not _panel_padding(P2, n_in, n_out).any()
+
+
+@needs_simd
+def test_compacted_products_refuse_bad_inputs():
+    P = _packed_of(np.ones((10, 16), np.float32))
+    X = np.ones((2, 3), np.float32)
+    Y = np.zeros((2, 16), np.float32)
+    code = LEVEL_CODE[SIMD_LEVELS[0]]
+    for cols, match in [([0, 1], "cols has 2 inputs"), ([0, 2, 2], "increase"),
+                        ([3, 2, 4], "increase"), ([-1, 2, 4], "increase"),
+                        ([0, 1, 10], "increase")]:
+        with pytest.raises(ValueError, match=match):
+            _packed.forward(X, P, None, Y, False, code, 1, cols=cols)
+        with pytest.raises(ValueError, match=match):
+            _packed.weight_gradient(X, Y, P, P.copy(), 0, 0.1, 0.0, 0.0, code, 1, cols=cols)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nb, d", [(1, 784), (16, 784), (33, 17), (64, 784), (100, 513)])
+def test_compacted_gather_against_numpy(level, threads, nb, d):
+    """The batch's inputs that are not 0 in all its rows, and those inputs gathered
+    (rows len(cols) apart), whatever the tails of 16 and 8 inputs."""
+    rng = np.random.default_rng(nb + d)
+    X = rng.integers(0, 256, size=(300, d), dtype=np.uint8)
+    X[:, rng.random(d) < 0.5] = 0
+    X[:, -1] = 0
+    X[rng.integers(0, 300), -1] = 9                 # an input only one image has
+    rows = rng.integers(0, 300, size=nb).astype(np.intp)
+    out = np.full(nb * d + 5, -7.0, np.float32)
+    cols = _packed.gather(X, rows, out[:nb * d].reshape(nb, d), np.float32(1 / 255),
+                          LEVEL_CODE[level], threads, compact=True)
+    np.testing.assert_array_equal(cols, np.flatnonzero(X[rows].any(axis=0)))
+    k = len(cols)
+    np.testing.assert_array_equal(out[:nb * k].reshape(nb, k),
+                                  X[rows][:, cols].astype(np.float32) * np.float32(1 / 255))
+    assert (out[nb * k:] == -7.0).all()
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_uint8_fit_on_compacted_batches_gives_the_bits_of_float_input(level, opt, threads,
+                                                                      kernel_threads):
+    """uint8 images (compacted batches: most of the background skipped) train to the
+    same bits as the same values given as float32 (full batches), with every optimizer:
+    the skipped inputs' weights still decay and their momentum still runs down."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, size=(400, 200), dtype=np.uint8)
+    X[:, rng.random(200) < 0.5] = 0                 # background: 0 in every image
+    X[rng.random(X.shape) < 0.6] = 0                # and in many images
+    Xf = X.astype(np.float32) * np.float32(1 / 255)
+    y = rng.integers(0, 10, size=400)
+    before = fastnn.get_num_threads()
+    fastnn.set_kernel_level(level)
+    weights = []
+    try:
+        fastnn.set_num_threads(threads)
+        fastnn.kernels.set_kernel_threads(threads)
+        for data, scale in ((X, 1 / 255), (Xf, 1.0)):
+            net = fastnn.Network.mlp([200, 96, 10], loss="softmax_cross_entropy", seed=4)
+            net.fit(data, y, epochs=2, batch_size=32, input_scale=scale, verbose=0,
+                    optimizer=copy.deepcopy(OPTIMIZERS[opt]))
+            weights.append([p.copy() for layer in net.layers for p in layer.params()])
+    finally:
+        fastnn.set_num_threads(before)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

@@ -20,7 +20,14 @@ cdef enum:
     WG_SGD = 1
     WG_MOMENTUM = 2
 
-from libc.stdint cimport uint8_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, int32_t
+
+cdef extern from "_packed_kernels.h" nogil:
+    # The inputs of a batch that are not 0 in all of its rows (see fnn_batch_inputs).
+    ctypedef struct fnn_active:
+        int n
+        int* cols
+        uint16_t* mask
 
 cdef int kernel_level() noexcept nogil
 cdef int kernel_threads() noexcept nogil   # 2: the packed kernels may use a helper thread
@@ -31,13 +38,15 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
                           void* team) noexcept nogil
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, void* act_fn, int act, void* team) noexcept nogil
+                         bint relu, void* act_fn, int act, const fnn_active* inputs,
+                         void* team) noexcept nogil
 cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
                        const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
                        bint relu) noexcept nogil
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd, void* team) noexcept nogil
+                       int mode, float lr, float mu, float wd, const fnn_active* inputs,
+                       void* team) noexcept nogil
 # The calling thread and one helper for a chunk (NULL where threads are unavailable).
 cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
@@ -45,7 +54,13 @@ cdef void team_stop(void* team) noexcept nogil
 # a packed dense first layer), gathered by both threads, each into its own buffer where
 # that layer's products are shared (see fnn_team_input).
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale, void* team, int copies) noexcept nogil
+                    float* out, float scale, void* team, int copies,
+                    const fnn_active* inputs) noexcept nogil
+# The inputs of the batch X[rows[0 .. nb)] that are not 0 in all of its rows, into act; with
+# them a first dense layer's products skip the rest (inputs in packed_forward/_wgrad and
+# gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
+cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                      int nb, fnn_active* act) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
 # kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil

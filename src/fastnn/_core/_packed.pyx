@@ -20,7 +20,7 @@ from fastnn._core._kernels cimport (
     check_conv_geometry, check_pool_geometry, IDENTITY, SIGMOID, TANH, RELU,
 )
 
-from libc.stdint cimport uint8_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, int32_t
 
 cdef extern from "_packed_kernels.h" nogil:
     ctypedef struct fnn_team:
@@ -35,17 +35,23 @@ cdef extern from "_packed_kernels.h" nogil:
     void fnn_pack_transposed(const float* P, float* PT, int n_in, int n_out, fnn_team* team)
     void fnn_dense_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                            const float* b, float* Y, Py_ssize_t ldy, int n, int n_in,
-                           int n_out, int relu, fnn_act_fn act_fn, int act, fnn_team* team)
+                           int n_out, int relu, fnn_act_fn act_fn, int act,
+                           const fnn_active* inputs, fnn_team* team)
     void fnn_rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W,
                           Py_ssize_t ldw, const float* b, float* Y, Py_ssize_t ldy, int n,
                           int n_in, int n_out, int relu)
     void fnn_dense_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                          Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                         int mode, float lr, float mu, float wd, fnn_team* team)
+                         int mode, float lr, float mu, float wd, const fnn_active* inputs,
+                         fnn_team* team)
     void fnn_gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                       int nb, float* out, float scale, fnn_team* team)
+                       int nb, float* out, float scale, const fnn_active* inputs,
+                       fnn_team* team)
     void fnn_team_input(fnn_team* team, int level, const uint8_t* X, Py_ssize_t d,
-                        const Py_ssize_t* rows, int nb, float* out, float scale, int n_out)
+                        const Py_ssize_t* rows, int nb, float* out, float scale,
+                        const fnn_active* inputs, int n_out)
+    int fnn_batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                         int nb, fnn_active* act)
 
 cdef extern from "_conv_kernels.h" nogil:
     int fnn_conv_direct(int level, const int* g)
@@ -123,9 +129,10 @@ cdef void pack_transposed(const float* P, float* PT, int n_in, int n_out,
 
 cdef void packed_forward(int level, const float* X, Py_ssize_t ldx, const float* P,
                          const float* b, float* Y, Py_ssize_t ldy, int n, int n_in, int n_out,
-                         bint relu, void* act_fn, int act, void* team) noexcept nogil:
+                         bint relu, void* act_fn, int act, const fnn_active* inputs,
+                         void* team) noexcept nogil:
     fnn_dense_forward(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu, <fnn_act_fn>act_fn,
-                      act, <fnn_team*>team)
+                      act, inputs, <fnn_team*>team)
 
 
 cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W, Py_ssize_t ldw,
@@ -136,8 +143,9 @@ cdef void rows_forward(int level, const float* X, Py_ssize_t ldx, const float* W
 
 cdef void packed_wgrad(int level, const float* X, Py_ssize_t ldx, const float* dZ,
                        Py_ssize_t ldz, float* P, float* G, int n, int n_in, int n_out,
-                       int mode, float lr, float mu, float wd, void* team) noexcept nogil:
-    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd,
+                       int mode, float lr, float mu, float wd, const fnn_active* inputs,
+                       void* team) noexcept nogil:
+    fnn_dense_wgrad(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, inputs,
                     <fnn_team*>team)
 
 
@@ -150,11 +158,17 @@ cdef void team_stop(void* team) noexcept nogil:
 
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                    float* out, float scale, void* team, int copies) noexcept nogil:
+                    float* out, float scale, void* team, int copies,
+                    const fnn_active* inputs) noexcept nogil:
     if copies > 0:
-        fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, copies)
+        fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, inputs, copies)
     else:
-        fnn_gather_u8(level, X, d, rows, nb, out, scale, <fnn_team*>team)
+        fnn_gather_u8(level, X, d, rows, nb, out, scale, inputs, <fnn_team*>team)
+
+
+cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                      int nb, fnn_active* act) noexcept nogil:
+    return fnn_batch_inputs(level, X, d, rows, nb, act)
 
 
 cdef bint conv_direct(int level, const int* g) noexcept nogil:
@@ -300,16 +314,46 @@ cdef int _check_threads(int threads) except -1:
     return 0
 
 
+cdef int _rows_of(const float[::1] P, int n_out) except -1:
+    """The rows of the matrix packed in P, n_out wide."""
+    cdef Py_ssize_t panel = (n_out + PANEL - 1) // PANEL * PANEL
+    if n_out < 1 or P.shape[0] < panel or P.shape[0] % panel:
+        raise ValueError("P does not hold a matrix that wide")
+    return <int>(P.shape[0] // panel)
+
+
+cdef int[::1] _active_cols(object cols, int K, int n_in, fnn_active* act):
+    """act = the inputs ``cols`` (increasing, in [0, n_in)), one per column of X (K)."""
+    cdef int[::1] c = np.ascontiguousarray(cols, dtype=np.intc)
+    if c.shape[0] != K:
+        raise ValueError(f"cols has {c.shape[0]} inputs, X has {K} columns")
+    a = np.asarray(c)
+    if K and (a[0] < 0 or a[K - 1] >= n_in or (K > 1 and np.any(np.diff(a) <= 0))):
+        raise ValueError("cols must increase and lie in [0, n_in)")
+    act.n = K
+    act.cols = &c[0]
+    act.mask = NULL
+    return c
+
+
 def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:, :] Y,
-            bint relu, int level, int threads=1):
+            bint relu, int level, int threads=1, cols=None):
     """Y[:] = X @ W + b (ReLU'd when relu), W packed in P; X and Y may have row strides.
 
     b may be None (no bias); W's width is then Y's. threads=2 shares the product
-    with a helper thread made for this call (where the build has threads).
+    with a helper thread made for this call (where the build has threads). With
+    ``cols`` X is a compacted batch: its column q is W's input ``cols[q]``.
     """
     _check_level(level)
     _check_threads(threads)
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = Y.shape[1]
+    cdef fnn_active act
+    cdef const fnn_active* inputs = NULL
+    cdef int[::1] keep_cols
+    if cols is not None:
+        n_in = _rows_of(P, n_out)
+        keep_cols = _active_cols(cols, X.shape[1], n_in, &act)
+        inputs = &act
     if b is not None and b.shape[0] != n_out:
         raise ValueError("b and Y differ in width")
     cdef const float* bp = NULL
@@ -325,7 +369,7 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
     cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_dense_forward(level, &X[0, 0], ldx, &P[0], bp, &Y[0, 0], ldy, n, n_in, n_out,
-                          relu, NULL, 0, team)
+                          relu, NULL, 0, inputs, team)
         fnn_team_stop(team)
 
 
@@ -355,11 +399,20 @@ def row_major_forward(const float[:, :] X, const float[:, :] W, const float[::1]
 
 
 def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, float[::1] G,
-                    int mode, float lr, float mu, float wd, int level, int threads=1):
-    """Apply acc = X^T dZ to the packed W in P (and G) as ``mode`` says (see WG_*)."""
+                    int mode, float lr, float mu, float wd, int level, int threads=1,
+                    cols=None):
+    """Apply acc = X^T dZ to the packed W in P (and G) as ``mode`` says (see WG_*);
+    ``cols`` as in ``forward``."""
     _check_level(level)
     _check_threads(threads)
     cdef int n = X.shape[0], n_in = X.shape[1], n_out = dZ.shape[1]
+    cdef fnn_active act
+    cdef const fnn_active* inputs = NULL
+    cdef int[::1] keep_cols
+    if cols is not None:
+        n_in = _rows_of(P, n_out)
+        keep_cols = _active_cols(cols, X.shape[1], n_in, &act)
+        inputs = &act
     if n < 1 or n_in < 1 or n_out < 1:
         raise ValueError("empty dimension")
     if dZ.shape[0] != n:
@@ -373,15 +426,18 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
     cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
         fnn_dense_wgrad(level, &X[0, 0], ldx, &dZ[0, 0], ldz, &P[0], &G[0], n, n_in, n_out,
-                        mode, lr, mu, wd, team)
+                        mode, lr, mu, wd, inputs, team)
         fnn_team_stop(team)
 
 
 def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] out, float scale,
-           int level, int threads=1):
+           int level, int threads=1, bint compact=False):
     """out[i] = X[rows[i]] * scale, as the training loop gathers a uint8 batch.
 
     threads=2 shares a large batch's rows with a helper thread made for this call.
+    With ``compact`` only the inputs not 0 in every row of the batch are gathered, as
+    for a first dense layer: out[:, :len(cols)] = X[rows][:, cols] * scale (rows
+    len(cols) apart in out's memory); returns cols (else None).
     """
     _check_threads(threads)
     if not (LEVEL_BLAS <= level <= _supported):
@@ -395,10 +451,20 @@ def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] ou
     for i in range(nb):
         if not (0 <= rows[i] < n):
             raise ValueError("rows index outside X")
+    cdef fnn_active act
+    cdef const fnn_active* inputs = NULL
+    cdef int[::1] cols = np.zeros(d + 16, np.intc)
+    cdef uint16_t[::1] mask = np.zeros((d + 15) // 16, np.uint16)
+    if compact:
+        act.cols = &cols[0]
+        act.mask = &mask[0]
+        fnn_batch_inputs(level, &X[0, 0], d, &rows[0], nb, &act)
+        inputs = &act
     cdef fnn_team* team = fnn_team_start() if threads > 1 else NULL
     with nogil:
-        fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale, team)
+        fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale, inputs, team)
         fnn_team_stop(team)
+    return np.asarray(cols[:act.n]).copy() if compact else None
 
 
 cdef int _conv_args(const int[::1] g, int level, Py_ssize_t n, Py_ssize_t x_cols,

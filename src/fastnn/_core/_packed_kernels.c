@@ -137,15 +137,18 @@ void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_tea
 
 /* ------------------------------------------------------------ portable reference */
 
+/* In the kernels below K terms (columns of X) meet W's rows rows[0 .. K), or rows 0 .. K
+ * when rows is NULL; the panels of W have n_in rows. */
 static void forward_scalar(const float *X, ptrdiff_t ldx, const float *P, const float *b,
-                           float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu)
+                           float *Y, ptrdiff_t ldy, int n, int K, int n_in, int n_out,
+                           const int *rows, int relu)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n_out; j++) {
             const float *panel = P + (size_t)(j / FNN_NR) * n_in * FNN_NR + j % FNN_NR;
             float s = 0;
-            for (int k = 0; k < n_in; k++)
-                s += X[i * ldx + k] * panel[(size_t)k * FNN_NR];
+            for (int k = 0; k < K; k++)
+                s += X[i * ldx + k] * panel[(size_t)(rows ? rows[k] : k) * FNN_NR];
             s += b ? b[j] : 0;
             Y[i * ldy + j] = relu ? (s < 0 ? 0 : s) : s;
         }
@@ -165,13 +168,34 @@ static void update_one(float *w, float *g, float a, int mode, float lr, float mu
     }
 }
 
-static void wgrad_scalar(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                         float *P, float *G, int n, int n_in, int n_out, int mode,
-                         float lr, float mu, float wd)
+/* The update of a zero gradient on the rows k in [lo, hi) of W other than
+ * skip[0 .. m) (increasing, inside [lo, hi)), in every panel: the weight-gradient
+ * kernels' update for an input that is 0 in every row of the batch. */
+static void rest_scalar(float *P, float *G, int n_in, int n_out, int lo, int hi,
+                        const int *skip, int m, int mode, float lr, float mu, float wd)
 {
-    for (int k = 0; k < n_in; k++)
+    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
+    for (int k = lo; k < hi; k++) {
+        if (q < m && skip[q] == k) {
+            q++;
+            continue;
+        }
+        for (int p = 0; p < panels; p++) {
+            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
+            for (int c = 0; c < FNN_NR; c++)
+                update_one(P + at + c, G + at + c, 0, mode, lr, mu, wd);
+        }
+    }
+}
+
+static void wgrad_scalar(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
+                         float *P, float *G, int n, int K, int n_in, int n_out,
+                         const int *rows, int mode, float lr, float mu, float wd)
+{
+    for (int k = 0; k < K; k++)
         for (int j = 0; j < n_out; j++) {
-            size_t at = (size_t)(j / FNN_NR) * n_in * FNN_NR + (size_t)k * FNN_NR + j % FNN_NR;
+            size_t at = (size_t)(j / FNN_NR) * n_in * FNN_NR
+                        + (size_t)(rows ? rows[k] : k) * FNN_NR + j % FNN_NR;
             float a = 0;
             for (int i = 0; i < n; i++)
                 a += X[i * ldx + k] * dZ[i * ldz + j];
@@ -181,10 +205,13 @@ static void wgrad_scalar(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff
 
 #ifdef FNN_X86
 
+static void init_compress8(void);
+
 int fnn_cpu_level(void)
 {
     __builtin_cpu_init();
     /* __builtin_cpu_supports also checks that the OS saves the vector state (XCR0). */
+    init_compress8();
     if (__builtin_cpu_supports("avx512f"))
         return FNN_LEVEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -199,10 +226,11 @@ INL T512 __mmask16 mask16(int m)
     return m >= 16 ? (__mmask16)0xFFFF : m <= 0 ? (__mmask16)0 : (__mmask16)((1u << m) - 1);
 }
 
-/* Y[0:MR, 0:nc] = X[0:MR, :] @ panel + b (nc <= 32 columns, NV = 1 when nc <= 16). */
-INL T512 void fwd512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
-                     const float *Pp, int K, const float *b, float *Y, ptrdiff_t ldy,
-                     int nc, int relu)
+/* Y[0:MR, 0:nc] = X[0:MR, :] @ panel + b (nc <= 32 columns, NV = 1 when nc <= 16); with
+ * SPARSE, X's column k meets the panel's row rows[k]. */
+INL T512 void fwd512(const int MR, const int NV, const int SPARSE, const float *X,
+                     ptrdiff_t ldx, const float *Pp, int K, const int *rows, const float *b,
+                     float *Y, ptrdiff_t ldy, int nc, int relu)
 {
     __m512 a0[8], a1[8];
     _Pragma("GCC unroll 8")
@@ -211,7 +239,7 @@ INL T512 void fwd512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         a1[r] = _mm512_setzero_ps();
     }
     for (int k = 0; k < K; k++) {
-        const float *w = Pp + (size_t)k * FNN_NR;
+        const float *w = Pp + (size_t)(SPARSE ? rows[k] : k) * FNN_NR;
         __m512 w0 = _mm512_loadu_ps(w);
         __m512 w1 = NV > 1 ? _mm512_loadu_ps(w + 16) : w0;
         _Pragma("GCC unroll 8")
@@ -244,14 +272,19 @@ INL T512 void fwd512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
 
 #define FWD512_CASE(M)                                                                  \
     case M:                                                                             \
-        if (nv == 2)                                                                    \
-            fwd512(M, 2, Xi, ldx, Pp, n_in, bp, Yi, ldy, nc, relu);                     \
+        if (nv == 2 && rows)                                                            \
+            fwd512(M, 2, 1, Xi, ldx, Pp, K, rows, bp, Yi, ldy, nc, relu);               \
+        else if (nv == 2)                                                               \
+            fwd512(M, 2, 0, Xi, ldx, Pp, K, NULL, bp, Yi, ldy, nc, relu);               \
+        else if (rows)                                                                  \
+            fwd512(M, 1, 1, Xi, ldx, Pp, K, rows, bp, Yi, ldy, nc, relu);               \
         else                                                                            \
-            fwd512(M, 1, Xi, ldx, Pp, n_in, bp, Yi, ldy, nc, relu);                     \
+            fwd512(M, 1, 0, Xi, ldx, Pp, K, NULL, bp, Yi, ldy, nc, relu);               \
         break;
 
 static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const float *b,
-                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu)
+                            float *Y, ptrdiff_t ldy, int n, int K, int n_in, int n_out,
+                            const int *rows, int relu)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     for (int p = 0; p < panels; p++) {
@@ -332,10 +365,11 @@ INL T512 void upd512(float *w, float *g, __m512 a, int mode, __m512 nlr, __m512 
 }
 
 /* Rows k0 .. k0 + MR of one panel: acc = X[:, k0:k0+MR]^T dZ[:, panel], then the update.
- * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0. */
+ * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0, or
+ * at the panel's row 0 when X's column k0 + r is the panel's row rows[r] (rows not NULL). */
 INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     const float *dZ, ptrdiff_t ldz, int n, int nc, float *Pk, float *Gk,
-                    int mode, float lr, float mu, float wd)
+                    const int *rows, int mode, float lr, float mu, float wd)
 {
     __m512 a0[8], a1[8];
     __mmask16 m0 = mask16(nc), m1 = mask16(nc - 16);
@@ -360,36 +394,57 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     __m512 vmu = _mm512_set1_ps(mu), vwd = _mm512_set1_ps(wd);
     _Pragma("GCC unroll 8")
     for (int r = 0; r < MR; r++) {
-        upd512(Pk + r * FNN_NR, Gk + r * FNN_NR, a0[r], mode, nlr, keep, vmu, vwd);
+        size_t at = (size_t)(rows ? rows[r] : r) * FNN_NR;
+        upd512(Pk + at, Gk + at, a0[r], mode, nlr, keep, vmu, vwd);
         if (NV > 1)
-            upd512(Pk + r * FNN_NR + 16, Gk + r * FNN_NR + 16, a1[r], mode, nlr, keep, vmu,
-                   vwd);
+            upd512(Pk + at + 16, Gk + at + 16, a1[r], mode, nlr, keep, vmu, vwd);
+    }
+}
+
+static T512 void rest512(float *P, float *G, int n_in, int n_out, int lo, int hi,
+                        const int *skip, int m, int mode, float lr, float mu, float wd)
+{
+    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
+    __m512 z = _mm512_setzero_ps(), nlr = _mm512_set1_ps(-lr);
+    __m512 keep = _mm512_set1_ps(1 - lr * wd), vmu = _mm512_set1_ps(mu);
+    __m512 vwd = _mm512_set1_ps(wd);
+    for (int k = lo; k < hi; k++) {
+        if (q < m && skip[q] == k) {
+            q++;
+            continue;
+        }
+        for (int p = 0; p < panels; p++) {
+            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
+            upd512(P + at, G + at, z, mode, nlr, keep, vmu, vwd);
+            upd512(P + at + 16, G + at + 16, z, mode, nlr, keep, vmu, vwd);
+        }
     }
 }
 
 #define WG512_CASE(M)                                                                   \
     case M:                                                                             \
         if (nv == 2)                                                                    \
-            wg512(M, 2, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, mode, lr, mu, wd);        \
+            wg512(M, 2, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, rk, mode, lr, mu, wd);    \
         else                                                                            \
-            wg512(M, 1, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, mode, lr, mu, wd);        \
+            wg512(M, 1, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, rk, mode, lr, mu, wd);    \
         break;
 
 static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                          float *P, float *G, int n, int n_in, int n_out, int mode,
-                          float lr, float mu, float wd)
+                          float *P, float *G, int n, int K, int n_in, int n_out,
+                          const int *rows, int mode, float lr, float mu, float wd)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     /* k outer, so that X's columns k0..k0+7 serve every panel (measured faster than
      * panel outer: 172 against 148 GFLOP/s at batch 256). */
-    for (int k0 = 0; k0 < n_in; k0 += 8) {
+    for (int k0 = 0; k0 < K; k0 += 8) {
         const float *Xk = X + k0;
+        const int *rk = rows ? rows + k0 : NULL;
         for (int p = 0; p < panels; p++) {
             int c0 = p * FNN_NR, nc = n_out - c0 < FNN_NR ? n_out - c0 : FNN_NR;
             int nv = nc > 16 ? 2 : 1;
-            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k0 * FNN_NR;
+            size_t at = (size_t)p * n_in * FNN_NR + (rows ? 0 : (size_t)k0 * FNN_NR);
             float *Pk = P + at, *Gk = G + at;
-            switch (n_in - k0 < 8 ? n_in - k0 : 8) {
+            switch (K - k0 < 8 ? K - k0 : 8) {
                 WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
                 WG512_CASE(4) WG512_CASE(3) WG512_CASE(2) WG512_CASE(1)
             }
@@ -399,10 +454,11 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
 
 /* ------------------------------------------------------------ AVX2 + FMA */
 
-/* Half a panel (16 columns at Ph, nc <= 16 of them real; NV = 1 when nc <= 8). */
-INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
-                     const float *Ph, int K, const float *b, float *Y, ptrdiff_t ldy,
-                     int nc, int relu)
+/* Half a panel (16 columns at Ph, nc <= 16 of them real; NV = 1 when nc <= 8); SPARSE
+ * as in fwd512. */
+INL T256 void fwd256(const int MR, const int NV, const int SPARSE, const float *X,
+                     ptrdiff_t ldx, const float *Ph, int K, const int *rows, const float *b,
+                     float *Y, ptrdiff_t ldy, int nc, int relu)
 {
     __m256 a0[6], a1[6];
     _Pragma("GCC unroll 8")
@@ -411,7 +467,7 @@ INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         a1[r] = _mm256_setzero_ps();
     }
     for (int k = 0; k < K; k++) {
-        const float *w = Ph + (size_t)k * FNN_NR;
+        const float *w = Ph + (size_t)(SPARSE ? rows[k] : k) * FNN_NR;
         __m256 w0 = _mm256_loadu_ps(w);
         __m256 w1 = NV > 1 ? _mm256_loadu_ps(w + 8) : w0;
         _Pragma("GCC unroll 8")
@@ -443,14 +499,19 @@ INL T256 void fwd256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
 
 #define FWD256_CASE(M)                                                                  \
     case M:                                                                             \
-        if (nv == 2)                                                                    \
-            fwd256(M, 2, Xi, ldx, Ph, n_in, bp, Yi, ldy, nc, relu);                     \
+        if (nv == 2 && rows)                                                            \
+            fwd256(M, 2, 1, Xi, ldx, Ph, K, rows, bp, Yi, ldy, nc, relu);               \
+        else if (nv == 2)                                                               \
+            fwd256(M, 2, 0, Xi, ldx, Ph, K, NULL, bp, Yi, ldy, nc, relu);               \
+        else if (rows)                                                                  \
+            fwd256(M, 1, 1, Xi, ldx, Ph, K, rows, bp, Yi, ldy, nc, relu);               \
         else                                                                            \
-            fwd256(M, 1, Xi, ldx, Ph, n_in, bp, Yi, ldy, nc, relu);                     \
+            fwd256(M, 1, 0, Xi, ldx, Ph, K, NULL, bp, Yi, ldy, nc, relu);               \
         break;
 
 static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const float *b,
-                            float *Y, ptrdiff_t ldy, int n, int n_in, int n_out, int relu)
+                            float *Y, ptrdiff_t ldy, int n, int K, int n_in, int n_out,
+                            const int *rows, int relu)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     for (int p = 0; p < panels; p++) {
@@ -537,7 +598,7 @@ INL T256 void upd256(float *w, float *g, __m256 a, int mode, __m256 nlr, __m256 
 
 INL T256 void wg256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     const float *dZ, ptrdiff_t ldz, int n, int nc, float *Pk, float *Gk,
-                    int mode, float lr, float mu, float wd)
+                    const int *rows, int mode, float lr, float mu, float wd)
 {
     __m256 a0[6], a1[6];
     __m256i m0 = fnn_mask8(nc), m1 = fnn_mask8(nc - 8);
@@ -561,48 +622,60 @@ INL T256 void wg256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     __m256 vmu = _mm256_set1_ps(mu), vwd = _mm256_set1_ps(wd);
     _Pragma("GCC unroll 8")
     for (int r = 0; r < MR; r++) {
-        upd256(Pk + r * FNN_NR, Gk + r * FNN_NR, a0[r], mode, nlr, keep, vmu, vwd);
+        size_t at = (size_t)(rows ? rows[r] : r) * FNN_NR;
+        upd256(Pk + at, Gk + at, a0[r], mode, nlr, keep, vmu, vwd);
         if (NV > 1)
-            upd256(Pk + r * FNN_NR + 8, Gk + r * FNN_NR + 8, a1[r], mode, nlr, keep, vmu, vwd);
+            upd256(Pk + at + 8, Gk + at + 8, a1[r], mode, nlr, keep, vmu, vwd);
     }
 }
 
-static void wgrad256_panels(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                            float *P, float *G, int n, int n_in, int n_out, int mode,
-                            float lr, float mu, float wd, int p0, int p1);
+static T256 void rest256(float *P, float *G, int n_in, int n_out, int lo, int hi,
+                        const int *skip, int m, int mode, float lr, float mu, float wd)
+{
+    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
+    __m256 z = _mm256_setzero_ps(), nlr = _mm256_set1_ps(-lr);
+    __m256 keep = _mm256_set1_ps(1 - lr * wd), vmu = _mm256_set1_ps(mu);
+    __m256 vwd = _mm256_set1_ps(wd);
+    for (int k = lo; k < hi; k++) {
+        if (q < m && skip[q] == k) {
+            q++;
+            continue;
+        }
+        for (int p = 0; p < panels; p++) {
+            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
+            for (int c = 0; c < FNN_NR; c += 8)
+                upd256(P + at + c, G + at + c, z, mode, nlr, keep, vmu, vwd);
+        }
+    }
+}
 
 #define WG256_CASE(M)                                                                   \
     case M:                                                                             \
         if (nv == 2)                                                                    \
-            wg256(M, 2, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, mode, lr, mu, wd);        \
+            wg256(M, 2, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, rk, mode, lr, mu, wd);    \
         else                                                                            \
-            wg256(M, 1, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, mode, lr, mu, wd);        \
+            wg256(M, 1, Xk, ldx, dZ + c0, ldz, n, nc, Pk, Gk, rk, mode, lr, mu, wd);    \
         break;
 
 static T256 void wgrad256(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                          float *P, float *G, int n, int n_in, int n_out, int mode,
-                          float lr, float mu, float wd)
+                          float *P, float *G, int n, int K, int n_in, int n_out,
+                          const int *rows, int mode, float lr, float mu, float wd)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    wgrad256_panels(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd, 0, panels);
-}
-
-static T256 void wgrad256_panels(const float *X, ptrdiff_t ldx, const float *dZ,
-                                 ptrdiff_t ldz, float *P, float *G, int n, int n_in, int n_out,
-                                 int mode, float lr, float mu, float wd, int p0, int p1)
-{
-    for (int k0 = 0; k0 < n_in; k0 += 6) {
+    for (int k0 = 0; k0 < K; k0 += 6) {
         const float *Xk = X + k0;
-        for (int p = p0; p < p1; p++) {
+        const int *rk = rows ? rows + k0 : NULL;
+        for (int p = 0; p < panels; p++) {
             for (int h = 0; h < 2; h++) {
                 int c0 = p * FNN_NR + 16 * h;
                 if (c0 >= n_out)
                     break;
                 int nc = n_out - c0 < 16 ? n_out - c0 : 16;
                 int nv = nc > 8 ? 2 : 1;
-                size_t at = (size_t)p * n_in * FNN_NR + (size_t)k0 * FNN_NR + 16 * h;
+                size_t at = (size_t)p * n_in * FNN_NR + (rows ? 0 : (size_t)k0 * FNN_NR)
+                            + 16 * h;
                 float *Pk = P + at, *Gk = G + at;
-                switch (n_in - k0 < 6 ? n_in - k0 : 6) {
+                switch (K - k0 < 6 ? K - k0 : 6) {
                     WG256_CASE(6) WG256_CASE(5) WG256_CASE(4)
                     WG256_CASE(3) WG256_CASE(2) WG256_CASE(1)
                 }
@@ -630,10 +703,32 @@ static void prefetch_row(const uint8_t *row, ptrdiff_t d)
 }
 
 static T512 void gather512(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
-                           float *out, float scale)
+                           float *out, float scale, const fnn_active *in)
 {
     __m512 s = _mm512_set1_ps(scale);
-    for (int i = 0; i < nb; i++) {
+    for (int i = 0; in != NULL && i < nb; i++) {
+        /* Each group of 16 inputs converted, its batch's inputs compressed together. */
+        const uint8_t *src = X + rows[i] * d;
+        float *dst = out + (ptrdiff_t)i * in->n;
+        if (i + FNN_GATHER_AHEAD < nb)
+            prefetch_row(X + rows[i + FNN_GATHER_AHEAD] * d, d);
+        int q = 0;
+        ptrdiff_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            __mmask16 m = in->mask[j / 16];
+            if (m == 0)
+                continue;
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + j)));
+            __m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(v), s);
+            int c = __builtin_popcount((unsigned)m);
+            _mm512_mask_storeu_ps(dst + q, mask16(c), _mm512_maskz_compress_ps(m, x));
+            q += c;
+        }
+        for (; j < d; j++)
+            if (in->mask[j / 16] >> (j % 16) & 1)
+                dst[q++] = (float)src[j] * scale;
+    }
+    for (int i = 0; in == NULL && i < nb; i++) {
         const uint8_t *src = X + rows[i] * d;
         float *dst = out + (ptrdiff_t)i * d;
         if (i + FNN_GATHER_AHEAD < nb)
@@ -648,11 +743,48 @@ static T512 void gather512(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows,
     }
 }
 
+/* compress8[m]: the lanes of m's set bits, in order (an AVX2 compress by a permute). */
+static int32_t compress8[256][8];
+
+static void init_compress8(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int q = 0;
+        for (int c = 0; c < 8; c++)
+            if (m >> c & 1)
+                compress8[m][q++] = c;
+        while (q < 8)
+            compress8[m][q++] = 0;
+    }
+}
+
 static T256 void gather256(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
-                           float *out, float scale)
+                           float *out, float scale, const fnn_active *in)
 {
     __m256 s = _mm256_set1_ps(scale);
-    for (int i = 0; i < nb; i++) {
+    for (int i = 0; in != NULL && i < nb; i++) {
+        const uint8_t *src = X + rows[i] * d;
+        float *dst = out + (ptrdiff_t)i * in->n;
+        if (i + FNN_GATHER_AHEAD < nb)
+            prefetch_row(X + rows[i + FNN_GATHER_AHEAD] * d, d);
+        int q = 0;
+        ptrdiff_t j = 0;
+        for (; j + 8 <= d; j += 8) {
+            unsigned m = (unsigned)in->mask[j / 16] >> (j % 16) & 0xFF;
+            if (m == 0)
+                continue;
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + j)));
+            __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(v), s);
+            __m256i perm = _mm256_loadu_si256((const __m256i *)compress8[m]);
+            int c = __builtin_popcount(m);
+            _mm256_maskstore_ps(dst + q, fnn_mask8(c), _mm256_permutevar8x32_ps(x, perm));
+            q += c;
+        }
+        for (; j < d; j++)
+            if (in->mask[j / 16] >> (j % 16) & 1)
+                dst[q++] = (float)src[j] * scale;
+    }
+    for (int i = 0; in == NULL && i < nb; i++) {
         const uint8_t *src = X + rows[i] * d;
         float *dst = out + (ptrdiff_t)i * d;
         if (i + FNN_GATHER_AHEAD < nb)
@@ -673,22 +805,23 @@ int fnn_cpu_level(void) { return FNN_LEVEL_BLAS; }
 
 #endif
 
+/* K terms, X's column k meeting W's row rows[k] (rows NULL: row k); W has n_in rows. */
 static void forward_one(int level, const float *X, ptrdiff_t ldx, const float *P,
-                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                        int relu)
+                        const float *b, float *Y, ptrdiff_t ldy, int n, int K, int n_in,
+                        int n_out, const int *rows, int relu)
 {
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
-        forward512(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+        forward512(X, ldx, P, b, Y, ldy, n, K, n_in, n_out, rows, relu);
         return;
     }
     if (level == FNN_LEVEL_AVX2) {
-        forward256(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+        forward256(X, ldx, P, b, Y, ldy, n, K, n_in, n_out, rows, relu);
         return;
     }
 #endif
     (void)level;
-    forward_scalar(X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+    forward_scalar(X, ldx, P, b, Y, ldy, n, K, n_in, n_out, rows, relu);
 }
 
 static void rows_forward_scalar(const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
@@ -730,43 +863,90 @@ void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, 
     rows_forward_scalar(X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu);
 }
 
+/* As forward_one; then, with rows, the rows of W in [lo, hi) not among rows[0 .. K) get
+ * the update of a zero gradient (rows[0 .. K) are the ones in [lo, hi)). */
 static void wgrad_one(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
-                      float *P, float *G, int n, int n_in, int n_out, int mode,
-                      float lr, float mu, float wd)
+                      float *P, float *G, int n, int K, int n_in, int n_out, const int *rows,
+                      int lo, int hi, int mode, float lr, float mu, float wd)
 {
-    if (mode == FNN_WG_SGD && wd == 0)
-        mode = FNN_WG_SGD_NO_DECAY;   /* one multiply fewer per weight */
+    int rest = rows != NULL && mode != FNN_WG_SGD_NO_DECAY && hi - lo > K;
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
-        wgrad512(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
+        wgrad512(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
+        if (rest)
+            rest512(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
         return;
     }
     if (level == FNN_LEVEL_AVX2) {
-        wgrad256(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
+        wgrad256(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
+        if (rest)
+            rest256(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
         return;
     }
 #endif
     (void)level;
-    wgrad_scalar(X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
+    wgrad_scalar(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
+    if (rest)
+        rest_scalar(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
+}
+
+int fnn_batch_inputs(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                     fnn_active *act)
+{
+    /* OR of the rows, in the room of cols (4 (d + 16) bytes); cols are made from the
+     * masks once these are all made. */
+    uint8_t *any = (uint8_t *)act->cols;
+    (void)level;
+    memset(any, 0, (size_t)d);
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *src = X + rows[i] * d;
+        ptrdiff_t j = 0;
+#ifdef FNN_X86
+        if (i + FNN_GATHER_AHEAD < nb)
+            prefetch_row(X + rows[i + FNN_GATHER_AHEAD] * d, d);
+        for (; j + 16 <= d; j += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(any + j));
+            a = _mm_or_si128(a, _mm_loadu_si128((const __m128i *)(src + j)));
+            _mm_storeu_si128((__m128i *)(any + j), a);
+        }
+#endif
+        for (; j < d; j++)
+            any[j] |= src[j];
+    }
+    for (ptrdiff_t g = 0; g < (d + 15) / 16; g++) {
+        unsigned m = 0;
+        for (int c = 0; c < 16 && 16 * g + c < d; c++)
+            m |= (unsigned)(any[16 * g + c] != 0) << c;
+        act->mask[g] = (uint16_t)m;
+    }
+    int n = 0;
+    for (ptrdiff_t g = 0; g < (d + 15) / 16; g++)
+        for (unsigned m = act->mask[g]; m != 0; m &= m - 1)
+            act->cols[n++] = (int)(16 * g) + __builtin_ctz(m);
+    act->n = n;
+    return n;
 }
 
 static void gather_rows(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows,
-                        int nb, float *out, float scale)
+                        int nb, float *out, float scale, const fnn_active *in)
 {
 #ifdef FNN_X86
     if (level == FNN_LEVEL_AVX512) {
-        gather512(X, d, rows, nb, out, scale);
+        gather512(X, d, rows, nb, out, scale, in);
         return;
     }
     if (level == FNN_LEVEL_AVX2) {
-        gather256(X, d, rows, nb, out, scale);
+        gather256(X, d, rows, nb, out, scale, in);
         return;
     }
 #endif
     (void)level;
-    for (int i = 0; i < nb; i++)
+    for (int i = 0; in == NULL && i < nb; i++)
         for (ptrdiff_t j = 0; j < d; j++)
             out[(ptrdiff_t)i * d + j] = (float)X[rows[i] * d + j] * scale;
+    for (int i = 0; in != NULL && i < nb; i++)
+        for (int q = 0; q < in->n; q++)
+            out[(ptrdiff_t)i * in->n + q] = (float)X[rows[i] * d + in->cols[q]] * scale;
 }
 
 typedef struct {
@@ -776,14 +956,16 @@ typedef struct {
     const ptrdiff_t *rows;
     float *out;
     float scale;
+    const fnn_active *in;
 } gather_job;
 
 static void gather_unit(void *ctx, int u)
 {
     const gather_job *g = (const gather_job *)ctx;
     int i0 = u * g->per, i1 = i0 + g->per < g->nb ? i0 + g->per : g->nb;
-    gather_rows(g->level, g->X, g->d, g->rows + i0, i1 - i0, g->out + (ptrdiff_t)i0 * g->d,
-                g->scale);
+    ptrdiff_t ld = g->in != NULL ? g->in->n : g->d;
+    gather_rows(g->level, g->X, g->d, g->rows + i0, i1 - i0, g->out + (ptrdiff_t)i0 * ld,
+                g->scale, g->in);
 }
 
 /* Rows per unit of a shared gather, and the values below which one thread gathers all:
@@ -793,13 +975,13 @@ static void gather_unit(void *ctx, int u)
 #define FNN_GATHER_MIN_VALUES 16384
 
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
-                   float *out, float scale, fnn_team *team)
+                   float *out, float scale, const fnn_active *in, fnn_team *team)
 {
     if (team == NULL || (double)nb * d < FNN_GATHER_MIN_VALUES || nb < 2 * FNN_GATHER_ROWS) {
-        gather_rows(level, X, d, rows, nb, out, scale);
+        gather_rows(level, X, d, rows, nb, out, scale, in);
         return;
     }
-    gather_job g = {level, nb, FNN_GATHER_ROWS, X, d, rows, out, scale};
+    gather_job g = {level, nb, FNN_GATHER_ROWS, X, d, rows, out, scale, in};
     fnn_team_for(team, (nb + FNN_GATHER_ROWS - 1) / FNN_GATHER_ROWS, gather_unit, &g);
 }
 
@@ -849,6 +1031,7 @@ typedef struct {
     float *P, *G, *Y;
     fnn_act_fn act_fn;        /* forward: the activation of each unit's outputs, or NULL */
     int act;
+    const fnn_active *in;     /* X is a compacted batch of these inputs, or NULL */
     fnn_unit_fn fn;
     void *ctx;
     ptrdiff_t ldx, ldz, ldy;
@@ -895,6 +1078,8 @@ static void run_unit(const fnn_job *j, int u, const fnn_team *t)
     int c0 = p * FNN_NR, nc = j->n_out - c0 < FNN_NR ? j->n_out - c0 : FNN_NR;
     const float *Pp = j->P + (size_t)p * j->n_in * FNN_NR;
     int block = j->level == FNN_LEVEL_AVX512 ? 8 : 6;
+    int K = j->in != NULL ? j->in->n : j->n_in;
+    const int *cols = j->in != NULL ? j->in->cols : NULL;
     if (j->kind == 0) {
         int blocks = (j->n + block - 1) / block;
         int i0 = part * blocks / j->parts * block, i1 = (part + 1) * blocks / j->parts * block;
@@ -902,18 +1087,26 @@ static void run_unit(const fnn_job *j, int u, const fnn_team *t)
             i1 = j->n;
         if (i0 < i1)
             forward_one(j->level, X + i0 * j->ldx, j->ldx, Pp, j->b ? j->b + c0 : NULL,
-                        j->Y + i0 * j->ldy + c0, j->ldy, i1 - i0, j->n_in, nc, j->relu);
+                        j->Y + i0 * j->ldy + c0, j->ldy, i1 - i0, K, j->n_in, nc, cols,
+                        j->relu);
         for (int i = i0; j->act_fn != NULL && i < i1; i++)
             j->act_fn(j->act, j->Y + i * j->ldy + c0, nc);
     } else {
-        int blocks = (j->n_in + block - 1) / block;
+        /* Part of the terms: k0 .. k1 of X's columns; with a compacted X, the rows of W
+         * from the first one's (0 for the first part) to the next part's first one's. */
+        int blocks = (K + block - 1) / block;
         int k0 = part * blocks / j->parts * block, k1 = (part + 1) * blocks / j->parts * block;
-        if (k1 > j->n_in)
-            k1 = j->n_in;
-        size_t at = (size_t)p * j->n_in * FNN_NR + (size_t)k0 * FNN_NR;
-        if (k0 < k1)
+        if (k1 > K)
+            k1 = K;
+        if (k0 > K)
+            k0 = K;
+        size_t at = (size_t)p * j->n_in * FNN_NR + (cols ? 0 : (size_t)k0 * FNN_NR);
+        int lo = part == 0 || cols == NULL ? 0 : k0 < K ? cols[k0] : j->n_in;
+        int hi = part == j->parts - 1 || cols == NULL ? j->n_in : k1 < K ? cols[k1] : j->n_in;
+        if (k0 < k1 || lo < hi)
             wgrad_one(j->level, X + k0, j->ldx, j->dZ + c0, j->ldz, j->P + at, j->G + at,
-                      j->n, k1 - k0, nc, j->mode, j->lr, j->mu, j->wd);
+                      j->n, k1 - k0, j->n_in, nc, cols ? cols + k0 : NULL, lo, hi, j->mode,
+                      j->lr, j->mu, j->wd);
     }
 }
 
@@ -1054,16 +1247,18 @@ typedef struct {
     const ptrdiff_t *rows;
     float *out[2];
     float scale;
+    const fnn_active *in;
 } input_job;
 
 static void input_unit(void *ctx, int u)
 {
     const input_job *g = (const input_job *)ctx;
-    gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale);
+    gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale, g->in);
 }
 
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
-                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out)
+                    const ptrdiff_t *rows, int nb, float *out, float scale,
+                    const fnn_active *in, int n_out)
 {
     size_t need = (size_t)nb * (size_t)d;
     int worth = team_worth(t, level, nb, (int)d, n_out, NULL);
@@ -1075,13 +1270,13 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
     if (!worth || t->copy == NULL) {   /* the products on out will not be shared */
         if (t != NULL)
             t->copy_ok = 0;
-        fnn_gather_u8(level, X, d, rows, nb, out, scale, t);
+        fnn_gather_u8(level, X, d, rows, nb, out, scale, in, t);
         return;
     }
     /* Unit 0 (the caller's, from the front) gathers into out, unit 1 (the helper's,
      * from the back) into the copy; a late helper leaves both to the caller. */
-    input_job g = {level, nb, X, d, rows, {out, t->copy}, scale};
-    t->in_x = out, t->in_ld = d, t->copy_ok = 1;
+    input_job g = {level, nb, X, d, rows, {out, t->copy}, scale, in};
+    t->in_x = out, t->in_ld = in != NULL ? in->n : d, t->copy_ok = 1;
     fnn_team_for(t, 2, input_unit, &g);
 }
 
@@ -1091,10 +1286,11 @@ fnn_team *fnn_team_start(void) { return NULL; }
 void fnn_team_stop(fnn_team *t) { (void)t; }
 
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
-                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out)
+                    const ptrdiff_t *rows, int nb, float *out, float scale,
+                    const fnn_active *in, int n_out)
 {
     (void)t, (void)n_out;
-    gather_rows(level, X, d, rows, nb, out, scale);
+    gather_rows(level, X, d, rows, nb, out, scale, in);
 }
 
 #endif
@@ -1117,7 +1313,8 @@ void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx)
 
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, fnn_act_fn act_fn, int act, fnn_team *team)
+                       int relu, fnn_act_fn act_fn, int act, const fnn_active *in,
+                       fnn_team *team)
 {
 #ifdef FNN_TEAM
     if (team_worth(team, level, n, n_in, n_out, X)) {
@@ -1125,7 +1322,7 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
         int parts = (n + block - 1) / block < 2 ? 1 : 2;
         fnn_job j = {0};
         j.kind = 0, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.relu = relu;
-        j.act_fn = act_fn, j.act = act;
+        j.act_fn = act_fn, j.act = act, j.in = in;
         j.X = X, j.ldx = ldx, j.P = (float *)P, j.b = b, j.Y = Y, j.ldy = ldy;
         j.parts = parts, j.units = (n_out + FNN_NR - 1) / FNN_NR * parts;
         team_run(team, &j);
@@ -1134,7 +1331,8 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
 #else
     (void)team;
 #endif
-    forward_one(level, X, ldx, P, b, Y, ldy, n, n_in, n_out, relu);
+    forward_one(level, X, ldx, P, b, Y, ldy, n, in != NULL ? in->n : n_in, n_in, n_out,
+                in != NULL ? in->cols : NULL, relu);
     if (act_fn != NULL && ldy == n_out)
         act_fn(act, Y, (ptrdiff_t)n * n_out);
     for (int i = 0; act_fn != NULL && ldy != n_out && i < n; i++)
@@ -1143,15 +1341,18 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
 
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                      float *P, float *G, int n, int n_in, int n_out, int mode,
-                     float lr, float mu, float wd, fnn_team *team)
+                     float lr, float mu, float wd, const fnn_active *in, fnn_team *team)
 {
+    if (mode == FNN_WG_SGD && wd == 0)
+        mode = FNN_WG_SGD_NO_DECAY;   /* one multiply fewer per weight */
+    int K = in != NULL ? in->n : n_in;
 #ifdef FNN_TEAM
     if (team_worth(team, level, n, n_in, n_out, X)) {
         fnn_job j = {0};
         j.kind = 1, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.mode = mode;
-        j.X = X, j.ldx = ldx, j.dZ = dZ, j.ldz = ldz, j.P = P, j.G = G;
+        j.X = X, j.ldx = ldx, j.dZ = dZ, j.ldz = ldz, j.P = P, j.G = G, j.in = in;
         j.lr = lr, j.mu = mu, j.wd = wd;
-        j.parts = n_in >= 32 ? 2 : 1;
+        j.parts = K >= 32 ? 2 : 1;
         j.units = (n_out + FNN_NR - 1) / FNN_NR * j.parts;
         team_run(team, &j);
         return;
@@ -1159,5 +1360,6 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
 #else
     (void)team;
 #endif
-    wgrad_one(level, X, ldx, dZ, ldz, P, G, n, n_in, n_out, mode, lr, mu, wd);
+    wgrad_one(level, X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, in != NULL ? in->cols : NULL,
+              0, n_in, mode, lr, mu, wd);
 }

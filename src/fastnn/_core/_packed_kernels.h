@@ -59,6 +59,21 @@ void fnn_unpack(const float *P, float *W, int n_in, int n_out);
  * shared with the team's helper (NULL: none). */
 void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_team *team);
 
+/* The inputs of a batch that are not 0 in all of its rows (an image's background is 0
+ * in every image of a batch: a batch of 64 MNIST images has 37% of its 784 pixels 0 in
+ * all 64). A first dense layer's products skip the others: their terms add exact zeros.
+ * The batch is then gathered compacted, its row i holding X[rows[i], cols[0 .. n)]. */
+typedef struct {
+    int n;              /* how many */
+    int *cols;          /* which, in increasing order (room for d + 16) */
+    uint16_t *mask;     /* bit c of mask[g] set: input 16 g + c is one ((d + 15) / 16 of them) */
+} fnn_active;
+
+/* act->n, act->cols and act->mask for the batch X[rows[0 .. nb)] (d uint8 inputs each);
+ * returns act->n. */
+int fnn_batch_inputs(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
+                     fnn_active *act);
+
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
  * when relu is nonzero, or act_fn(act, ...) on each row's outputs when act_fn is not NULL
  * (an elementwise activation: applied where the outputs were just computed, by the thread
@@ -66,13 +81,20 @@ void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_tea
  * the result does not depend on it (each output is computed by the same code). */
 void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
                        const float *b, float *Y, ptrdiff_t ldy, int n, int n_in, int n_out,
-                       int relu, fnn_act_fn act_fn, int act, fnn_team *team);
+                       int relu, fnn_act_fn act_fn, int act, const fnn_active *in,
+                       fnn_team *team);
 
 /* acc = X^T dZ over n rows (X: n x n_in, stride ldx; dZ: n x n_out, stride ldz),
- * applied to the packed W (and G, the gradient or the velocity, packed) as mode says. */
+ * applied to the packed W (and G, the gradient or the velocity, packed) as mode says.
+ *
+ * With `in` (not NULL; both functions) X is a compacted batch: its in->n columns are the
+ * inputs in->cols of W's n_in rows, the others being 0 in every row. Each output is then
+ * the same sum as without (the same terms in the same order, less terms that add +0 or
+ * -0 to it; an infinite or NaN weight or gradient facing a skipped input does not make
+ * it NaN), and the rows of W for skipped inputs get the update of a zero gradient. */
 void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                      float *P, float *G, int n, int n_in, int n_out, int mode,
-                     float lr, float mu, float wd, fnn_team *team);
+                     float lr, float mu, float wd, const fnn_active *in, fnn_team *team);
 
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then
  * ReLU when relu is nonzero, for W in its ordinary row-major layout (row stride ldw): the
@@ -88,9 +110,11 @@ void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, 
                       int relu);
 
 /* out[i, :] = X[rows[i], :] * scale for nb rows of d uint8 features (the batch gather),
- * shared with the team's helper (if any) for large batches. */
+ * shared with the team's helper (if any) for large batches. With `in` (not NULL; also
+ * in fnn_team_input) only its inputs: out[i, q] = X[rows[i], in->cols[q]] * scale, rows
+ * in->n apart. */
 void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
-                   float *out, float scale, fnn_team *team);
+                   float *out, float scale, const fnn_active *in, fnn_team *team);
 
 /* The batch gather of a network whose first layer is dense (n_out wide): out by the
  * calling thread and, at the same time, a copy by the team's helper (if any), which its
@@ -99,6 +123,7 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * more than gathering twice (NOTES 23). Where those products are not shared, this is
  * fnn_gather_u8. */
 void fnn_team_input(fnn_team *team, int level, const uint8_t *X, ptrdiff_t d,
-                    const ptrdiff_t *rows, int nb, float *out, float scale, int n_out);
+                    const ptrdiff_t *rows, int nb, float *out, float scale,
+                    const fnn_active *in, int n_out);
 
 #endif

@@ -18,7 +18,7 @@ Each direction of the walk is one switch on the layer kind (``_layer_forward``,
 """
 from cython cimport floating
 cimport numpy as cnp
-from libc.stdint cimport uint8_t, uint64_t, int32_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint64_t, int32_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport isfinite, INFINITY
@@ -39,6 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
+    fnn_active, batch_inputs,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
     conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
@@ -129,6 +130,8 @@ cdef struct LayerC:
     void* transposed                # W^T packed, for the input gradient (one panel wide)
     int rows                        # inference on a few rows: a float32 dense layer whose
                                     # row-major W the few-rows kernel reads (its level), else 0
+    const fnn_active* inputs        # a packed first layer in training: the inputs of the
+                                    # batch its input (compacted) holds, or NULL (all)
 
 
 cdef struct PackedCopy:
@@ -308,19 +311,21 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
 # ---------------------------------------------------------------- the walk (without the GIL)
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
-                  floating* out, floating scale, void* team, int copies=0) noexcept nogil:
+                  floating* out, floating scale, void* team, int copies=0,
+                  const fnn_active* inputs=NULL) noexcept nogil:
     """out[i] = X[rows[i]] * scale, converting to the network's float type. uint8 images
     are shared with the chunk's helper thread ``team``, if any, or with ``copies`` > 0
     (the width of a packed dense first layer) gathered by both threads, the helper into
-    its own copy (see fnn_team_input)."""
+    its own copy (see fnn_team_input); with ``inputs`` (uint8 into float32) only those
+    inputs, rows inputs.n apart."""
     cdef int i
     cdef Py_ssize_t j
     cdef const input_t* src
     cdef floating* dst
     if input_t is uint8_t:
         if floating is float:
-            if kernel_level() != LEVEL_BLAS:    # vectorised for the CPU: 4x the SSE2 width
-                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team, copies)
+            if kernel_level() != LEVEL_BLAS or inputs != NULL:   # vectorised for the CPU
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team, copies, inputs)
                 return
     for i in range(nb):
         src = X + rows[i] * d
@@ -344,11 +349,11 @@ cdef void _layer_forward(const LayerC* lay, const floating* inp, floating* out,
             if lay.packed:
                 # Other activations than ReLU on the outputs of each unit of the product,
                 # by the thread that computed them.
-                packed_forward(lay.packed, inp, lay.n_in, <float*>lay.param[0],
-                               <float*>lay.param[1], out, lay.n_out, n, lay.n_in, lay.n_out,
-                               lay.act == RELU,
+                packed_forward(lay.packed, inp, lay.inputs.n if lay.inputs else lay.n_in,
+                               <float*>lay.param[0], <float*>lay.param[1], out, lay.n_out, n,
+                               lay.n_in, lay.n_out, lay.act == RELU,
                                <void*>_activate_f32 if lay.act != RELU and lay.act != IDENTITY
-                               else NULL, lay.act, lay.team)
+                               else NULL, lay.act, lay.inputs, lay.team)
                 return
             if lay.rows:
                 rows_forward(lay.rows, inp, lay.n_in, <float*>lay.param[0], lay.n_out,
@@ -568,10 +573,11 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
     cdef float* P = <float*>lay.param[0]
     cdef float* dZ = <float*>lay.D
     cdef float mu = opt.momentum
+    cdef Py_ssize_t ldx = lay.inputs.n if lay.inputs else n_in
     if dinp != NULL and lay.transposed != NULL and (n_out <= PANEL or n >= _TRANSPOSED_MIN_ROWS):
         pack_transposed(P, <float*>lay.transposed, n_in, n_out, lay.team)
         packed_forward(lay.packed, dZ, n_out, <float*>lay.transposed, NULL, dinp, n_in, n,
-                       n_out, n_in, False, NULL, 0, lay.team)
+                       n_out, n_in, False, NULL, 0, NULL, lay.team)
     elif dinp != NULL:
         for p in range((n_out + PANEL - 1) // PANEL):
             c0 = p * PANEL
@@ -580,13 +586,13 @@ cdef void _dense_backward_packed(LayerC* lay, Optim* opt, const float* inp, floa
                  P + <Py_ssize_t>p * n_in * PANEL, PANEL, <float>(0 if p == 0 else 1),
                  dinp, n_in)
     if fold:
-        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
+        packed_wgrad(lay.packed, inp, ldx, dZ, n_out, P, <float*>lay.state[0][0], n, n_in,
                      n_out, WG_SGD if mu == 0 else WG_MOMENTUM, opt.lr, mu, opt.weight_decay,
-                     lay.team)
+                     lay.inputs, lay.team)
         _update(lay, opt, 1, <float>0)
     else:
-        packed_wgrad(lay.packed, inp, n_in, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
-                     WG_STORE, 0, 0, 0, lay.team)
+        packed_wgrad(lay.packed, inp, ldx, dZ, n_out, P, <float*>lay.grad[0], n, n_in, n_out,
+                     WG_STORE, 0, 0, 0, lay.inputs, lay.team)
         _update(lay, opt, 0, <float>0)
         _update(lay, opt, 1, <float>0)
 
@@ -707,6 +713,8 @@ cdef class Workspace:
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
     cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
+    cdef fnn_active inputs      # uint8 X and a packed first layer: each batch's inputs that
+    cdef bint compact           # are not 0 in all its rows (compact: room made for them)
 
     def __cinit__(self):
         self.layers = NULL
@@ -811,6 +819,13 @@ cdef class Workspace:
         self.Xb = _data(plan.Xb, <Py_ssize_t>self.bs * self.d, "Xb", ft, True)
         self.x_scale = plan.x_scale
         self.keep += [X, plan.Xb]
+        self.compact = self.xtype == cnp.NPY_UINT8 and self.layers[0].packed != 0
+        if self.compact:
+            cols = np.zeros(self.d + 16, np.intc)
+            mask = np.zeros((self.d + 15) // 16, np.uint16)
+            self.inputs.cols = <int*>cnp.PyArray_DATA(cols)
+            self.inputs.mask = <uint16_t*>cnp.PyArray_DATA(mask)
+            self.keep += [cols, mask]
 
         self.use_labels = plan.use_labels
         if self.use_labels:
@@ -1090,8 +1105,18 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             deadline = _now() + max_seconds
         while pos < stop:
             nb = <int>(bs if stop - pos > bs else stop - pos)
+            if input_t is uint8_t:
+                if floating is float:
+                    # A packed first layer skips the inputs that are 0 in the whole batch
+                    # (the background of images; see fnn_batch_inputs): worth it while
+                    # they are more than 1/8 of all.
+                    if ws.compact and ws.layers[0].packed:
+                        ws.layers[0].inputs = &ws.inputs
+                        if batch_inputs(ws.layers[0].packed, X, ws.d, order + pos, nb,
+                                        &ws.inputs) * 8 > ws.d * 7:
+                            ws.layers[0].inputs = NULL
             _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team,
-                    ws.layers[0].n_out if ws.layers[0].packed else 0)
+                    ws.layers[0].n_out if ws.layers[0].packed else 0, ws.layers[0].inputs)
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
@@ -1116,6 +1141,7 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             pos += nb
             if deadline > 0 and _now() > deadline:
                 break
+        ws.layers[0].inputs = NULL
     if ws.opt.kind == OPT_ADAM:
         ws.optimizer.step_count = ws.opt.step
     return total, done, bad, correct
