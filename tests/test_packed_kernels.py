@@ -571,6 +571,8 @@ def test_fit_with_the_helper_thread_is_bit_identical(level, batch_size, restore_
 
 def _with_zero_columns(rng, n, n_in, share):
     X = rng.standard_normal((n, n_in)).astype(np.float32)
+    X[rng.random(X.shape) < 0.6] = 0                # zeros that rows of a block share or not
+    X[8:16] = 0                                     # a block of rows all 0
     X[:, rng.random(n_in) < share] = 0
     X[0, -1] = -0.0 if n_in > 1 else X[0, -1]        # a negative zero is a zero
     cols = np.flatnonzero(X.any(axis=0)).astype(np.intc)

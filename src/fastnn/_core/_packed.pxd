@@ -24,6 +24,7 @@ from libc.stdint cimport uint8_t, uint16_t, int32_t
 
 cdef extern from "_packed_kernels.h" nogil:
     # The inputs of a batch that are not 0 in all of its rows (see fnn_batch_inputs).
+    int FNN_COMPACT_MAX_INPUTS      # wider batches are not compacted
     ctypedef struct fnn_active:
         int n
         int* cols
@@ -59,6 +60,8 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 # The inputs of the batch X[rows[0 .. nb)] that are not 0 in all of its rows, into act; with
 # them a first dense layer's products skip the rest (inputs in packed_forward/_wgrad and
 # gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
+cdef void prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                        int nb) noexcept nogil
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling

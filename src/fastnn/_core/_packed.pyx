@@ -52,6 +52,7 @@ cdef extern from "_packed_kernels.h" nogil:
                         const fnn_active* inputs, int n_out)
     int fnn_batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                          int nb, fnn_active* act)
+    void fnn_prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb)
 
 cdef extern from "_conv_kernels.h" nogil:
     int fnn_conv_direct(int level, const int* g)
@@ -164,6 +165,11 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
         fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, inputs, copies)
     else:
         fnn_gather_u8(level, X, d, rows, nb, out, scale, inputs, <fnn_team*>team)
+
+
+cdef void prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
+                        int nb) noexcept nogil:
+    fnn_prefetch_rows(X, d, rows, nb)
 
 
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
@@ -327,6 +333,8 @@ cdef int[::1] _active_cols(object cols, int K, int n_in, fnn_active* act):
     cdef int[::1] c = np.ascontiguousarray(cols, dtype=np.intc)
     if c.shape[0] != K:
         raise ValueError(f"cols has {c.shape[0]} inputs, X has {K} columns")
+    if K > FNN_COMPACT_MAX_INPUTS:
+        raise ValueError(f"a compacted batch has at most {FNN_COMPACT_MAX_INPUTS} inputs")
     a = np.asarray(c)
     if K and (a[0] < 0 or a[K - 1] >= n_in or (K > 1 and np.any(np.diff(a) <= 0))):
         raise ValueError("cols must increase and lie in [0, n_in)")

@@ -227,10 +227,10 @@ INL T512 __mmask16 mask16(int m)
 }
 
 /* Y[0:MR, 0:nc] = X[0:MR, :] @ panel + b (nc <= 32 columns, NV = 1 when nc <= 16); with
- * SPARSE, X's column k meets the panel's row rows[k]. */
+ * SPARSE, K terms: X's column xc[k] meets the panel's row rows[xc[k]]. */
 INL T512 void fwd512(const int MR, const int NV, const int SPARSE, const float *X,
-                     ptrdiff_t ldx, const float *Pp, int K, const int *rows, const float *b,
-                     float *Y, ptrdiff_t ldy, int nc, int relu)
+                     ptrdiff_t ldx, const float *Pp, int K, const int *xc, const int *rows,
+                     const float *b, float *Y, ptrdiff_t ldy, int nc, int relu)
 {
     __m512 a0[8], a1[8];
     _Pragma("GCC unroll 8")
@@ -238,7 +238,8 @@ INL T512 void fwd512(const int MR, const int NV, const int SPARSE, const float *
         a0[r] = _mm512_setzero_ps();
         a1[r] = _mm512_setzero_ps();
     }
-    for (int k = 0; k < K; k++) {
+    for (int t = 0; t < K; t++) {
+        const int k = SPARSE ? xc[t] : t;
         const float *w = Pp + (size_t)(SPARSE ? rows[k] : k) * FNN_NR;
         __m512 w0 = _mm512_loadu_ps(w);
         __m512 w1 = NV > 1 ? _mm512_loadu_ps(w + 16) : w0;
@@ -273,19 +274,22 @@ INL T512 void fwd512(const int MR, const int NV, const int SPARSE, const float *
 #define FWD512_CASE(M)                                                                  \
     case M:                                                                             \
         if (nv == 2 && rows)                                                            \
-            fwd512(M, 2, 1, Xi, ldx, Pp, K, rows, bp, Yi, ldy, nc, relu);               \
+            fwd512(M, 2, 1, Xi, ldx, Pp, terms, xc, rows, bp, Yi, ldy, nc, relu);       \
         else if (nv == 2)                                                               \
-            fwd512(M, 2, 0, Xi, ldx, Pp, K, NULL, bp, Yi, ldy, nc, relu);               \
+            fwd512(M, 2, 0, Xi, ldx, Pp, K, NULL, NULL, bp, Yi, ldy, nc, relu);         \
         else if (rows)                                                                  \
-            fwd512(M, 1, 1, Xi, ldx, Pp, K, rows, bp, Yi, ldy, nc, relu);               \
+            fwd512(M, 1, 1, Xi, ldx, Pp, terms, xc, rows, bp, Yi, ldy, nc, relu);       \
         else                                                                            \
-            fwd512(M, 1, 0, Xi, ldx, Pp, K, NULL, bp, Yi, ldy, nc, relu);               \
+            fwd512(M, 1, 0, Xi, ldx, Pp, K, NULL, NULL, bp, Yi, ldy, nc, relu);         \
         break;
+
+static T512 int nonzero512(const float *X, ptrdiff_t ldx, int MR, int K, int *idx);
 
 static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const float *b,
                             float *Y, ptrdiff_t ldy, int n, int K, int n_in, int n_out,
                             const int *rows, int relu)
 {
+    int xc[FNN_COMPACT_MAX_INPUTS + 16];
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     for (int p = 0; p < panels; p++) {
         int c0 = p * FNN_NR, nc = n_out - c0 < FNN_NR ? n_out - c0 : FNN_NR;
@@ -295,6 +299,8 @@ static T512 void forward512(const float *X, ptrdiff_t ldx, const float *P, const
         for (int i = 0; i < n; i += 8) {
             const float *Xi = X + i * ldx;
             float *Yi = Y + i * ldy + c0;
+            /* A compacted batch: of its inputs, the ones not 0 in one of these rows. */
+            int terms = rows ? nonzero512(Xi, ldx, n - i < 8 ? n - i : 8, K, xc) : K;
             switch (n - i < 8 ? n - i : 8) {
                 FWD512_CASE(8) FWD512_CASE(7) FWD512_CASE(6) FWD512_CASE(5)
                 FWD512_CASE(4) FWD512_CASE(3) FWD512_CASE(2) FWD512_CASE(1)
@@ -457,8 +463,8 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
 /* Half a panel (16 columns at Ph, nc <= 16 of them real; NV = 1 when nc <= 8); SPARSE
  * as in fwd512. */
 INL T256 void fwd256(const int MR, const int NV, const int SPARSE, const float *X,
-                     ptrdiff_t ldx, const float *Ph, int K, const int *rows, const float *b,
-                     float *Y, ptrdiff_t ldy, int nc, int relu)
+                     ptrdiff_t ldx, const float *Ph, int K, const int *xc, const int *rows,
+                     const float *b, float *Y, ptrdiff_t ldy, int nc, int relu)
 {
     __m256 a0[6], a1[6];
     _Pragma("GCC unroll 8")
@@ -466,7 +472,8 @@ INL T256 void fwd256(const int MR, const int NV, const int SPARSE, const float *
         a0[r] = _mm256_setzero_ps();
         a1[r] = _mm256_setzero_ps();
     }
-    for (int k = 0; k < K; k++) {
+    for (int t = 0; t < K; t++) {
+        const int k = SPARSE ? xc[t] : t;
         const float *w = Ph + (size_t)(SPARSE ? rows[k] : k) * FNN_NR;
         __m256 w0 = _mm256_loadu_ps(w);
         __m256 w1 = NV > 1 ? _mm256_loadu_ps(w + 8) : w0;
@@ -500,19 +507,22 @@ INL T256 void fwd256(const int MR, const int NV, const int SPARSE, const float *
 #define FWD256_CASE(M)                                                                  \
     case M:                                                                             \
         if (nv == 2 && rows)                                                            \
-            fwd256(M, 2, 1, Xi, ldx, Ph, K, rows, bp, Yi, ldy, nc, relu);               \
+            fwd256(M, 2, 1, Xi, ldx, Ph, terms, xc, rows, bp, Yi, ldy, nc, relu);       \
         else if (nv == 2)                                                               \
-            fwd256(M, 2, 0, Xi, ldx, Ph, K, NULL, bp, Yi, ldy, nc, relu);               \
+            fwd256(M, 2, 0, Xi, ldx, Ph, K, NULL, NULL, bp, Yi, ldy, nc, relu);         \
         else if (rows)                                                                  \
-            fwd256(M, 1, 1, Xi, ldx, Ph, K, rows, bp, Yi, ldy, nc, relu);               \
+            fwd256(M, 1, 1, Xi, ldx, Ph, terms, xc, rows, bp, Yi, ldy, nc, relu);       \
         else                                                                            \
-            fwd256(M, 1, 0, Xi, ldx, Ph, K, NULL, bp, Yi, ldy, nc, relu);               \
+            fwd256(M, 1, 0, Xi, ldx, Ph, K, NULL, NULL, bp, Yi, ldy, nc, relu);         \
         break;
+
+static T256 int nonzero256(const float *X, ptrdiff_t ldx, int MR, int K, int *idx);
 
 static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const float *b,
                             float *Y, ptrdiff_t ldy, int n, int K, int n_in, int n_out,
                             const int *rows, int relu)
 {
+    int xc[FNN_COMPACT_MAX_INPUTS + 16];
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     for (int p = 0; p < panels; p++) {
         for (int h = 0; h < 2; h++) {
@@ -526,6 +536,7 @@ static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const
             for (int i = 0; i < n; i += 6) {
                 const float *Xi = X + i * ldx;
                 float *Yi = Y + i * ldy + c0;
+                int terms = rows ? nonzero256(Xi, ldx, n - i < 6 ? n - i : 6, K, xc) : K;
                 switch (n - i < 6 ? n - i : 6) {
                     FWD256_CASE(6) FWD256_CASE(5) FWD256_CASE(4)
                     FWD256_CASE(3) FWD256_CASE(2) FWD256_CASE(1)
@@ -535,16 +546,19 @@ static T256 void forward256(const float *X, ptrdiff_t ldx, const float *P, const
     }
 }
 
-/* As nonzero512, for AVX2 (no compress instruction: a branch-free scalar loop). */
+/* As nonzero512, for AVX2 (no compress instruction: the set bits of each 8 inputs' mask). */
 static T256 int nonzero256(const float *X, ptrdiff_t ldx, int MR, int K, int *idx)
 {
     int cnt = 0;
-    for (int k = 0; k < K; k++) {
-        int nz = 0;
+    __m256 zero = _mm256_setzero_ps();
+    for (int k = 0; k < K; k += 8) {
+        __m256i lm = fnn_mask8(K - k);
+        unsigned m = 0;
         for (int r = 0; r < MR; r++)
-            nz |= X[r * ldx + k] != 0;   /* true for NaN */
-        idx[cnt] = k;
-        cnt += nz;
+            m |= (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_maskload_ps(X + r * ldx + k, lm), zero, _CMP_NEQ_UQ));
+        for (; m != 0; m &= m - 1)
+            idx[cnt++] = k + __builtin_ctz(m);
     }
     return cnt;
 }
@@ -888,6 +902,20 @@ static void wgrad_one(int level, const float *X, ptrdiff_t ldx, const float *dZ,
     wgrad_scalar(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
     if (rest)
         rest_scalar(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
+}
+
+void fnn_prefetch_rows(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb)
+{
+#ifdef FNN_X86
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *row = X + rows[i] * d;
+        for (ptrdiff_t j = 0; j < d; j += 64)
+            _mm_prefetch((const char *)(row + j), _MM_HINT_T1);
+        _mm_prefetch((const char *)(row + d - 1), _MM_HINT_T1);
+    }
+#else
+    (void)X, (void)d, (void)rows, (void)nb;
+#endif
 }
 
 int fnn_batch_inputs(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,

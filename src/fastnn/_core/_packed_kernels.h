@@ -63,6 +63,7 @@ void fnn_pack_transposed(const float *P, float *PT, int n_in, int n_out, fnn_tea
  * in every image of a batch: a batch of 64 MNIST images has 37% of its 784 pixels 0 in
  * all 64). A first dense layer's products skip the others: their terms add exact zeros.
  * The batch is then gathered compacted, its row i holding X[rows[i], cols[0 .. n)]. */
+#define FNN_COMPACT_MAX_INPUTS 16384   /* wider batches are not compacted */
 typedef struct {
     int n;              /* how many */
     int *cols;          /* which, in increasing order (room for d + 16) */
@@ -73,6 +74,10 @@ typedef struct {
  * returns act->n. */
 int fnn_batch_inputs(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
                      fnn_active *act);
+
+/* Ask for the rows X[rows[0 .. nb)] (d bytes each) to be brought into cache, and return:
+ * the next batch's, requested while this one is computed. */
+void fnn_prefetch_rows(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb);
 
 /* Y (n x n_out, row stride ldy) = X (n x n_in, row stride ldx) @ W + b (b may be NULL), then ReLU
  * when relu is nonzero, or act_fn(act, ...) on each row's outputs when act_fn is not NULL

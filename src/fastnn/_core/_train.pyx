@@ -39,7 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    fnn_active, batch_inputs,
+    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS, prefetch_rows,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
     conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
@@ -819,7 +819,8 @@ cdef class Workspace:
         self.Xb = _data(plan.Xb, <Py_ssize_t>self.bs * self.d, "Xb", ft, True)
         self.x_scale = plan.x_scale
         self.keep += [X, plan.Xb]
-        self.compact = self.xtype == cnp.NPY_UINT8 and self.layers[0].packed != 0
+        self.compact = (self.xtype == cnp.NPY_UINT8 and self.layers[0].packed != 0
+                        and self.d <= FNN_COMPACT_MAX_INPUTS)
         if self.compact:
             cols = np.zeros(self.d + 16, np.intc)
             mask = np.zeros((self.d + 15) // 16, np.uint16)
@@ -1117,6 +1118,10 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
                             ws.layers[0].inputs = NULL
             _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team,
                     ws.layers[0].n_out if ws.layers[0].packed else 0, ws.layers[0].inputs)
+            if input_t is uint8_t:
+                if pos + nb < stop:
+                    prefetch_rows(X, ws.d, order + pos + nb,
+                                  <int>(bs if stop - pos - nb > bs else stop - pos - nb))
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
