@@ -53,15 +53,15 @@ cdef void* team_start() noexcept nogil
 cdef void team_stop(void* team) noexcept nogil
 # The uint8 batch gather: shared with the team's helper or, with copies > 0 (the width of
 # a packed dense first layer), gathered by both threads, each into its own buffer where
-# that layer's products are shared (see fnn_team_input).
+# that layer's products are shared (see fnn_team_input); then the rows of the next batch,
+# next[0 .. n_next), are requested into cache.
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale, void* team, int copies,
-                    const fnn_active* inputs) noexcept nogil
+                    const fnn_active* inputs, const Py_ssize_t* next,
+                    int n_next) noexcept nogil
 # The inputs of the batch X[rows[0 .. nb)] that are not 0 in all of its rows, into act; with
 # them a first dense layer's products skip the rest (inputs in packed_forward/_wgrad and
 # gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
-cdef void prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                        int nb) noexcept nogil
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling

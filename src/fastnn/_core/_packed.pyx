@@ -49,7 +49,8 @@ cdef extern from "_packed_kernels.h" nogil:
                        fnn_team* team)
     void fnn_team_input(fnn_team* team, int level, const uint8_t* X, Py_ssize_t d,
                         const Py_ssize_t* rows, int nb, float* out, float scale,
-                        const fnn_active* inputs, int n_out)
+                        const fnn_active* inputs, int n_out, const Py_ssize_t* next,
+                        int n_next)
     int fnn_batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                          int nb, fnn_active* act)
     void fnn_prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb)
@@ -160,16 +161,14 @@ cdef void team_stop(void* team) noexcept nogil:
 
 cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                     float* out, float scale, void* team, int copies,
-                    const fnn_active* inputs) noexcept nogil:
+                    const fnn_active* inputs, const Py_ssize_t* next,
+                    int n_next) noexcept nogil:
     if copies > 0:
-        fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, inputs, copies)
+        fnn_team_input(<fnn_team*>team, level, X, d, rows, nb, out, scale, inputs, copies,
+                       next, n_next)
     else:
         fnn_gather_u8(level, X, d, rows, nb, out, scale, inputs, <fnn_team*>team)
-
-
-cdef void prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                        int nb) noexcept nogil:
-    fnn_prefetch_rows(X, d, rows, nb)
+        fnn_prefetch_rows(X, d, next, n_next)
 
 
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,

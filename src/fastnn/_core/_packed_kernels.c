@@ -1276,17 +1276,20 @@ typedef struct {
     float *out[2];
     float scale;
     const fnn_active *in;
+    const ptrdiff_t *next;
+    int n_next;
 } input_job;
 
 static void input_unit(void *ctx, int u)
 {
     const input_job *g = (const input_job *)ctx;
     gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale, g->in);
+    fnn_prefetch_rows(g->X, g->d, g->next, g->n_next);
 }
 
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale,
-                    const fnn_active *in, int n_out)
+                    const fnn_active *in, int n_out, const ptrdiff_t *next, int n_next)
 {
     size_t need = (size_t)nb * (size_t)d;
     int worth = team_worth(t, level, nb, (int)d, n_out, NULL);
@@ -1299,11 +1302,12 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
         if (t != NULL)
             t->copy_ok = 0;
         fnn_gather_u8(level, X, d, rows, nb, out, scale, in, t);
+        fnn_prefetch_rows(X, d, next, n_next);
         return;
     }
     /* Unit 0 (the caller's, from the front) gathers into out, unit 1 (the helper's,
      * from the back) into the copy; a late helper leaves both to the caller. */
-    input_job g = {level, nb, X, d, rows, {out, t->copy}, scale, in};
+    input_job g = {level, nb, X, d, rows, {out, t->copy}, scale, in, next, n_next};
     t->in_x = out, t->in_ld = in != NULL ? in->n : d, t->copy_ok = 1;
     fnn_team_for(t, 2, input_unit, &g);
 }
@@ -1315,10 +1319,11 @@ void fnn_team_stop(fnn_team *t) { (void)t; }
 
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale,
-                    const fnn_active *in, int n_out)
+                    const fnn_active *in, int n_out, const ptrdiff_t *next, int n_next)
 {
     (void)t, (void)n_out;
     gather_rows(level, X, d, rows, nb, out, scale, in);
+    fnn_prefetch_rows(X, d, next, n_next);
 }
 
 #endif

@@ -126,9 +126,10 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * units of the dense products on out then read. Both cores read all of the batch in
  * those products (each has its panels of W): reading lines the other core wrote cost
  * more than gathering twice (NOTES 23). Where those products are not shared, this is
- * fnn_gather_u8. */
+ * fnn_gather_u8. Then each of them requests the next batch's rows, next[0 .. n_next),
+ * into its cache (fnn_prefetch_rows). */
 void fnn_team_input(fnn_team *team, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale,
-                    const fnn_active *in, int n_out);
+                    const fnn_active *in, int n_out, const ptrdiff_t *next, int n_next);
 
 #endif

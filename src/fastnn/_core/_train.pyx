@@ -39,7 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS, prefetch_rows,
+    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
     conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
@@ -312,12 +312,14 @@ cdef LayerC* _layers_from(list kinds, list acts, list geometry, list params, int
 
 cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb,
                   floating* out, floating scale, void* team, int copies=0,
-                  const fnn_active* inputs=NULL) noexcept nogil:
+                  const fnn_active* inputs=NULL, const Py_ssize_t* next=NULL,
+                  int n_next=0) noexcept nogil:
     """out[i] = X[rows[i]] * scale, converting to the network's float type. uint8 images
     are shared with the chunk's helper thread ``team``, if any, or with ``copies`` > 0
     (the width of a packed dense first layer) gathered by both threads, the helper into
     its own copy (see fnn_team_input); with ``inputs`` (uint8 into float32) only those
-    inputs, rows inputs.n apart."""
+    inputs, rows inputs.n apart. uint8 rows ``next[0 .. n_next)`` (the next batch's) are
+    then requested into cache."""
     cdef int i
     cdef Py_ssize_t j
     cdef const input_t* src
@@ -325,7 +327,8 @@ cdef void _gather(const input_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb
     if input_t is uint8_t:
         if floating is float:
             if kernel_level() != LEVEL_BLAS or inputs != NULL:   # vectorised for the CPU
-                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team, copies, inputs)
+                gather_u8(kernel_level(), X, d, rows, nb, out, scale, team, copies, inputs,
+                          next, n_next)
                 return
     for i in range(nb):
         src = X + rows[i] * d
@@ -1117,11 +1120,8 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
                                         &ws.inputs) * 8 > ws.d * 7:
                             ws.layers[0].inputs = NULL
             _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team,
-                    ws.layers[0].n_out if ws.layers[0].packed else 0, ws.layers[0].inputs)
-            if input_t is uint8_t:
-                if pos + nb < stop:
-                    prefetch_rows(X, ws.d, order + pos + nb,
-                                  <int>(bs if stop - pos - nb > bs else stop - pos - nb))
+                    ws.layers[0].n_out if ws.layers[0].packed else 0, ws.layers[0].inputs,
+                    order + pos + nb, <int>min(bs, stop - pos - nb))
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
