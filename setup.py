@@ -119,7 +119,8 @@ extensions = [
     extension("fastnn._core._packed",
               [os.path.join("src", "fastnn", "_core", "_packed_kernels.c"),
                os.path.join("src", "fastnn", "_core", "_conv_kernels.c"),
-               os.path.join("src", "fastnn", "_core", "_pool_kernels.c")]),
+               os.path.join("src", "fastnn", "_core", "_pool_kernels.c"),
+               os.path.join("src", "fastnn", "_core", "_loss_kernels.c")]),
 ]
 
 setup(

@@ -64,6 +64,10 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 # gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil
+# The fused softmax cross-entropy against integer labels, vectorised (AVX-512, AVX2; see
+# _loss_kernels.h): the training loss of float32 classifiers at those levels.
+cdef double softmax_xent_labels_simd(int level, const float* Z, const Py_ssize_t* labels,
+                                     const float* w, float* dZ, int n, int c) noexcept nogil
 # The direct float32 convolution kernels (stride 1; see _conv_kernels.h) and pooling
 # kernels (AVX-512; see _pool_kernels.h).
 cdef bint conv_direct(int level, const int* g) noexcept nogil

@@ -55,6 +55,10 @@ cdef extern from "_packed_kernels.h" nogil:
                          int nb, fnn_active* act)
     void fnn_prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb)
 
+cdef extern from "_loss_kernels.h" nogil:
+    double fnn_softmax_xent_labels(int level, const float* Z, const Py_ssize_t* labels,
+                                   const float* w, float* dZ, int n, int c)
+
 cdef extern from "_conv_kernels.h" nogil:
     int fnn_conv_direct(int level, const int* g)
     size_t fnn_conv_scratch_floats(const int* g)
@@ -174,6 +178,11 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil:
     return fnn_batch_inputs(level, X, d, rows, nb, act)
+
+
+cdef double softmax_xent_labels_simd(int level, const float* Z, const Py_ssize_t* labels,
+                                     const float* w, float* dZ, int n, int c) noexcept nogil:
+    return fnn_softmax_xent_labels(level, Z, labels, w, dZ, n, c)
 
 
 cdef bint conv_direct(int level, const int* g) noexcept nogil:
@@ -472,6 +481,35 @@ def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] ou
         fnn_gather_u8(level, &X[0, 0], d, &rows[0], nb, &out[0, 0], scale, inputs, team)
         fnn_team_stop(team)
     return np.asarray(cols[:act.n]).copy() if compact else None
+
+
+def softmax_cross_entropy_labels(const float[:, ::1] Z, const Py_ssize_t[::1] labels,
+                                 float[:, ::1] dZ, const float[::1] weights, int level):
+    """The vectorised softmax cross-entropy of training (see _loss_kernels.h): the mean
+    loss, and dZ filled unless it is None; weights may be None."""
+    _check_level(level)
+    cdef int n = Z.shape[0], c = Z.shape[1], i
+    if n < 1 or c < 1:
+        raise ValueError("empty logits")
+    if labels.shape[0] != n:
+        raise ValueError("labels and logits differ in length")
+    for i in range(n):
+        if not (0 <= labels[i] < c):
+            raise ValueError(f"label {labels[i]} is outside [0, {c})")
+    cdef float* d = NULL
+    if dZ is not None:
+        if dZ.shape[0] != n or dZ.shape[1] != c:
+            raise ValueError("dZ has the wrong shape")
+        d = &dZ[0, 0]
+    cdef const float* w = NULL
+    if weights is not None:
+        if weights.shape[0] != n:
+            raise ValueError("weights and logits differ in length")
+        w = &weights[0]
+    cdef double loss
+    with nogil:
+        loss = fnn_softmax_xent_labels(level, &Z[0, 0], &labels[0], w, d, n, c)
+    return loss
 
 
 cdef int _conv_args(const int[::1] g, int level, Py_ssize_t n, Py_ssize_t x_cols,

@@ -39,7 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS,
+    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS, softmax_xent_labels_simd,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
     conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
@@ -629,6 +629,10 @@ cdef double _loss_and_grad(int loss, bint use_labels, const floating* out, float
                            const floating* weights, int n, int c) noexcept nogil:
     if loss == SOFTMAX_CROSS_ENTROPY:
         if use_labels:
+            if floating is float:
+                if kernel_level() != LEVEL_BLAS:    # the exponentials in vectors
+                    return softmax_xent_labels_simd(kernel_level(), out, labels, weights,
+                                                    grad, n, c)
             return softmax_xent_labels(out, labels, weights, grad, n, c)
         return softmax_xent_targets(out, targets, weights, grad, n, c)
     if loss == BINARY_CROSS_ENTROPY:
