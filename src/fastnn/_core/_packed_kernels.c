@@ -1027,6 +1027,7 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  */
 #if defined(FNN_X86) && !defined(_WIN32)
 #define FNN_TEAM 1
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -1035,15 +1036,20 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
 
 #define FNN_SPIN_SECONDS 50e-6
 /* A wait this long for the helper's last units means it lost its CPU (another process
- * took it): the rest of the chunk runs on the calling thread alone. One such stall per
- * chunk, instead of one per product, and the thread chooser sees the chunk's pace. */
+ * took it): the caller then works alone, for FNN_RETRY_SECONDS at first, twice as long
+ * after each such give-up of the chunk. One such stall now and then, instead of one per
+ * product, and the thread chooser sees the chunk's pace; and a competitor that only
+ * passes (another library's threads spinning down after their work: PyTorch's, for
+ * some milliseconds) no longer costs the whole chunk its helper (NOTES 25). */
 #define FNN_GIVE_UP_SECONDS 500e-6
+#define FNN_RETRY_SECONDS 2e-3
 /* Shorter stalls, over and over, mean the same on small products (a batch of 16: some
  * 10 us each): a helper that takes no unit of a product (it was not running when the
  * product began: waking it cost the caller a system call), or keeps the caller waiting
  * longer than the caller worked (and FNN_LATE_SLACK_SECONDS more), on FNN_LATE_PRODUCTS
  * products in a row has lost its CPU part of the time, and sharing costs the caller more
- * than it gains (NOTES 23). */
+ * than it gains (NOTES 23): the rest of the chunk runs on the caller (retries measured
+ * 1.3-1.7x slower next to two CPU-bound competitors, NOTES 25). */
 #define FNN_LATE_SLACK_SECONDS 10e-6
 #define FNN_LATE_PRODUCTS 8
 /* Multiply-adds below which one thread does a product alone (NOTES 14, 23): lower for a
@@ -1074,7 +1080,8 @@ struct fnn_team {
     atomic_llong next;        /* (generation << 32) | (front << 16) | back: units left */
     atomic_int done;          /* units of the current job finished */
     atomic_int gen, quit, sleeping;
-    int given_up;             /* the caller works alone for the rest of the chunk */
+    int given_up;             /* the caller works alone, until retry_at */
+    double retry_at, backoff;
     int late;                 /* products in a row on which the helper was late */
     /* The batch input as the caller gathered it (fnn_team_input), and the helper's own
      * copy of it: the units the helper runs of a dense product on in_x read the copy. */
@@ -1249,20 +1256,31 @@ static void team_run(fnn_team *t, const fnn_job *job)
         if (++spins % 64 == 0 && fnn_now() > until)
             sched_yield();
     }
-    double waited = fnn_now() - start;
-    if (spins >= 64 && waited > FNN_GIVE_UP_SECONDS)
-        t->given_up = 1;
-    else if (alone || waited > start - began + FNN_LATE_SLACK_SECONDS)
-        t->given_up = ++t->late >= FNN_LATE_PRODUCTS;
-    else
+    double now = fnn_now(), waited = now - start;
+    if (spins >= 64 && waited > FNN_GIVE_UP_SECONDS) {
+        t->backoff = t->backoff > 0 ? 2 * t->backoff : FNN_RETRY_SECONDS;
+        t->given_up = 1, t->retry_at = now + t->backoff, t->late = 0;
+    } else if (alone || waited > start - began + FNN_LATE_SLACK_SECONDS) {
+        if (++t->late >= FNN_LATE_PRODUCTS)
+            t->given_up = 1, t->retry_at = INFINITY;
+    } else {
         t->late = 0;
+    }
+}
+
+/* Whether the caller works alone now (the helper given up, and not yet to be retried). */
+static int team_alone(fnn_team *t)
+{
+    if (t->given_up && fnn_now() >= t->retry_at)
+        t->given_up = 0;
+    return t->given_up;
 }
 
 /* Whether to share a product of n x n_in by n_in x n_out on X with the helper (X NULL:
  * on the batch input that fnn_team_input is about to gather). */
 static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out, const float *X)
 {
-    if (t == NULL || t->given_up || level == FNN_LEVEL_BLAS || n_out <= 16)
+    if (t == NULL || level == FNN_LEVEL_BLAS || n_out <= 16 || team_alone(t))
         return 0;
     int own = X == NULL || (t->copy_ok && X == t->in_x);
     return (double)n * n_in * n_out >= (own ? FNN_TEAM_MIN_WORK_OWN_INPUT : FNN_TEAM_MIN_WORK);
@@ -1331,7 +1349,7 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
 void fnn_team_for(fnn_team *team, int units, fnn_unit_fn fn, void *ctx)
 {
 #ifdef FNN_TEAM
-    if (team != NULL && !team->given_up && units > 1) {
+    if (team != NULL && units > 1 && !team_alone(team)) {
         fnn_job j = {0};
         j.kind = 2, j.fn = fn, j.ctx = ctx, j.units = units;
         team_run(team, &j);
