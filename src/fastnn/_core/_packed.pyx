@@ -328,23 +328,22 @@ cdef int _check_threads(int threads) except -1:
     return 0
 
 
-cdef int _rows_of(const float[::1] P, int n_out) except -1:
-    """The rows of the matrix packed in P, n_out wide."""
+cdef int[::1] _compacted(object cols, int K, const float[::1] P, int n_out, fnn_active* act,
+                         int* n_in):
+    """act = the inputs ``cols`` (increasing, in [0, n_in)), one per column of X (K);
+    n_in = the rows of the matrix packed in P, n_out wide. The array returned holds the
+    list act points into."""
     cdef Py_ssize_t panel = (n_out + PANEL - 1) // PANEL * PANEL
     if n_out < 1 or P.shape[0] < panel or P.shape[0] % panel:
         raise ValueError("P does not hold a matrix that wide")
-    return <int>(P.shape[0] // panel)
-
-
-cdef int[::1] _active_cols(object cols, int K, int n_in, fnn_active* act):
-    """act = the inputs ``cols`` (increasing, in [0, n_in)), one per column of X (K)."""
+    n_in[0] = <int>(P.shape[0] // panel)
     cdef int[::1] c = np.ascontiguousarray(cols, dtype=np.intc)
     if c.shape[0] != K:
         raise ValueError(f"cols has {c.shape[0]} inputs, X has {K} columns")
     if K > FNN_COMPACT_MAX_INPUTS:
         raise ValueError(f"a compacted batch has at most {FNN_COMPACT_MAX_INPUTS} inputs")
     a = np.asarray(c)
-    if K and (a[0] < 0 or a[K - 1] >= n_in or (K > 1 and np.any(np.diff(a) <= 0))):
+    if K and (a[0] < 0 or a[K - 1] >= n_in[0] or (K > 1 and np.any(np.diff(a) <= 0))):
         raise ValueError("cols must increase and lie in [0, n_in)")
     act.n = K
     act.cols = &c[0]
@@ -367,8 +366,7 @@ def forward(const float[:, :] X, const float[::1] P, const float[::1] b, float[:
     cdef const fnn_active* inputs = NULL
     cdef int[::1] keep_cols
     if cols is not None:
-        n_in = _rows_of(P, n_out)
-        keep_cols = _active_cols(cols, X.shape[1], n_in, &act)
+        keep_cols = _compacted(cols, X.shape[1], P, n_out, &act, &n_in)
         inputs = &act
     if b is not None and b.shape[0] != n_out:
         raise ValueError("b and Y differ in width")
@@ -426,8 +424,7 @@ def weight_gradient(const float[:, :] X, const float[:, :] dZ, float[::1] P, flo
     cdef const fnn_active* inputs = NULL
     cdef int[::1] keep_cols
     if cols is not None:
-        n_in = _rows_of(P, n_out)
-        keep_cols = _active_cols(cols, X.shape[1], n_in, &act)
+        keep_cols = _compacted(cols, X.shape[1], P, n_out, &act, &n_in)
         inputs = &act
     if n < 1 or n_in < 1 or n_out < 1:
         raise ValueError("empty dimension")
@@ -469,9 +466,11 @@ def gather(const uint8_t[:, ::1] X, const Py_ssize_t[::1] rows, float[:, ::1] ou
             raise ValueError("rows index outside X")
     cdef fnn_active act
     cdef const fnn_active* inputs = NULL
-    cdef int[::1] cols = np.zeros(d + 16, np.intc)
-    cdef uint16_t[::1] mask = np.zeros((d + 15) // 16, np.uint16)
+    cdef int[::1] cols
+    cdef uint16_t[::1] mask
     if compact:
+        cols = np.zeros(d + 16, np.intc)
+        mask = np.zeros((d + 15) // 16, np.uint16)
         act.cols = &cols[0]
         act.mask = &mask[0]
         fnn_batch_inputs(level, &X[0, 0], d, &rows[0], nb, &act)

@@ -168,24 +168,15 @@ static void update_one(float *w, float *g, float a, int mode, float lr, float mu
     }
 }
 
-/* The update of a zero gradient on the rows k in [lo, hi) of W other than
- * skip[0 .. m) (increasing, inside [lo, hi)), in every panel: the weight-gradient
- * kernels' update for an input that is 0 in every row of the batch. */
-static void rest_scalar(float *P, float *G, int n_in, int n_out, int lo, int hi,
-                        const int *skip, int m, int mode, float lr, float mu, float wd)
+/* The update of a zero gradient on one row of W in each of its panels (P and G at the
+ * row in the first panel, the panels `step` floats apart): the weight-gradient kernels'
+ * update for an input that is 0 in every row of the batch (see wgrad_rest). */
+static void zero_row_scalar(float *P, float *G, size_t step, int panels, int mode, float lr,
+                            float mu, float wd)
 {
-    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
-    for (int k = lo; k < hi; k++) {
-        if (q < m && skip[q] == k) {
-            q++;
-            continue;
-        }
-        for (int p = 0; p < panels; p++) {
-            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
-            for (int c = 0; c < FNN_NR; c++)
-                update_one(P + at + c, G + at + c, 0, mode, lr, mu, wd);
-        }
-    }
+    for (int p = 0; p < panels; p++)
+        for (int c = 0; c < FNN_NR; c++)
+            update_one(P + p * step + c, G + p * step + c, 0, mode, lr, mu, wd);
 }
 
 static void wgrad_scalar(const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
@@ -407,24 +398,15 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     }
 }
 
-static T512 void rest512(float *P, float *G, int n_in, int n_out, int lo, int hi,
-                        const int *skip, int m, int mode, float lr, float mu, float wd)
+static T512 void zero_row512(float *P, float *G, size_t step, int panels, int mode,
+                             float lr, float mu, float wd)
 {
-    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
     __m512 z = _mm512_setzero_ps(), nlr = _mm512_set1_ps(-lr);
     __m512 keep = _mm512_set1_ps(1 - lr * wd), vmu = _mm512_set1_ps(mu);
     __m512 vwd = _mm512_set1_ps(wd);
-    for (int k = lo; k < hi; k++) {
-        if (q < m && skip[q] == k) {
-            q++;
-            continue;
-        }
-        for (int p = 0; p < panels; p++) {
-            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
-            upd512(P + at, G + at, z, mode, nlr, keep, vmu, vwd);
-            upd512(P + at + 16, G + at + 16, z, mode, nlr, keep, vmu, vwd);
-        }
-    }
+    for (int p = 0; p < panels; p++)
+        for (int c = 0; c < FNN_NR; c += 16)
+            upd512(P + p * step + c, G + p * step + c, z, mode, nlr, keep, vmu, vwd);
 }
 
 #define WG512_CASE(M)                                                                   \
@@ -643,24 +625,15 @@ INL T256 void wg256(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     }
 }
 
-static T256 void rest256(float *P, float *G, int n_in, int n_out, int lo, int hi,
-                        const int *skip, int m, int mode, float lr, float mu, float wd)
+static T256 void zero_row256(float *P, float *G, size_t step, int panels, int mode,
+                             float lr, float mu, float wd)
 {
-    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
     __m256 z = _mm256_setzero_ps(), nlr = _mm256_set1_ps(-lr);
     __m256 keep = _mm256_set1_ps(1 - lr * wd), vmu = _mm256_set1_ps(mu);
     __m256 vwd = _mm256_set1_ps(wd);
-    for (int k = lo; k < hi; k++) {
-        if (q < m && skip[q] == k) {
-            q++;
-            continue;
-        }
-        for (int p = 0; p < panels; p++) {
-            size_t at = (size_t)p * n_in * FNN_NR + (size_t)k * FNN_NR;
-            for (int c = 0; c < FNN_NR; c += 8)
-                upd256(P + at + c, G + at + c, z, mode, nlr, keep, vmu, vwd);
-        }
-    }
+    for (int p = 0; p < panels; p++)
+        for (int c = 0; c < FNN_NR; c += 8)
+            upd256(P + p * step + c, G + p * step + c, z, mode, nlr, keep, vmu, vwd);
 }
 
 #define WG256_CASE(M)                                                                   \
@@ -877,31 +850,50 @@ void fnn_rows_forward(int level, const float *X, ptrdiff_t ldx, const float *W, 
     rows_forward_scalar(X, ldx, W, ldw, b, Y, ldy, n, n_in, n_out, relu);
 }
 
+/* The rows k in [lo, hi) of W other than skip[0 .. m) (increasing, inside [lo, hi)) get
+ * the update of a zero gradient, in every panel. */
+static void wgrad_rest(int level, float *P, float *G, int n_in, int n_out, int lo, int hi,
+                       const int *skip, int m, int mode, float lr, float mu, float wd)
+{
+    int panels = (n_out + FNN_NR - 1) / FNN_NR, q = 0;
+    size_t step = (size_t)n_in * FNN_NR;
+    for (int k = lo; k < hi; k++) {
+        if (q < m && skip[q] == k) {
+            q++;
+            continue;
+        }
+        float *Pk = P + (size_t)k * FNN_NR, *Gk = G + (size_t)k * FNN_NR;
+#ifdef FNN_X86
+        if (level == FNN_LEVEL_AVX512) {
+            zero_row512(Pk, Gk, step, panels, mode, lr, mu, wd);
+            continue;
+        }
+        if (level == FNN_LEVEL_AVX2) {
+            zero_row256(Pk, Gk, step, panels, mode, lr, mu, wd);
+            continue;
+        }
+#endif
+        (void)level;
+        zero_row_scalar(Pk, Gk, step, panels, mode, lr, mu, wd);
+    }
+}
+
 /* As forward_one; then, with rows, the rows of W in [lo, hi) not among rows[0 .. K) get
  * the update of a zero gradient (rows[0 .. K) are the ones in [lo, hi)). */
 static void wgrad_one(int level, const float *X, ptrdiff_t ldx, const float *dZ, ptrdiff_t ldz,
                       float *P, float *G, int n, int K, int n_in, int n_out, const int *rows,
                       int lo, int hi, int mode, float lr, float mu, float wd)
 {
-    int rest = rows != NULL && mode != FNN_WG_SGD_NO_DECAY && hi - lo > K;
 #ifdef FNN_X86
-    if (level == FNN_LEVEL_AVX512) {
+    if (level == FNN_LEVEL_AVX512)
         wgrad512(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
-        if (rest)
-            rest512(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
-        return;
-    }
-    if (level == FNN_LEVEL_AVX2) {
+    else if (level == FNN_LEVEL_AVX2)
         wgrad256(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
-        if (rest)
-            rest256(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
-        return;
-    }
+    else
 #endif
-    (void)level;
-    wgrad_scalar(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
-    if (rest)
-        rest_scalar(P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
+        wgrad_scalar(X, ldx, dZ, ldz, P, G, n, K, n_in, n_out, rows, mode, lr, mu, wd);
+    if (rows != NULL && mode != FNN_WG_SGD_NO_DECAY && hi - lo > K)
+        wgrad_rest(level, P, G, n_in, n_out, lo, hi, rows, K, mode, lr, mu, wd);
 }
 
 void fnn_prefetch_rows(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb)
