@@ -679,3 +679,33 @@ def test_uint8_fit_on_compacted_batches_gives_the_bits_of_float_input(level, opt
         fastnn.set_num_threads(before)
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_simd
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_compacted_batch_keeps_its_own_inputs(level, threads, kernel_threads):
+    """Sparse rows: every batch of 8 has other inputs that are not 0, so a batch compacted
+    by another batch's inputs (the next one's are found while this one trains, on the
+    helper thread) loses some and trains to other bits than the float32 input does."""
+    rng = np.random.default_rng(8)
+    X = np.zeros((240, 120), np.uint8)
+    for row in X:
+        row[rng.choice(120, size=3, replace=False)] = rng.integers(1, 256, size=3)
+    Xf = X.astype(np.float32) * np.float32(1 / 255)
+    y = rng.integers(0, 10, size=240)
+    before = fastnn.get_num_threads()
+    fastnn.set_kernel_level(level)
+    weights = []
+    try:
+        fastnn.set_num_threads(threads)
+        fastnn.kernels.set_kernel_threads(threads)
+        for data, scale in ((X, 1 / 255), (Xf, 1.0)):
+            net = fastnn.Network.mlp([120, 48, 10], loss="softmax_cross_entropy", seed=2)
+            net.fit(data, y, epochs=2, batch_size=8, input_scale=scale, verbose=0,
+                    optimizer=fastnn.SGD(0.5))
+            weights.append([p.copy() for layer in net.layers for p in layer.params()])
+    finally:
+        fastnn.set_num_threads(before)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

@@ -64,6 +64,11 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 # gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil
+# The same on the team's helper while the caller goes on (at once without one); act is
+# ready after team_wait (which any other product or gather of the team's also waits for).
+cdef void team_batch_inputs(void* team, int level, const uint8_t* X, Py_ssize_t d,
+                            const Py_ssize_t* rows, int nb, fnn_active* act) noexcept nogil
+cdef void team_wait(void* team) noexcept nogil
 # The fused softmax cross-entropy against integer labels, vectorised (AVX-512, AVX2; see
 # _loss_kernels.h): the training loss of float32 classifiers at those levels.
 cdef double softmax_xent_labels_simd(int level, const float* Z, const Py_ssize_t* labels,

@@ -53,6 +53,9 @@ cdef extern from "_packed_kernels.h" nogil:
                         int n_next)
     int fnn_batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                          int nb, fnn_active* act)
+    void fnn_team_batch_inputs(fnn_team* team, int level, const uint8_t* X, Py_ssize_t d,
+                               const Py_ssize_t* rows, int nb, fnn_active* act)
+    void fnn_team_wait(fnn_team* team)
     void fnn_prefetch_rows(const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows, int nb)
 
 cdef extern from "_loss_kernels.h" nogil:
@@ -178,6 +181,15 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
 cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
                       int nb, fnn_active* act) noexcept nogil:
     return fnn_batch_inputs(level, X, d, rows, nb, act)
+
+
+cdef void team_batch_inputs(void* team, int level, const uint8_t* X, Py_ssize_t d,
+                            const Py_ssize_t* rows, int nb, fnn_active* act) noexcept nogil:
+    fnn_team_batch_inputs(<fnn_team*>team, level, X, d, rows, nb, act)
+
+
+cdef void team_wait(void* team) noexcept nogil:
+    fnn_team_wait(<fnn_team*>team)
 
 
 cdef double softmax_xent_labels_simd(int level, const float* Z, const Py_ssize_t* labels,

@@ -1075,6 +1075,17 @@ struct fnn_team {
     int given_up;             /* the caller works alone, until retry_at */
     double retry_at, backoff;
     int late;                 /* products in a row on which the helper was late */
+    /* A job the caller posted and went on from (fnn_team_batch_inputs): finished, by
+     * the helper or else the caller, before any other job is posted (team_settle). */
+    int pending;
+    double posted_at;
+    struct {
+        int level, nb;
+        const uint8_t *X;
+        ptrdiff_t d;
+        const ptrdiff_t *rows;
+        fnn_active *act;
+    } inputs;
     /* The batch input as the caller gathered it (fnn_team_input), and the helper's own
      * copy of it: the units the helper runs of a dense product on in_x read the copy. */
     const float *in_x;
@@ -1083,6 +1094,8 @@ struct fnn_team {
     size_t copy_cap;
     int copy_ok;
 };
+
+static void team_settle(fnn_team *t);
 
 static double fnn_now(void)
 {
@@ -1209,6 +1222,7 @@ void fnn_team_stop(fnn_team *t)
 {
     if (t == NULL)
         return;
+    team_settle(t);
     pthread_mutex_lock(&t->lock);
     atomic_store(&t->quit, 1);
     pthread_cond_signal(&t->wake);
@@ -1220,13 +1234,9 @@ void fnn_team_stop(fnn_team *t)
     free(t);
 }
 
-static void team_run(fnn_team *t, const fnn_job *job)
+/* Make job the team's current one (its units claimable) and wake the helper. */
+static void team_post(fnn_team *t, const fnn_job *job)
 {
-    if (job->units > 0xFFFF) {   /* more than the claim word counts: all on the caller */
-        for (int u = 0; u < job->units; u++)
-            run_unit(job, u, NULL);
-        return;
-    }
     int g = atomic_load(&t->gen) + 1;
     t->job = *job;
     atomic_store(&t->done, 0);
@@ -1237,13 +1247,20 @@ static void team_run(fnn_team *t, const fnn_job *job)
         pthread_cond_signal(&t->wake);
         pthread_mutex_unlock(&t->lock);
     }
-    double began = fnn_now();
-    int alone = run_units(t, g, 0) == job->units;
+}
+
+/* Run the current job's units the helper has not taken, wait for the helper's, and judge
+ * from the wait whether the helper has lost its CPU (see FNN_GIVE_UP_SECONDS and
+ * FNN_LATE_PRODUCTS). began: when the caller could first have started on the job. */
+static void team_finish(fnn_team *t, double began)
+{
+    int units = t->job.units;
+    int alone = run_units(t, atomic_load(&t->gen), 0) == units;
     /* Wait for the units the helper took; spin briefly, then give the CPU away, so a
      * helper sharing this CPU (a busy machine) can finish. */
     double start = fnn_now(), until = start + FNN_SPIN_SECONDS;
     int spins = 0;
-    while (atomic_load(&t->done) < job->units) {
+    while (atomic_load(&t->done) < units) {
         _mm_pause();
         if (++spins % 64 == 0 && fnn_now() > until)
             sched_yield();
@@ -1258,6 +1275,27 @@ static void team_run(fnn_team *t, const fnn_job *job)
     } else {
         t->late = 0;
     }
+}
+
+/* Finish the posted job the caller went on from, if any. */
+static void team_settle(fnn_team *t)
+{
+    if (t->pending) {
+        t->pending = 0;
+        team_finish(t, t->posted_at);
+    }
+}
+
+static void team_run(fnn_team *t, const fnn_job *job)
+{
+    team_settle(t);
+    if (job->units > 0xFFFF) {   /* more than the claim word counts: all on the caller */
+        for (int u = 0; u < job->units; u++)
+            run_unit(job, u, NULL);
+        return;
+    }
+    team_post(t, job);
+    team_finish(t, fnn_now());
 }
 
 /* Whether the caller works alone now (the helper given up, and not yet to be retried). */
@@ -1322,10 +1360,49 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
     fnn_team_for(t, 2, input_unit, &g);
 }
 
+static void inputs_unit(void *ctx, int u)
+{
+    fnn_team *t = (fnn_team *)ctx;
+    (void)u;
+    fnn_batch_inputs(t->inputs.level, t->inputs.X, t->inputs.d, t->inputs.rows, t->inputs.nb,
+                     t->inputs.act);
+}
+
+void fnn_team_batch_inputs(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
+                           const ptrdiff_t *rows, int nb, fnn_active *act)
+{
+    if (t == NULL || team_alone(t)) {
+        fnn_batch_inputs(level, X, d, rows, nb, act);
+        return;
+    }
+    team_settle(t);
+    t->inputs.level = level, t->inputs.X = X, t->inputs.d = d, t->inputs.rows = rows;
+    t->inputs.nb = nb, t->inputs.act = act;
+    fnn_job j = {0};
+    j.kind = 2, j.fn = inputs_unit, j.ctx = t, j.units = 1;
+    team_post(t, &j);
+    t->pending = 1, t->posted_at = fnn_now();
+}
+
+void fnn_team_wait(fnn_team *t)
+{
+    if (t != NULL)
+        team_settle(t);
+}
+
 #else
 
 fnn_team *fnn_team_start(void) { return NULL; }
 void fnn_team_stop(fnn_team *t) { (void)t; }
+
+void fnn_team_batch_inputs(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
+                           const ptrdiff_t *rows, int nb, fnn_active *act)
+{
+    (void)t;
+    fnn_batch_inputs(level, X, d, rows, nb, act);
+}
+
+void fnn_team_wait(fnn_team *t) { (void)t; }
 
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale,

@@ -75,6 +75,14 @@ typedef struct {
 int fnn_batch_inputs(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb,
                      fnn_active *act);
 
+/* fnn_batch_inputs on the team's helper, while the caller goes on with other work (the
+ * next batch's inputs, during the serial part of this batch's step); at once on the
+ * caller without a team or with one given up. act is ready after fnn_team_wait, which
+ * any other job of the team's also waits for first. */
+void fnn_team_batch_inputs(fnn_team *team, int level, const uint8_t *X, ptrdiff_t d,
+                           const ptrdiff_t *rows, int nb, fnn_active *act);
+void fnn_team_wait(fnn_team *team);   /* NULL is fine */
+
 /* Ask for the rows X[rows[0 .. nb)] (d bytes each) to be brought into cache, and return:
  * the next batch's, requested while this one is computed. */
 void fnn_prefetch_rows(const uint8_t *X, ptrdiff_t d, const ptrdiff_t *rows, int nb);

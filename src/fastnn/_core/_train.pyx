@@ -39,7 +39,7 @@ from fastnn._core._kernels cimport (
 from fastnn._core._packed cimport (
     LEVEL_BLAS, PANEL, MIN_PACKED_OUTPUTS, WG_STORE, WG_SGD, WG_MOMENTUM, kernel_level, packed_size, pack, unpack,
     packed_forward, packed_wgrad, gather_u8, pack_transposed, team_start, team_stop,
-    fnn_active, batch_inputs, FNN_COMPACT_MAX_INPUTS, softmax_xent_labels_simd,
+    fnn_active, team_batch_inputs, team_wait, FNN_COMPACT_MAX_INPUTS, softmax_xent_labels_simd,
     kernel_threads, rows_forward, conv_direct, conv_scratch_floats, conv_forward_direct,
     conv_wgrad_direct, pool_direct, pool_tiles, pool_forward_direct, pool_backward_act_direct,
     conv_pool_fuses, conv_pool_forward_direct, conv_pool_wgrad_scratch_floats,
@@ -720,8 +720,9 @@ cdef class Workspace:
     cdef PackedCopy* packs      # what is copied into panels before a chunk and back after
     cdef int n_packs
     cdef Layout* layouts        # per layer: [2 l] row-major, [2 l + 1] in panels
-    cdef fnn_active inputs      # uint8 X and a packed first layer: each batch's inputs that
-    cdef bint compact           # are not 0 in all its rows (compact: room made for them)
+    cdef fnn_active inputs[2]   # uint8 X and a packed first layer: each batch's inputs that
+    cdef bint compact           # are not 0 in all its rows (compact: room made for them),
+                                # this batch's and the next one's
 
     def __cinit__(self):
         self.layers = NULL
@@ -828,11 +829,11 @@ cdef class Workspace:
         self.keep += [X, plan.Xb]
         self.compact = (self.xtype == cnp.NPY_UINT8 and self.layers[0].packed != 0
                         and self.d <= FNN_COMPACT_MAX_INPUTS)
-        if self.compact:
+        for k in range(2 if self.compact else 0):
             cols = np.zeros(self.d + 16, np.intc)
             mask = np.zeros((self.d + 15) // 16, np.uint16)
-            self.inputs.cols = <int*>cnp.PyArray_DATA(cols)
-            self.inputs.mask = <uint16_t*>cnp.PyArray_DATA(mask)
+            self.inputs[k].cols = <int*>cnp.PyArray_DATA(cols)
+            self.inputs[k].mask = <uint16_t*>cnp.PyArray_DATA(mask)
             self.keep += [cols, mask]
 
         self.use_labels = plan.use_labels
@@ -1108,24 +1109,33 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
     cdef Py_ssize_t i, pos = start, bad = -1, done = 0
     cdef double batch_loss, total = 0, correct = 0
     cdef double deadline = 0
+    cdef int cur = 0, n_next
+    # A packed first layer skips the inputs that are 0 in the whole batch (the background
+    # of images; see fnn_batch_inputs): worth it while they are more than 1/8 of all.
+    # With a helper thread, it finds the next batch's while this one's loss and output
+    # layer run on this thread alone (found: the next batch's are on their way).
+    cdef bint compact = ws.compact and ws.layers[0].packed, found = False
+    cdef void* team = ws.layers[0].team
     with nogil:
         if max_seconds > 0:
             deadline = _now() + max_seconds
         while pos < stop:
             nb = <int>(bs if stop - pos > bs else stop - pos)
+            n_next = <int>min(bs, stop - pos - nb)
             if input_t is uint8_t:
-                if floating is float:
-                    # A packed first layer skips the inputs that are 0 in the whole batch
-                    # (the background of images; see fnn_batch_inputs): worth it while
-                    # they are more than 1/8 of all.
-                    if ws.compact and ws.layers[0].packed:
-                        ws.layers[0].inputs = &ws.inputs
-                        if batch_inputs(ws.layers[0].packed, X, ws.d, order + pos, nb,
-                                        &ws.inputs) * 8 > ws.d * 7:
-                            ws.layers[0].inputs = NULL
-            _gather(X, ws.d, order + pos, nb, Xb, scale, ws.layers[0].team,
+                if compact:
+                    if found:
+                        team_wait(team)
+                    else:
+                        team_batch_inputs(NULL, ws.layers[0].packed, X, ws.d, order + pos,
+                                          nb, &ws.inputs[cur])
+                    found = False
+                    ws.layers[0].inputs = &ws.inputs[cur]
+                    if ws.inputs[cur].n * 8 > ws.d * 7:
+                        ws.layers[0].inputs = NULL
+            _gather(X, ws.d, order + pos, nb, Xb, scale, team,
                     ws.layers[0].n_out if ws.layers[0].packed else 0, ws.layers[0].inputs,
-                    order + pos + nb, <int>min(bs, stop - pos - nb))
+                    order + pos + nb, n_next)
             if ws.use_labels:
                 for i in range(nb):
                     ws.labels_b[i] = ws.labels[order[pos + i]]
@@ -1135,6 +1145,11 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             if ws.use_weights:
                 _gather(<const floating*>ws.weights, 1, order + pos, nb, wb, <floating>1, NULL)
             _forward(ws.layers, L, Xb, nb, ws.rng)
+            if input_t is uint8_t:
+                if compact and team != NULL and n_next > 0:
+                    cur, found = 1 - cur, True
+                    team_batch_inputs(team, ws.layers[0].packed, X, ws.d, order + pos + nb,
+                                      n_next, &ws.inputs[cur])
             batch_loss = _loss_and_grad(ws.loss, ws.use_labels, <floating*>last.A,
                                         <floating*>last.D, ws.labels_b, targets_b, wb, nb, c)
             if not isfinite(batch_loss):
@@ -1150,6 +1165,7 @@ cdef object _train_range(Workspace ws, const Py_ssize_t* order, Py_ssize_t start
             pos += nb
             if deadline > 0 and _now() > deadline:
                 break
+        team_wait(team)   # a next batch's inputs the loop broke off before
         ws.layers[0].inputs = NULL
     if ws.opt.kind == OPT_ADAM:
         ws.optimizer.step_count = ws.opt.step
