@@ -1049,6 +1049,11 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
  * where a unit reads nothing the other core wrote but its share of dZ. */
 #define FNN_TEAM_MIN_WORK 4e6
 #define FNN_TEAM_MIN_WORK_OWN_INPUT 1e6
+/* Batches below this many rows are cut into one unit per panel only, not also into two
+ * parts of rows (forward) or of terms (weight gradient): at batch 16 a part's unit is
+ * 1.4-2 us, and its own start (the forward's term lists, the weight gradient's update
+ * pass) made the epoch 10% slower on 2 threads (NOTES 27). */
+#define FNN_TEAM_PARTS_MIN_ROWS 32
 
 typedef struct {
     int kind;                 /* 0 forward, 1 weight gradient, 2 fn(ctx, unit) */
@@ -1439,7 +1444,7 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
 #ifdef FNN_TEAM
     if (team_worth(team, level, n, n_in, n_out, X)) {
         int block = level == FNN_LEVEL_AVX512 ? 8 : 6;
-        int parts = (n + block - 1) / block < 2 ? 1 : 2;
+        int parts = (n + block - 1) / block < 2 || n < FNN_TEAM_PARTS_MIN_ROWS ? 1 : 2;
         fnn_job j = {0};
         j.kind = 0, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.relu = relu;
         j.act_fn = act_fn, j.act = act, j.in = in;
@@ -1472,7 +1477,7 @@ void fnn_dense_wgrad(int level, const float *X, ptrdiff_t ldx, const float *dZ, 
         j.kind = 1, j.level = level, j.n = n, j.n_in = n_in, j.n_out = n_out, j.mode = mode;
         j.X = X, j.ldx = ldx, j.dZ = dZ, j.ldz = ldz, j.P = P, j.G = G, j.in = in;
         j.lr = lr, j.mu = mu, j.wd = wd;
-        j.parts = K >= 32 ? 2 : 1;
+        j.parts = K >= 32 && n >= FNN_TEAM_PARTS_MIN_ROWS ? 2 : 1;
         j.units = (n_out + FNN_NR - 1) / FNN_NR * j.parts;
         team_run(team, &j);
         return;
