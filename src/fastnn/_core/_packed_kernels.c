@@ -1242,10 +1242,12 @@ void fnn_team_stop(fnn_team *t)
 /* Make job the team's current one (its units claimable) and wake the helper. */
 static void team_post(fnn_team *t, const fnn_job *job)
 {
-    int g = atomic_load(&t->gen) + 1;
+    int g = atomic_load_explicit(&t->gen, memory_order_relaxed) + 1;
     t->job = *job;
-    atomic_store(&t->done, 0);
-    atomic_store(&t->next, ((long long)g << 32) | job->units);
+    /* Plain stores (release: no fence on x86); the store of gen after them is the one
+     * full barrier, which the check of sleeping below needs (against a lost wake-up). */
+    atomic_store_explicit(&t->done, 0, memory_order_release);
+    atomic_store_explicit(&t->next, ((long long)g << 32) | job->units, memory_order_release);
     atomic_store(&t->gen, g);
     if (atomic_load(&t->sleeping)) {
         pthread_mutex_lock(&t->lock);
