@@ -48,6 +48,7 @@ except ImportError:  # a source checkout whose compiled core was built in place
     import fastnn
 
 from fastnn.datasets import load_mnist  # noqa: E402
+from fastnn.threads import IdleCores  # noqa: E402
 
 import seed_numpy  # noqa: E402
 
@@ -310,11 +311,46 @@ class SklearnTrainer:
         return float(self.model.score(self.Xtf, self.yt))
 
 
+# Before each timed epoch: wait, in steps of QUIET_STEP_SECONDS and for at most
+# QUIET_MAX_SECONDS, until the CPUs were at least QUIET_IDLE_FRACTION idle over a step.
+QUIET_STEP_SECONDS = 0.05
+QUIET_MAX_SECONDS = 0.5
+QUIET_IDLE_FRACTION = 0.75
+quiet_waits: list[float] = []     # each wait's seconds, for the report
+
+
+def wait_for_quiet() -> None:
+    """Let the previous contender's threads go to sleep before the next epoch is timed.
+
+    BLAS and OpenMP thread pools spin for a while after their work (NumPy's
+    OpenBLAS about 0.1 s, PyTorch's some milliseconds): the epoch timed next
+    would share the cores with them, and with round-robin order every
+    contender would be timed after another library's spinning threads
+    (measured: a fastnn epoch right after NumPy's products took 0.123 s against
+    0.089 s after a pause; benches/NOTES.md 26 and 27). Load from other
+    processes does not go away in half a second: then the epoch runs anyway,
+    and the interleaving spreads that load over every contender. Where the
+    idle time cannot be read (no /proc/stat), it waits one step.
+    """
+    idle = IdleCores()
+    idle.since_last_call()
+    began = time.perf_counter()
+    while True:
+        time.sleep(QUIET_STEP_SECONDS)
+        spare = idle.since_last_call()
+        waited = time.perf_counter() - began
+        if (spare is None or spare >= QUIET_IDLE_FRACTION * (os.cpu_count() or 1)
+                or waited >= QUIET_MAX_SECONDS):
+            quiet_waits.append(waited)
+            return
+
+
 def interleaved_epochs(trainers: dict, epochs: int) -> dict[str, list[float]]:
     """``epochs`` timed epochs of every trainer, round-robin; their times by name.
 
     Each round starts one contender later: a burst of load from elsewhere hits
-    every contender, not just one.
+    every contender, not just one. Each epoch starts once the previous one's
+    threads have gone quiet (``wait_for_quiet``).
     """
     names = list(trainers)
     times: dict = {c: [] for c in names}
@@ -322,6 +358,7 @@ def interleaved_epochs(trainers: dict, epochs: int) -> dict[str, list[float]]:
         k = e % max(len(names), 1)
         for c in names[k:] + names[:k]:
             gc.collect()
+            wait_for_quiet()
             times[c].append(trainers[c].epoch())
     return times
 
@@ -790,6 +827,11 @@ def main(argv=None) -> int:
     table = markdown_table(results)
     print()
     print(table)
+    if quiet_waits:
+        print(f"each timed epoch began once the CPUs were quiet: median wait "
+              f"{statistics.median(quiet_waits):.2f} s, "
+              f"{sum(w >= QUIET_MAX_SECONDS for w in quiet_waits)} of {len(quiet_waits)} "
+              f"at the {QUIET_MAX_SECONDS} s limit")
     print()
     print("only the GEMMs of an epoch: " + ", ".join(
         f"batch {bs} {ge['median_s']:.3f} s = {ge['floor_ratio']:.2f} x floor"
@@ -824,6 +866,9 @@ def main(argv=None) -> int:
         "gemm_only_epoch": {str(bs): g for bs, g in gemm_epochs.items()},
         "results": results, "inference": inference, "allocation": allocation,
         "targets": checks, "table_markdown": table,
+        "quiet_waits": {"count": len(quiet_waits), "total_s": sum(quiet_waits),
+                        "median_s": statistics.median(quiet_waits) if quiet_waits else None,
+                        "at_limit": sum(w >= QUIET_MAX_SECONDS for w in quiet_waits)},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
