@@ -1057,6 +1057,7 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
 
 typedef struct {
     int kind;                 /* 0 forward, 1 weight gradient, 2 fn(ctx, unit) */
+    int gather;               /* forward: its last unit first gathers the helper's copy of X */
     int level, n, n_in, n_out, relu, mode, parts, units;
     const float *X, *dZ, *b;
     float *P, *G, *Y;
@@ -1068,6 +1069,26 @@ typedef struct {
     ptrdiff_t ldx, ldz, ldy;
     float lr, mu, wd;
 } fnn_job;
+
+/* A batch gather of fnn_team_input: out[0] is the caller's, out[1] the helper's copy. */
+typedef struct {
+    int level, nb;
+    const uint8_t *X;
+    ptrdiff_t d;
+    const ptrdiff_t *rows;
+    float *out[2];
+    float scale;
+    const fnn_active *in;
+    const ptrdiff_t *next;
+    int n_next;
+} input_job;
+
+static void input_unit(void *ctx, int u)
+{
+    const input_job *g = (const input_job *)ctx;
+    gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale, g->in);
+    fnn_prefetch_rows(g->X, g->d, g->next, g->n_next);
+}
 
 struct fnn_team {
     pthread_t thread;
@@ -1098,6 +1119,11 @@ struct fnn_team {
     float *copy;
     size_t copy_cap;
     int copy_ok;
+    /* The batch gather fnn_team_input left to the forward product on it (gathered when
+     * that product starts: see fnn_job.gather), and whether the helper's copy holds
+     * this batch (the helper's units read out otherwise). */
+    input_job input;
+    int input_pending, copy_fresh;
 };
 
 static void team_settle(fnn_team *t);
@@ -1110,14 +1136,23 @@ static double fnn_now(void)
 }
 
 /* Unit u of job j, run by the caller (t NULL) or by the helper of team t. */
-static void run_unit(const fnn_job *j, int u, const fnn_team *t)
+static void run_unit(const fnn_job *j, int u, fnn_team *t)
 {
     if (j->kind == 2) {
         j->fn(j->ctx, u);
         return;
     }
+    if (j->gather && u == j->units - 1) {
+        /* The helper's copy of the batch input, the first unit it claims; the caller has
+         * gathered its own, and leaves the copy stale if it gets here first. */
+        if (t != NULL) {
+            input_unit(&t->input, 1);
+            t->copy_fresh = 1;
+        }
+        return;
+    }
     const float *X = j->X;
-    if (t != NULL && t->copy_ok && X == t->in_x && j->ldx == t->in_ld)
+    if (t != NULL && t->copy_ok && t->copy_fresh && X == t->in_x && j->ldx == t->in_ld)
         X = t->copy;
     int p = u / j->parts, part = u % j->parts;
     int c0 = p * FNN_NR, nc = j->n_out - c0 < FNN_NR ? j->n_out - c0 : FNN_NR;
@@ -1293,15 +1328,31 @@ static void team_settle(fnn_team *t)
     }
 }
 
+/* The batch gather fnn_team_input left pending, done now by the caller alone (into out;
+ * the helper's copy stays stale), for a product that is not shared after all. */
+static void team_gather_here(fnn_team *t)
+{
+    if (t != NULL && t->input_pending) {
+        t->input_pending = 0;
+        input_unit(&t->input, 0);
+    }
+}
+
 static void team_run(fnn_team *t, const fnn_job *job)
 {
     team_settle(t);
+    if (!job->gather)
+        team_gather_here(t);
     if (job->units > 0xFFFF) {   /* more than the claim word counts: all on the caller */
         for (int u = 0; u < job->units; u++)
             run_unit(job, u, NULL);
         return;
     }
     team_post(t, job);
+    if (job->gather) {           /* the caller's own copy, while the helper gathers its */
+        t->input_pending = 0;
+        input_unit(&t->input, 0);
+    }
     team_finish(t, fnn_now());
 }
 
@@ -1323,25 +1374,6 @@ static int team_worth(fnn_team *t, int level, int n, int n_in, int n_out, const 
     return (double)n * n_in * n_out >= (own ? FNN_TEAM_MIN_WORK_OWN_INPUT : FNN_TEAM_MIN_WORK);
 }
 
-typedef struct {
-    int level, nb;
-    const uint8_t *X;
-    ptrdiff_t d;
-    const ptrdiff_t *rows;
-    float *out[2];
-    float scale;
-    const fnn_active *in;
-    const ptrdiff_t *next;
-    int n_next;
-} input_job;
-
-static void input_unit(void *ctx, int u)
-{
-    const input_job *g = (const input_job *)ctx;
-    gather_rows(g->level, g->X, g->d, g->rows, g->nb, g->out[u], g->scale, g->in);
-    fnn_prefetch_rows(g->X, g->d, g->next, g->n_next);
-}
-
 void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
                     const ptrdiff_t *rows, int nb, float *out, float scale,
                     const fnn_active *in, int n_out, const ptrdiff_t *next, int n_next)
@@ -1360,11 +1392,13 @@ void fnn_team_input(fnn_team *t, int level, const uint8_t *X, ptrdiff_t d,
         fnn_prefetch_rows(X, d, next, n_next);
         return;
     }
-    /* Unit 0 (the caller's, from the front) gathers into out, unit 1 (the helper's,
-     * from the back) into the copy; a late helper leaves both to the caller. */
+    /* Gathered when the forward product on out starts (fnn_dense_forward): the caller
+     * into out, the helper into its copy as its first unit of that product; one hand-off
+     * fewer a batch than a job of its own (NOTES 27). */
+    team_settle(t);
     input_job g = {level, nb, X, d, rows, {out, t->copy}, scale, in, next, n_next};
-    t->in_x = out, t->in_ld = in != NULL ? in->n : d, t->copy_ok = 1;
-    fnn_team_for(t, 2, input_unit, &g);
+    t->input = g, t->input_pending = 1;
+    t->in_x = out, t->in_ld = in != NULL ? in->n : d, t->copy_ok = 1, t->copy_fresh = 0;
 }
 
 static void inputs_unit(void *ctx, int u)
@@ -1452,9 +1486,12 @@ void fnn_dense_forward(int level, const float *X, ptrdiff_t ldx, const float *P,
         j.act_fn = act_fn, j.act = act, j.in = in;
         j.X = X, j.ldx = ldx, j.P = (float *)P, j.b = b, j.Y = Y, j.ldy = ldy;
         j.parts = parts, j.units = (n_out + FNN_NR - 1) / FNN_NR * parts;
+        j.gather = team->input_pending && X == team->in_x;
+        j.units += j.gather;
         team_run(team, &j);
         return;
     }
+    team_gather_here(team);
 #else
     (void)team;
 #endif

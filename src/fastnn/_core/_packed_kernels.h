@@ -131,7 +131,9 @@ void fnn_gather_u8(int level, const uint8_t *X, ptrdiff_t d, const ptrdiff_t *ro
 
 /* The batch gather of a network whose first layer is dense (n_out wide): out by the
  * calling thread and, at the same time, a copy by the team's helper (if any), which its
- * units of the dense products on out then read. Both cores read all of the batch in
+ * units of the dense products on out then read. Where those products are shared, both
+ * gather as the forward product on out starts (fnn_dense_forward), in its job: the call
+ * here only records the gather. Both cores read all of the batch in
  * those products (each has its panels of W): reading lines the other core wrote cost
  * more than gathering twice (NOTES 23). Where those products are not shared, this is
  * fnn_gather_u8. Then each of them requests the next batch's rows, next[0 .. n_next),
