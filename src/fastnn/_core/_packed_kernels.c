@@ -376,13 +376,17 @@ static inline int wg_prefetch_until(ptrdiff_t ldx, int n)
 /* Rows k0 .. k0 + MR of one panel: acc = X[:, k0:k0+MR]^T dZ[:, panel], then the update.
  * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0, or
  * at the panel's row 0 when X's column k0 + r is the panel's row rows[r] (rows not NULL). */
+/* Rows of W per register block of the AVX-512 weight gradient: 12 x 2 vectors of
+ * accumulators, 27 of the 32 registers with dZ's two vectors and a broadcast. */
+#define WG512_ROWS 12
+
 INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     const float *dZ, ptrdiff_t ldz, int n, int nc, float *Pk, float *Gk,
                     const int *rows, int mode, float lr, float mu, float wd)
 {
-    __m512 a0[8], a1[8];
+    __m512 a0[WG512_ROWS], a1[WG512_ROWS];
     __mmask16 m0 = mask16(nc), m1 = mask16(nc - 16);
-    _Pragma("GCC unroll 8")
+    _Pragma("GCC unroll 12")
     for (int r = 0; r < MR; r++) {
         a0[r] = _mm512_setzero_ps();
         a1[r] = _mm512_setzero_ps();
@@ -394,7 +398,7 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         /* Masked loads: the padding columns get exact zeros, so padded weights stay 0. */
         __m512 d0 = _mm512_maskz_loadu_ps(m0, dZ + i * ldz);
         __m512 d1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, dZ + i * ldz + 16) : d0;
-        _Pragma("GCC unroll 8")
+        _Pragma("GCC unroll 12")
         for (int r = 0; r < MR; r++) {
             __m512 x = _mm512_set1_ps(X[i * ldx + r]);
             a0[r] = _mm512_fmadd_ps(x, d0, a0[r]);
@@ -404,7 +408,7 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     }
     __m512 nlr = _mm512_set1_ps(-lr), keep = _mm512_set1_ps(1 - lr * wd);
     __m512 vmu = _mm512_set1_ps(mu), vwd = _mm512_set1_ps(wd);
-    _Pragma("GCC unroll 8")
+    _Pragma("GCC unroll 12")
     for (int r = 0; r < MR; r++) {
         size_t at = (size_t)(rows ? rows[r] : r) * FNN_NR;
         upd512(Pk + at, Gk + at, a0[r], mode, nlr, keep, vmu, vwd);
@@ -439,7 +443,7 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
     /* k outer, so that X's columns k0..k0+7 serve every panel (measured faster than
      * panel outer: 172 against 148 GFLOP/s at batch 256). */
-    for (int k0 = 0; k0 < K; k0 += 8) {
+    for (int k0 = 0; k0 < K; k0 += WG512_ROWS) {
         const float *Xk = X + k0;
         const int *rk = rows ? rows + k0 : NULL;
         for (int p = 0; p < panels; p++) {
@@ -447,7 +451,8 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
             int nv = nc > 16 ? 2 : 1;
             size_t at = (size_t)p * n_in * FNN_NR + (rows ? 0 : (size_t)k0 * FNN_NR);
             float *Pk = P + at, *Gk = G + at;
-            switch (K - k0 < 8 ? K - k0 : 8) {
+            switch (K - k0 < WG512_ROWS ? K - k0 : WG512_ROWS) {
+                WG512_CASE(12) WG512_CASE(11) WG512_CASE(10) WG512_CASE(9)
                 WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
                 WG512_CASE(4) WG512_CASE(3) WG512_CASE(2) WG512_CASE(1)
             }
@@ -1192,6 +1197,7 @@ static void run_unit(const fnn_job *j, int u, fnn_team *t)
     } else {
         /* Part of the terms: k0 .. k1 of X's columns; with a compacted X, the rows of W
          * from the first one's (0 for the first part) to the next part's first one's. */
+        block = j->level == FNN_LEVEL_AVX512 ? WG512_ROWS : 6;
         int blocks = (K + block - 1) / block;
         int k0 = part * blocks / j->parts * block, k1 = (part + 1) * blocks / j->parts * block;
         if (k1 > K)
