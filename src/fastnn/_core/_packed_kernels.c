@@ -376,9 +376,10 @@ static inline int wg_prefetch_until(ptrdiff_t ldx, int n)
 /* Rows k0 .. k0 + MR of one panel: acc = X[:, k0:k0+MR]^T dZ[:, panel], then the update.
  * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0, or
  * at the panel's row 0 when X's column k0 + r is the panel's row rows[r] (rows not NULL). */
-/* Rows of W per register block of the AVX-512 weight gradient: 12 x 2 vectors of
- * accumulators, 27 of the 32 registers with dZ's two vectors and a broadcast. */
-#define WG512_ROWS 12
+/* Rows of W per register block of the AVX-512 weight gradient: 14 x 2 vectors of
+ * accumulators, 31 of the 32 registers with dZ's two vectors and a broadcast (8 measured
+ * 25-30% slower, 12 2-3% slower: NOTES 27). */
+#define WG512_ROWS 14
 
 INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     const float *dZ, ptrdiff_t ldz, int n, int nc, float *Pk, float *Gk,
@@ -386,7 +387,7 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
 {
     __m512 a0[WG512_ROWS], a1[WG512_ROWS];
     __mmask16 m0 = mask16(nc), m1 = mask16(nc - 16);
-    _Pragma("GCC unroll 12")
+    _Pragma("GCC unroll 14")
     for (int r = 0; r < MR; r++) {
         a0[r] = _mm512_setzero_ps();
         a1[r] = _mm512_setzero_ps();
@@ -398,7 +399,7 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
         /* Masked loads: the padding columns get exact zeros, so padded weights stay 0. */
         __m512 d0 = _mm512_maskz_loadu_ps(m0, dZ + i * ldz);
         __m512 d1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, dZ + i * ldz + 16) : d0;
-        _Pragma("GCC unroll 12")
+        _Pragma("GCC unroll 14")
         for (int r = 0; r < MR; r++) {
             __m512 x = _mm512_set1_ps(X[i * ldx + r]);
             a0[r] = _mm512_fmadd_ps(x, d0, a0[r]);
@@ -408,7 +409,7 @@ INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
     }
     __m512 nlr = _mm512_set1_ps(-lr), keep = _mm512_set1_ps(1 - lr * wd);
     __m512 vmu = _mm512_set1_ps(mu), vwd = _mm512_set1_ps(wd);
-    _Pragma("GCC unroll 12")
+    _Pragma("GCC unroll 14")
     for (int r = 0; r < MR; r++) {
         size_t at = (size_t)(rows ? rows[r] : r) * FNN_NR;
         upd512(Pk + at, Gk + at, a0[r], mode, nlr, keep, vmu, vwd);
@@ -452,7 +453,7 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
             size_t at = (size_t)p * n_in * FNN_NR + (rows ? 0 : (size_t)k0 * FNN_NR);
             float *Pk = P + at, *Gk = G + at;
             switch (K - k0 < WG512_ROWS ? K - k0 : WG512_ROWS) {
-                WG512_CASE(12) WG512_CASE(11) WG512_CASE(10) WG512_CASE(9)
+                WG512_CASE(14) WG512_CASE(13) WG512_CASE(12) WG512_CASE(11) WG512_CASE(10) WG512_CASE(9)
                 WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
                 WG512_CASE(4) WG512_CASE(3) WG512_CASE(2) WG512_CASE(1)
             }
