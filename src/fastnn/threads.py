@@ -262,7 +262,9 @@ class ThreadChooser:
         The largest count to try; 1 means there is nothing to choose.
     """
 
-    PROBE_FRACTION = 0.125
+    # A probe of 1/16 of a chunk (about 6 ms) still lasts MIN_SECONDS; 1/8 cost the
+    # default 5-7% against 2 threads at batch 64 on a quiet machine (benches/NOTES.md 27).
+    PROBE_FRACTION = 0.0625
     MIN_SECONDS = 0.004
     MIN_INTERVAL = 8
     MAX_INTERVAL = 128
