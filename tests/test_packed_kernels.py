@@ -662,8 +662,15 @@ def test_uint8_fit_on_compacted_batches_gives_the_bits_of_float_input(level, opt
     X = rng.integers(0, 256, size=(400, 200), dtype=np.uint8)
     X[:, rng.random(200) < 0.5] = 0                 # background: 0 in every image
     X[rng.random(X.shape) < 0.6] = 0                # and in many images
-    Xf = X.astype(np.float32) * np.float32(1 / 255)
     y = rng.integers(0, 10, size=400)
+    _assert_uint8_trains_as_float(X, y, level, threads, [200, 96, 10], 32,
+                                  lambda: copy.deepcopy(OPTIMIZERS[opt]), seed=4)
+
+
+def _assert_uint8_trains_as_float(X, y, level, threads, sizes, batch_size, optimizer, seed):
+    """Two epochs on uint8 X (scaled 1/255) and on the same values as float32 give the
+    same bits, at this kernel level and thread count."""
+    Xf = X.astype(np.float32) * np.float32(1 / 255)
     before = fastnn.get_num_threads()
     fastnn.set_kernel_level(level)
     weights = []
@@ -671,9 +678,9 @@ def test_uint8_fit_on_compacted_batches_gives_the_bits_of_float_input(level, opt
         fastnn.set_num_threads(threads)
         fastnn.kernels.set_kernel_threads(threads)
         for data, scale in ((X, 1 / 255), (Xf, 1.0)):
-            net = fastnn.Network.mlp([200, 96, 10], loss="softmax_cross_entropy", seed=4)
-            net.fit(data, y, epochs=2, batch_size=32, input_scale=scale, verbose=0,
-                    optimizer=copy.deepcopy(OPTIMIZERS[opt]))
+            net = fastnn.Network.mlp(sizes, loss="softmax_cross_entropy", seed=seed)
+            net.fit(data, y, epochs=2, batch_size=batch_size, input_scale=scale, verbose=0,
+                    optimizer=optimizer())
             weights.append([p.copy() for layer in net.layers for p in layer.params()])
     finally:
         fastnn.set_num_threads(before)
@@ -692,20 +699,6 @@ def test_each_compacted_batch_keeps_its_own_inputs(level, threads, kernel_thread
     X = np.zeros((240, 120), np.uint8)
     for row in X:
         row[rng.choice(120, size=3, replace=False)] = rng.integers(1, 256, size=3)
-    Xf = X.astype(np.float32) * np.float32(1 / 255)
     y = rng.integers(0, 10, size=240)
-    before = fastnn.get_num_threads()
-    fastnn.set_kernel_level(level)
-    weights = []
-    try:
-        fastnn.set_num_threads(threads)
-        fastnn.kernels.set_kernel_threads(threads)
-        for data, scale in ((X, 1 / 255), (Xf, 1.0)):
-            net = fastnn.Network.mlp([120, 48, 10], loss="softmax_cross_entropy", seed=2)
-            net.fit(data, y, epochs=2, batch_size=8, input_scale=scale, verbose=0,
-                    optimizer=fastnn.SGD(0.5))
-            weights.append([p.copy() for layer in net.layers for p in layer.params()])
-    finally:
-        fastnn.set_num_threads(before)
-    for a, b in zip(*weights):
-        np.testing.assert_array_equal(a, b)
+    _assert_uint8_trains_as_float(X, y, level, threads, [120, 48, 10], 8,
+                                  lambda: fastnn.SGD(0.5), seed=2)
