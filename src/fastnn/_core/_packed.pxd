@@ -61,11 +61,9 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
                     int n_next) noexcept nogil
 # The inputs of the batch X[rows[0 .. nb)] that are not 0 in all of its rows, into act; with
 # them a first dense layer's products skip the rest (inputs in packed_forward/_wgrad and
-# gather_u8: the batch is gathered compacted, act.n values a row). Returns act.n.
-cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                      int nb, fnn_active* act) noexcept nogil
-# The same on the team's helper while the caller goes on (at once without one); act is
-# ready after team_wait (which any other product or gather of the team's also waits for).
+# gather_u8: the batch is gathered compacted, act.n values a row). Found by the team's
+# helper while the caller goes on (at once without one): act is ready after team_wait
+# (which any other product or gather of the team's also waits for).
 cdef void team_batch_inputs(void* team, int level, const uint8_t* X, Py_ssize_t d,
                             const Py_ssize_t* rows, int nb, fnn_active* act) noexcept nogil
 cdef void team_wait(void* team) noexcept nogil

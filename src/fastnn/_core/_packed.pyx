@@ -178,11 +178,6 @@ cdef void gather_u8(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t*
         fnn_prefetch_rows(X, d, next, n_next)
 
 
-cdef int batch_inputs(int level, const uint8_t* X, Py_ssize_t d, const Py_ssize_t* rows,
-                      int nb, fnn_active* act) noexcept nogil:
-    return fnn_batch_inputs(level, X, d, rows, nb, act)
-
-
 cdef void team_batch_inputs(void* team, int level, const uint8_t* X, Py_ssize_t d,
                             const Py_ssize_t* rows, int nb, fnn_active* act) noexcept nogil:
     fnn_team_batch_inputs(<fnn_team*>team, level, X, d, rows, nb, act)

@@ -361,7 +361,8 @@ INL T512 void upd512(float *w, float *g, __m512 a, int mode, __m512 nlr, __m512 
     }
 }
 
-/* The weight-gradient kernels read 8 values of each row of X in turn: where the rows lie
+/* The weight-gradient kernels read a register block's values (14 with AVX-512, 6 with
+ * AVX2) of each row of X in turn: where the rows lie
  * more than 2 KB apart the CPU's stride prefetcher does not follow them (it handles
  * strides up to 2 KB, says Intel's optimisation manual), so the kernels request the row
  * FNN_WG_PREFETCH_ROWS ahead themselves. A compacted batch of 256 MNIST images (557
@@ -373,14 +374,14 @@ static inline int wg_prefetch_until(ptrdiff_t ldx, int n)
     return ldx * (ptrdiff_t)sizeof(float) > 2048 ? n - FNN_WG_PREFETCH_ROWS : 0;
 }
 
-/* Rows k0 .. k0 + MR of one panel: acc = X[:, k0:k0+MR]^T dZ[:, panel], then the update.
- * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0, or
- * at the panel's row 0 when X's column k0 + r is the panel's row rows[r] (rows not NULL). */
 /* Rows of W per register block of the AVX-512 weight gradient: 14 x 2 vectors of
  * accumulators, 31 of the 32 registers with dZ's two vectors and a broadcast (8 measured
  * 25-30% slower, 12 2-3% slower: NOTES 27). */
 #define WG512_ROWS 14
 
+/* Rows k0 .. k0 + MR of one panel: acc = X[:, k0:k0+MR]^T dZ[:, panel], then the update.
+ * X and dZ point at column k0 and at the panel's first column; Pk and Gk at row k0, or
+ * at the panel's row 0 when X's column k0 + r is the panel's row rows[r] (rows not NULL). */
 INL T512 void wg512(const int MR, const int NV, const float *X, ptrdiff_t ldx,
                     const float *dZ, ptrdiff_t ldz, int n, int nc, float *Pk, float *Gk,
                     const int *rows, int mode, float lr, float mu, float wd)
@@ -442,8 +443,8 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
                           const int *rows, int mode, float lr, float mu, float wd)
 {
     int panels = (n_out + FNN_NR - 1) / FNN_NR;
-    /* k outer, so that X's columns k0..k0+7 serve every panel (measured faster than
-     * panel outer: 172 against 148 GFLOP/s at batch 256). */
+    /* k outer, so that X's columns k0 .. k0 + WG512_ROWS - 1 serve every panel (measured
+     * faster than panel outer, with blocks of 8: 172 against 148 GFLOP/s at batch 256). */
     for (int k0 = 0; k0 < K; k0 += WG512_ROWS) {
         const float *Xk = X + k0;
         const int *rk = rows ? rows + k0 : NULL;
@@ -453,8 +454,8 @@ static T512 void wgrad512(const float *X, ptrdiff_t ldx, const float *dZ, ptrdif
             size_t at = (size_t)p * n_in * FNN_NR + (rows ? 0 : (size_t)k0 * FNN_NR);
             float *Pk = P + at, *Gk = G + at;
             switch (K - k0 < WG512_ROWS ? K - k0 : WG512_ROWS) {
-                WG512_CASE(14) WG512_CASE(13) WG512_CASE(12) WG512_CASE(11) WG512_CASE(10) WG512_CASE(9)
-                WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
+                WG512_CASE(14) WG512_CASE(13) WG512_CASE(12) WG512_CASE(11) WG512_CASE(10)
+                WG512_CASE(9) WG512_CASE(8) WG512_CASE(7) WG512_CASE(6) WG512_CASE(5)
                 WG512_CASE(4) WG512_CASE(3) WG512_CASE(2) WG512_CASE(1)
             }
         }
@@ -1198,7 +1199,7 @@ static void run_unit(const fnn_job *j, int u, fnn_team *t)
     } else {
         /* Part of the terms: k0 .. k1 of X's columns; with a compacted X, the rows of W
          * from the first one's (0 for the first part) to the next part's first one's. */
-        block = j->level == FNN_LEVEL_AVX512 ? WG512_ROWS : 6;
+        block = j->level == FNN_LEVEL_AVX512 ? WG512_ROWS : 6;   /* the kernel's rows of W */
         int blocks = (K + block - 1) / block;
         int k0 = part * blocks / j->parts * block, k1 = (part + 1) * blocks / j->parts * block;
         if (k1 > K)
